@@ -1,0 +1,350 @@
+"""Per-token log-probabilities of labels under a linear head, never materialising N×V logits.
+
+`linear_logprobs(hidden, weight, labels)` is `log_softmax(hidden @ weight.T)[i, labels[i]]` in
+fp32, 0 where the label is ignored, differentiable in hidden, weight and bias for any upstream
+gradient. Ignored tokens are compacted away before any matmul. Two backends, one semantics:
+
+- ``"triton"``: the kernels in `rftfast.kernels` (CUDA; on CPU only under TRITON_INTERPRET=1).
+- ``"torch"``: chunked torch (`rftfast.head`), what CPU uses. The forward keeps one chunk of
+  logits at a time and saves only the log-sum-exp; the backward recomputes each chunk.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rftfast import head
+
+BACKENDS = ("auto", "torch", "triton")
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _fail(argument: str, why: str) -> None:
+    raise ValueError(f"{argument}: {why}")
+
+
+def check_head_inputs(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    labels: torch.Tensor,
+    bias: torch.Tensor | None,
+    ignore_index: int,
+    temperature: float,
+    softcap: float | None,
+    backend: str,
+    hidden_name: str = "hidden",
+) -> None:
+    """Raise a ValueError naming the argument for any shape, dtype, device or range problem."""
+    for name, t in ((hidden_name, hidden), ("weight", weight), ("labels", labels)):
+        if not isinstance(t, torch.Tensor):
+            _fail(name, f"expected a torch.Tensor, got {type(t).__name__}")
+    if hidden.dim() != 2:
+        _fail(hidden_name, f"expected 2-D [N, H], got shape {tuple(hidden.shape)}")
+    if weight.dim() != 2:
+        _fail("weight", f"expected 2-D [V, H], got shape {tuple(weight.shape)}")
+    if labels.dim() != 1 or labels.shape[0] != hidden.shape[0]:
+        _fail("labels", f"expected 1-D [N={hidden.shape[0]}], got shape {tuple(labels.shape)}")
+    if hidden.shape[1] != weight.shape[1]:
+        _fail(hidden_name, f"hidden size {hidden.shape[1]} does not match weight's {weight.shape[1]}")
+    if not hidden.is_floating_point():
+        _fail(hidden_name, f"expected a floating dtype, got {hidden.dtype}")
+    if weight.dtype != hidden.dtype:
+        _fail("weight", f"dtype {weight.dtype} differs from {hidden_name}'s {hidden.dtype}")
+    if labels.dtype not in (torch.int64, torch.int32):
+        _fail("labels", f"expected int64 or int32, got {labels.dtype}")
+    for name, t in ((hidden_name, hidden), ("weight", weight), ("labels", labels)):
+        if t.device != weight.device:
+            _fail(name, f"on {t.device}, but weight is on {weight.device}")
+    if bias is not None:
+        if bias.shape != (weight.shape[0],):
+            _fail("bias", f"expected shape ({weight.shape[0]},), got {tuple(bias.shape)}")
+        if bias.device != weight.device:
+            _fail("bias", f"on {bias.device}, but weight is on {weight.device}")
+    if not temperature > 0:
+        _fail("temperature", f"must be > 0, got {temperature}")
+    if softcap is not None and not softcap > 0:
+        _fail("softcap", f"must be > 0 or None, got {softcap}")
+    if backend not in BACKENDS:
+        _fail("backend", f"unknown backend {backend!r}; expected one of {BACKENDS}")
+    if backend == "triton" and weight.device.type != "cuda" and not _triton_interpreted():
+        _fail("backend", "'triton' needs CUDA tensors (or TRITON_INTERPRET=1 for testing on CPU)")
+    kept = labels[labels != ignore_index]
+    if kept.numel() and (int(kept.min()) < 0 or int(kept.max()) >= weight.shape[0]):
+        bad = kept[(kept < 0) | (kept >= weight.shape[0])][0].item()
+        _fail("labels", f"label {bad} is out of range [0, {weight.shape[0]}) and is not ignore_index={ignore_index}")
+
+
+def _triton_interpreted() -> bool:
+    import os
+
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    if backend == "auto":
+        return "triton" if device.type == "cuda" else "torch"
+    return backend
+
+
+# ----------------------------------------------------------------------------- torch backend
+
+
+class _TorchLinearLogprobs(torch.autograd.Function):
+    """Chunked torch: forward saves the log-sum-exp, backward recomputes each chunk's logits.
+
+    With `ref_hidden` the reference rows ride along in the same matmul as the policy rows, so
+    each weight read serves both; the reference output carries no gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, labels, temperature, softcap, rows, ref_hidden):
+        operand = head.fp32_operand(weight)
+        n = hidden.shape[0]
+        logp = hidden.new_empty(n, dtype=torch.float32)
+        lse = torch.empty_like(logp)
+        ref_logp = torch.empty_like(logp) if ref_hidden is not None else None
+        step = rows // 2 if ref_hidden is not None else rows
+        buf = hidden.new_empty((rows, weight.shape[0]), dtype=torch.float32)
+        for start in range(0, n, step):
+            sl = slice(start, min(start + step, n))
+            y = labels[sl]
+            rows_in = hidden[sl] if ref_hidden is None else torch.cat([hidden[sl], ref_hidden[sl]])
+            z = buf[: rows_in.shape[0]]
+            head.logits_into(z, rows_in, operand, bias, temperature, softcap)
+            both = y if ref_hidden is None else torch.cat([y, y])
+            lp, l = head.label_logprobs(z, both)
+            k = y.shape[0]
+            logp[sl], lse[sl] = lp[:k], l[:k]
+            if ref_logp is not None:
+                ref_logp[sl] = lp[k:]
+        ctx.save_for_backward(hidden, weight, bias, labels, lse)
+        ctx.temperature, ctx.softcap, ctx.rows = temperature, softcap, rows
+        if ref_logp is None:
+            return logp, logp.new_empty(0)
+        ctx.mark_non_differentiable(ref_logp)
+        return logp, ref_logp
+
+    @staticmethod
+    def backward(ctx, grad_logp, _grad_ref):
+        hidden, weight, bias, labels, lse = ctx.saved_tensors
+        operand = head.fp32_operand(weight)
+        grad_logp = grad_logp.to(torch.float32).contiguous()
+        grad_hidden = torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device)
+        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+        grad_bias = torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device) if (
+            bias is not None and ctx.needs_input_grad[2]) else None
+        buf = hidden.new_empty((ctx.rows, weight.shape[0]), dtype=torch.float32)
+        for start in range(0, hidden.shape[0], ctx.rows):
+            sl = slice(start, min(start + ctx.rows, hidden.shape[0]))
+            h = hidden[sl]
+            z = buf[: h.shape[0]]
+            tanh = head.logits_into(z, h, operand, bias, ctx.temperature, ctx.softcap)
+            dz = head.logit_grad_(z, lse[sl], labels[sl], grad_logp[sl], ctx.temperature, tanh)
+            grad_hidden[sl] = head.accumulate_head_grads(dz, h, operand, grad_weight, grad_bias)
+        return (
+            grad_hidden.to(hidden.dtype) if ctx.needs_input_grad[0] else None,
+            grad_weight.to(weight.dtype) if ctx.needs_input_grad[1] else None,
+            grad_bias.to(bias.dtype) if grad_bias is not None else None,
+            None, None, None, None, None,
+        )
+
+
+# ----------------------------------------------------------------------------- triton backend
+
+
+class _TritonLinearLogprobs(torch.autograd.Function):
+    """Triton kernels: a tiled online log-sum-exp forward and a recomputing backward."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, labels, temperature, softcap, rows, ref_hidden):
+        from rftfast.kernels.linear_logprobs import linear_logprobs_forward
+
+        logp, lse, ref_logp = linear_logprobs_forward(
+            hidden, weight, labels, bias=bias, temperature=temperature, softcap=softcap, ref_hidden=ref_hidden
+        )
+        ctx.save_for_backward(hidden, weight, bias, labels, lse)
+        ctx.temperature, ctx.softcap = temperature, softcap
+        if ref_logp is None:
+            return logp, logp.new_empty(0)
+        ctx.mark_non_differentiable(ref_logp)
+        return logp, ref_logp
+
+    @staticmethod
+    def backward(ctx, grad_logp, _grad_ref):
+        from rftfast.kernels.linear_logprobs import linear_logprobs_backward
+
+        hidden, weight, bias, labels, lse = ctx.saved_tensors
+        grad_hidden, grad_weight, grad_bias = linear_logprobs_backward(
+            hidden, weight, labels, lse, grad_logp.to(torch.float32).contiguous(),
+            bias=bias, temperature=ctx.temperature, softcap=ctx.softcap,
+        )
+        return grad_hidden, grad_weight, grad_bias, None, None, None, None, None
+
+
+_FUNCTIONS = {"torch": _TorchLinearLogprobs, "triton": _TritonLinearLogprobs}
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def _kept_positions(labels: torch.Tensor, ignore_index: int) -> torch.Tensor | None:
+    """Indices of the labels that count, or None when all of them do (no gather needed)."""
+    keep = labels != ignore_index
+    if bool(keep.all()):
+        return None
+    return keep.nonzero().squeeze(1)
+
+
+def _run(hidden, weight, labels, bias, ignore_index, temperature, softcap, backend, chunk_rows, ref_hidden):
+    """Compact, dispatch, scatter back. Returns (logp [N], ref_logp [N] or None)."""
+    n = hidden.shape[0]
+    idx = _kept_positions(labels, ignore_index)
+    if idx is not None:
+        hidden, labels = hidden.index_select(0, idx), labels.index_select(0, idx)
+        ref_hidden = ref_hidden.index_select(0, idx) if ref_hidden is not None else None
+    labels = labels.to(torch.int64).contiguous()
+    rows = chunk_rows or head.chunk_rows(weight.shape[0])
+    if ref_hidden is not None:
+        rows = max(2, rows - rows % 2)
+    fn = _FUNCTIONS[resolve_backend(backend, weight.device)]
+    logp, ref_logp = fn.apply(hidden, weight, bias, labels, float(temperature), softcap, rows, ref_hidden)
+    if ref_hidden is None:
+        ref_logp = None
+    if idx is None:
+        return logp, ref_logp
+    full = logp.new_zeros(n)
+    logp = full.index_put((idx,), logp)
+    if ref_logp is not None:
+        ref_logp = full.index_put((idx,), ref_logp)
+    return logp, ref_logp
+
+
+def linear_logprobs(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    bias: torch.Tensor | None = None,
+    ignore_index: int = -100,
+    temperature: float = 1.0,
+    softcap: float | None = None,
+    backend: str = "auto",
+    chunk_rows: int | None = None,
+) -> torch.Tensor:
+    """Log-probability of each label under `hidden @ weight.T (+ bias)`, fp32 [N].
+
+    Args:
+        hidden: [N, H] hidden states (fp32, bf16 or fp16).
+        weight: [V, H] head weight, same dtype and device as `hidden`.
+        labels: [N] int64/int32 in [0, V), or `ignore_index` (those positions return 0).
+        bias: optional [V] head bias.
+        temperature: logits are divided by it before the softmax.
+        softcap: if set, logits become `softcap * tanh(logits / softcap)` (Gemma-2 style).
+        backend: "auto" (Triton on CUDA, torch otherwise), "torch" or "triton".
+        chunk_rows: rows of logits held at once by the torch backend (default: ~64 MiB worth).
+    """
+    check_head_inputs(hidden, weight, labels, bias, ignore_index, temperature, softcap, backend)
+    return _run(hidden, weight, labels, bias, ignore_index, temperature, softcap, backend, chunk_rows, None)[0]
+
+
+def linear_logprobs_with_reference(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    labels: torch.Tensor,
+    ref_hidden: torch.Tensor,
+    ref_weight: torch.Tensor | None = None,
+    *,
+    bias: torch.Tensor | None = None,
+    ref_bias: torch.Tensor | None = None,
+    ignore_index: int = -100,
+    temperature: float = 1.0,
+    softcap: float | None = None,
+    backend: str = "auto",
+    chunk_rows: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Policy log-probs (with grad) and reference log-probs (without) in one call.
+
+    The labels are checked and compacted once for both. When the reference head *is* the policy
+    head (`ref_weight` None or the same tensor, as with LoRA/PEFT), both sets of rows go through
+    each weight tile together, so the weight is read once per tile instead of twice.
+    """
+    check_head_inputs(hidden, weight, labels, bias, ignore_index, temperature, softcap, backend)
+    if ref_hidden.shape != hidden.shape:
+        _fail("ref_hidden", f"shape {tuple(ref_hidden.shape)} differs from hidden's {tuple(hidden.shape)}")
+    if ref_hidden.dtype != hidden.dtype or ref_hidden.device != hidden.device:
+        _fail("ref_hidden", f"{ref_hidden.dtype} on {ref_hidden.device}; expected {hidden.dtype} on {hidden.device}")
+    shared = (ref_weight is None or ref_weight is weight) and (ref_bias is None or ref_bias is bias)
+    if shared:
+        return _run(hidden, weight, labels, bias, ignore_index, temperature, softcap, backend, chunk_rows,
+                    ref_hidden.detach())
+    check_head_inputs(ref_hidden, ref_weight, labels, ref_bias, ignore_index, temperature, softcap, backend,
+                      hidden_name="ref_hidden")
+    logp = _run(hidden, weight, labels, bias, ignore_index, temperature, softcap, backend, chunk_rows, None)[0]
+    with torch.no_grad():
+        ref = _run(ref_hidden, ref_weight, labels, ref_bias, ignore_index, temperature, softcap, backend,
+                   chunk_rows, None)[0]
+    return logp, ref
+
+
+def segment_ids(labels: torch.Tensor, cu_seqlens: torch.Tensor | None) -> tuple[torch.Tensor, int]:
+    """Sequence index of each token of flattened input, and the number of sequences.
+
+    Padded labels [B, T] give row indices; packed labels [N] with `cu_seqlens` [S+1] give the
+    segment each token falls in.
+    """
+    if cu_seqlens is None:
+        if labels.dim() != 2:
+            _fail("labels", f"expected [B, T] for padded input (or pass cu_seqlens), got {tuple(labels.shape)}")
+        b, t = labels.shape
+        return torch.arange(b, device=labels.device).repeat_interleave(t), b
+    if labels.dim() != 1:
+        _fail("labels", f"expected [N] with cu_seqlens, got shape {tuple(labels.shape)}")
+    if cu_seqlens.dim() != 1 or cu_seqlens.numel() < 2:
+        _fail("cu_seqlens", f"expected 1-D [S+1] with S >= 1, got shape {tuple(cu_seqlens.shape)}")
+    cu = cu_seqlens.to(device=labels.device, dtype=torch.int64)
+    if int(cu[0]) != 0 or int(cu[-1]) != labels.shape[0] or bool((cu[1:] < cu[:-1]).any()):
+        _fail("cu_seqlens", f"must start at 0, be non-decreasing and end at N={labels.shape[0]}; got {cu.tolist()}")
+    lengths = cu[1:] - cu[:-1]
+    return torch.arange(lengths.numel(), device=labels.device).repeat_interleave(lengths), lengths.numel()
+
+
+def sequence_lengths(labels: torch.Tensor, cu_seqlens: torch.Tensor | None = None,
+                     ignore_index: int = -100) -> torch.Tensor:
+    """Number of counted (non-ignored) labels of each sequence, int64 [S]."""
+    seq, s = segment_ids(labels, cu_seqlens)
+    kept = (labels.reshape(-1) != ignore_index).to(torch.int64)
+    return torch.zeros(s, dtype=torch.int64, device=labels.device).index_add_(0, seq, kept)
+
+
+def sequence_logprobs(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    cu_seqlens: torch.Tensor | None = None,
+    average: bool = False,
+    bias: torch.Tensor | None = None,
+    ignore_index: int = -100,
+    temperature: float = 1.0,
+    softcap: float | None = None,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Summed (or length-averaged) label log-prob of each sequence, fp32 [S].
+
+    Padded input: hidden [B, T, H], labels [B, T]. Packed input: hidden [N, H], labels [N] and
+    `cu_seqlens` [S+1] (cumulative sequence lengths starting at 0). Labels are aligned with the
+    hidden states (shift them before calling, as for a causal LM); ignored labels do not count.
+    """
+    seq, s = segment_ids(labels, cu_seqlens)
+    flat_hidden = hidden.reshape(-1, hidden.shape[-1]) if hidden.dim() == 3 else hidden
+    if flat_hidden.shape[0] != seq.shape[0]:
+        _fail("hidden", f"shape {tuple(hidden.shape)} does not match labels {tuple(labels.shape)}")
+    flat_labels = labels.reshape(-1)
+    logp = linear_logprobs(flat_hidden, weight, flat_labels, bias=bias, ignore_index=ignore_index,
+                           temperature=temperature, softcap=softcap, backend=backend)
+    sums = logp.new_zeros(s).index_add(0, seq, logp)
+    if not average:
+        return sums
+    return sums / sequence_lengths(labels, cu_seqlens, ignore_index).clamp(min=1).to(sums.dtype)

@@ -1,0 +1,440 @@
+"""`FusedDPOLoss`: a preference loss straight from hidden states and the LM-head weight.
+
+Two strategies compute the same loss and gradients:
+
+- ``"fused"`` (default where it applies): the gradients are formed during the forward. Pairs are
+  processed one group at a time; a group's probabilities stay in one buffer until the group's
+  sequence log-probs, and so each pair's loss and its two upstream gradients, are known; then
+  the buffer becomes the logit gradient in place and feeds the two gradient matmuls. The head
+  costs exactly the floor of the step: policy forward, reference forward (unless precomputed)
+  and the two gradient products. Memory above the inputs is one group's `tokens × V` buffer.
+  It needs an objective whose loss is a sum of per-pair terms (all but ``aot``).
+- ``"recompute"``: `linear_logprobs` (chunked forward, recomputing backward) and ordinary
+  autograd through the objective. One more head matmul, but only a `chunk × V` buffer, and any
+  objective works.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from rftfast import head
+from rftfast.logprob import (
+    _fail,
+    check_head_inputs,
+    linear_logprobs,
+    linear_logprobs_with_reference,
+    segment_ids,
+)
+from rftfast.losses.objectives import (
+    BATCH_COUPLED,
+    REFERENCE_FREE,
+    ObjectiveParams,
+    Pairs,
+    check_objective,
+    preference_losses,
+)
+
+STRATEGIES = ("auto", "fused", "recompute")
+
+
+@dataclass
+class PreferenceOutput:
+    """The loss and the metrics a DPO trainer logs (all but `loss` are detached).
+
+    Per-pair tensors are [P]; `chosen_logps`/`rejected_logps` are summed over the completion.
+    """
+
+    loss: torch.Tensor
+    losses: torch.Tensor
+    chosen_rewards: torch.Tensor
+    rejected_rewards: torch.Tensor
+    margins: torch.Tensor
+    reward_accuracy: torch.Tensor
+    chosen_logps: torch.Tensor
+    rejected_logps: torch.Tensor
+    nll: torch.Tensor
+
+    def metrics(self) -> dict[str, float]:
+        """Batch means under TRL's metric names, ready for a logger."""
+        return {
+            "loss": float(self.loss.detach()),
+            "rewards/chosen": float(self.chosen_rewards.mean()),
+            "rewards/rejected": float(self.rejected_rewards.mean()),
+            "rewards/margins": float(self.margins.mean()),
+            "rewards/accuracies": float(self.reward_accuracy),
+            "logps/chosen": float(self.chosen_logps.mean()),
+            "logps/rejected": float(self.rejected_logps.mean()),
+            "nll_loss": float(self.nll),
+        }
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+@dataclass
+class _Layout:
+    """Flattened tokens and the canonical sequence of each: s < P is pair s's chosen, s >= P its rejected."""
+
+    hidden: torch.Tensor  # [N, H]
+    labels: torch.Tensor  # [N]
+    seq: torch.Tensor  # [N] canonical sequence index
+    num_pairs: int
+
+
+def _layout(hidden, labels, cu_seqlens, pair_ids, name="policy_hidden") -> _Layout:
+    if hidden.dim() == 3:
+        if cu_seqlens is not None or pair_ids is not None:
+            _fail("cu_seqlens", "padded [2B, T, H] input takes no cu_seqlens/pair_ids; pass packed [N, H] input")
+        if labels.shape != hidden.shape[:2]:
+            _fail("labels", f"expected shape {tuple(hidden.shape[:2])} to match {name}, got {tuple(labels.shape)}")
+    elif hidden.dim() == 2:
+        if cu_seqlens is None:
+            _fail("cu_seqlens", f"packed [N, H] {name} needs cu_seqlens [S+1]")
+    else:
+        _fail(name, f"expected [2B, T, H] (padded) or [N, H] (packed), got shape {tuple(hidden.shape)}")
+    segment, num_seqs = segment_ids(labels, cu_seqlens)
+    if pair_ids is None:
+        if num_seqs % 2:
+            _fail("labels", f"paired layout needs an even number of sequences (chosen first, then rejected); "
+                            f"got {num_seqs}")
+        canonical = torch.arange(num_seqs, device=labels.device)
+        num_pairs = num_seqs // 2
+    else:
+        canonical, num_pairs = _canonical_from_pair_ids(pair_ids, num_seqs, labels.device)
+    flat = hidden.reshape(-1, hidden.shape[-1])
+    return _Layout(flat, labels.reshape(-1), canonical[segment], num_pairs)
+
+
+def _canonical_from_pair_ids(pair_ids: torch.Tensor, num_seqs: int, device) -> tuple[torch.Tensor, int]:
+    """Packed sequences tagged with pair ids: a pair's first sequence is chosen, its second rejected."""
+    ids = pair_ids.to(device=device, dtype=torch.int64)
+    if ids.shape != (num_seqs,):
+        _fail("pair_ids", f"expected one id per sequence, shape ({num_seqs},), got {tuple(pair_ids.shape)}")
+    num_pairs = num_seqs // 2
+    counts = torch.bincount(ids.clamp(min=0), minlength=max(num_pairs, 1))
+    if num_seqs % 2 or int(ids.min()) < 0 or int(ids.max()) >= num_pairs or bool((counts != 2).any()):
+        _fail("pair_ids", f"each pair id in [0, {num_pairs}) must appear exactly twice; got {ids.tolist()}")
+    second = torch.zeros_like(ids)
+    seen = torch.zeros(num_pairs, dtype=torch.bool, device=device)
+    for s, p in enumerate(ids.tolist()):  # sequences per batch are few: a Python loop is clearest
+        second[s] = int(seen[p])
+        seen[p] = True
+    return ids + second * num_pairs, num_pairs
+
+
+# ----------------------------------------------------------------------------- fused strategy
+
+
+class _FusedStep(torch.autograd.Function):
+    """Runs the fused forward (which already forms the gradients) and replays them in backward."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, engine):
+        loss, grads = engine.run(hidden, weight, bias)
+        ctx.save_for_backward(*(g if g is not None else torch.empty(0) for g in grads))
+        ctx.has = [g is not None for g in grads]
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grads = [g if has else None for g, has in zip(ctx.saved_tensors, ctx.has, strict=True)]
+        if not bool(grad_loss == 1):
+            grads = [g * grad_loss.to(g.dtype) if g is not None else None for g in grads]
+        return (*grads, None)
+
+
+@dataclass
+class _FusedEngine:
+    """One fused preference step over a `_Layout`; see the module docstring."""
+
+    layout: _Layout
+    kept: torch.Tensor  # [K] positions of the labels that count
+    ref_logps: torch.Tensor | None  # [2P] canonical order, or None (reference-free)
+    lengths: torch.Tensor  # [2P] float
+    loss_fn: object  # callable(Pairs) -> per-pair losses
+    nll_weight: float
+    temperature: float
+    softcap: float | None
+    group_rows: int
+    need_grads: tuple[bool, bool, bool]
+    seq_logps: torch.Tensor | None = None
+    pair_losses: torch.Tensor | None = None
+    nll: torch.Tensor | None = None
+
+    def run(self, hidden, weight, bias):
+        lay, p_total = self.layout, self.layout.num_pairs
+        operand = head.fp32_operand(weight)
+        device = hidden.device
+        # Order the counted tokens pair by pair, chosen before rejected, so a group is a slice.
+        pair_of, rejected = lay.seq[self.kept] % p_total, lay.seq[self.kept] >= p_total
+        order = torch.argsort(pair_of * 2 + rejected.to(torch.int64), stable=True)
+        tokens, pair_of, rejected = self.kept[order], pair_of[order], rejected[order]
+        pair_end = torch.cumsum(torch.bincount(pair_of, minlength=p_total), 0).tolist()
+        chosen_tokens = max(int((~rejected).sum()), 1)
+
+        any_grad = any(self.need_grads)
+        grad_hidden = torch.zeros(hidden.shape, dtype=torch.float32, device=device) if self.need_grads[0] else None
+        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=device) if any_grad else None
+        grad_bias = torch.zeros(weight.shape[0], dtype=torch.float32, device=device) if (
+            bias is not None and self.need_grads[2]) else None
+        seq_logps = torch.zeros(2 * p_total, dtype=torch.float32, device=device)
+        pair_losses = torch.zeros(p_total, dtype=torch.float32, device=device)
+        nll_sum = torch.zeros((), dtype=torch.float32, device=device)
+        widest = max((b - a for a, b in zip([0, *pair_end[:-1]], pair_end, strict=True)), default=0)
+        buf = torch.empty((max(self.group_rows, widest), weight.shape[0]), dtype=torch.float32, device=device)
+
+        for p0, p1 in self._groups(pair_end):
+            a, b = (pair_end[p0 - 1] if p0 else 0), pair_end[p1 - 1]
+            if a == b:
+                continue
+            rows, y = tokens[a:b], lay.labels[tokens[a:b]].to(torch.int64)
+            h = hidden.index_select(0, rows)
+            z = buf[: b - a]
+            tanh = head.logits_into(z, h, operand, bias, self.temperature, self.softcap)
+            tok_logp, lse = head.label_logprobs(z, y)
+            seq = pair_of[a:b] + rejected[a:b].to(torch.int64) * p_total
+            seq_logps.index_add_(0, seq, tok_logp)
+            nll_sum -= tok_logp[~rejected[a:b]].sum()
+
+            # The group's pair losses on a tiny graph of sequence log-probs gives each sequence's
+            # upstream gradient; every token of that sequence shares it.
+            pairs = torch.arange(p0, p1, device=device)
+            chosen = seq_logps[pairs].clone().requires_grad_(any_grad)
+            rejected_lp = seq_logps[pairs + p_total].clone().requires_grad_(any_grad)
+            with torch.enable_grad():
+                losses = self.loss_fn(self._pairs(pairs, chosen, rejected_lp))
+                total = losses.sum() / p_total
+            pair_losses[pairs] = losses.detach()
+            if not any_grad:
+                continue
+            g_chosen, g_rejected = torch.autograd.grad(total, (chosen, rejected_lp))
+            local = pair_of[a:b] - p0
+            g_tok = torch.where(rejected[a:b], g_rejected[local], g_chosen[local])
+            if self.nll_weight:
+                g_tok = g_tok - (~rejected[a:b]).to(torch.float32) * (self.nll_weight / chosen_tokens)
+            dz = head.logit_grad_(z, lse, y, g_tok.to(torch.float32), self.temperature, tanh)
+            dh = head.accumulate_head_grads(dz, h, operand, grad_weight, grad_bias)
+            if grad_hidden is not None:
+                grad_hidden.index_copy_(0, rows, dh)
+
+        self.seq_logps, self.pair_losses = seq_logps, pair_losses
+        self.nll = nll_sum / chosen_tokens
+        loss = pair_losses.sum() / p_total + self.nll_weight * self.nll
+        grads = (
+            grad_hidden.to(hidden.dtype) if grad_hidden is not None else None,
+            grad_weight.to(weight.dtype) if self.need_grads[1] else None,
+            grad_bias.to(bias.dtype) if grad_bias is not None else None,
+        )
+        return loss, grads
+
+    def _groups(self, pair_end: list[int]):
+        """Consecutive pairs whose tokens fit `group_rows` together (a wider pair goes alone)."""
+        start, first_token = 0, 0
+        for p, end in enumerate(pair_end):
+            if end - first_token > self.group_rows and p > start:
+                yield start, p
+                start, first_token = p, pair_end[p - 1]
+        if start < len(pair_end):
+            yield start, len(pair_end)
+
+    def _pairs(self, pairs, chosen, rejected) -> Pairs:
+        p = self.layout.num_pairs
+        ref = self.ref_logps
+        return Pairs(chosen, rejected,
+                     None if ref is None else ref[pairs], None if ref is None else ref[pairs + p],
+                     self.lengths[pairs], self.lengths[pairs + p])
+
+
+# ----------------------------------------------------------------------------- module
+
+
+class FusedDPOLoss(torch.nn.Module):
+    """Preference loss from hidden states and the LM head, never materialising `tokens × V` logits.
+
+    Args:
+        loss_type: one of `rftfast.losses.OBJECTIVES` (TRL's names, plus "simpo" and "orpo"), or a
+            list of them mixed with `loss_weights`.
+        beta, label_smoothing, gamma (SimPO margin), discopop_tau: objective parameters as in TRL.
+        nll_weight: weight of the mean NLL of the chosen tokens added to the loss (default: 1 for
+            ORPO, as in its paper; 0 otherwise).
+        average_logprobs: length-average every sequence log-prob before the objective (Liger's
+            `average_log_prob`); objectives that normalise on their own do so regardless.
+        reference_free: allow reference-based objectives without a reference (its log-probs are 0).
+        ignore_index, temperature, softcap: as in `linear_logprobs`.
+        strategy: "auto" (fused where the objective allows), "fused" or "recompute".
+        backend: kernel backend of the recompute strategy and the reference forward.
+        group_bytes: fp32 logits the fused strategy keeps per group of pairs (at least one pair).
+    """
+
+    def __init__(
+        self,
+        loss_type: str | Sequence[str] = "sigmoid",
+        *,
+        loss_weights: Sequence[float] | None = None,
+        beta: float = 0.1,
+        label_smoothing: float = 0.0,
+        gamma: float = 0.5,
+        discopop_tau: float = 0.05,
+        nll_weight: float | None = None,
+        average_logprobs: bool = False,
+        reference_free: bool = False,
+        ignore_index: int = -100,
+        temperature: float = 1.0,
+        softcap: float | None = None,
+        strategy: str = "auto",
+        backend: str = "auto",
+        group_bytes: int = 128 * 2**20,
+    ):
+        super().__init__()
+        self.loss_types = [loss_type] if isinstance(loss_type, str) else list(loss_type)
+        self.loss_weights = list(loss_weights) if loss_weights is not None else None
+        self.params = ObjectiveParams(beta, label_smoothing, gamma, discopop_tau)
+        check_objective(self.loss_types, self.loss_weights, self.params)
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy: unknown strategy {strategy!r}; expected one of {STRATEGIES}")
+        if strategy == "fused" and BATCH_COUPLED.intersection(self.loss_types):
+            raise ValueError(f"strategy: 'fused' needs per-pair objectives; {sorted(BATCH_COUPLED)} couple pairs "
+                             "(use 'recompute' or 'auto')")
+        self.nll_weight = float(nll_weight if nll_weight is not None else (1.0 if "orpo" in self.loss_types else 0.0))
+        self.average_logprobs = average_logprobs
+        self.reference_free = reference_free or all(t in REFERENCE_FREE for t in self.loss_types)
+        self.ignore_index, self.temperature, self.softcap = ignore_index, temperature, softcap
+        self.strategy, self.backend, self.group_bytes = strategy, backend, group_bytes
+
+    def extra_repr(self) -> str:
+        return f"loss_type={self.loss_types}, beta={self.params.beta}, strategy={self.strategy!r}"
+
+    # The per-pair losses of canonical-order sequence log-probs; shared by both strategies.
+    def _pair_losses(self, pairs: Pairs) -> torch.Tensor:
+        if self.average_logprobs:
+            lc, lr = pairs.chosen_lengths.clamp(min=1), pairs.rejected_lengths.clamp(min=1)
+            pairs = Pairs(pairs.chosen / lc, pairs.rejected / lr,
+                          None if pairs.ref_chosen is None else pairs.ref_chosen / lc,
+                          None if pairs.ref_rejected is None else pairs.ref_rejected / lr,
+                          pairs.chosen_lengths, pairs.rejected_lengths)
+        return preference_losses(pairs, self.loss_types, loss_weights=self.loss_weights, params=self.params)
+
+    def forward(
+        self,
+        policy_hidden: torch.Tensor,
+        lm_head_weight: torch.Tensor,
+        labels: torch.Tensor,
+        ref_hidden: torch.Tensor | None = None,
+        ref_weight: torch.Tensor | None = None,
+        ref_logps: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None,
+        *,
+        bias: torch.Tensor | None = None,
+        ref_bias: torch.Tensor | None = None,
+        cu_seqlens: torch.Tensor | None = None,
+        pair_ids: torch.Tensor | None = None,
+    ) -> PreferenceOutput:
+        """Loss and metrics of a batch of pairs.
+
+        Layouts: padded `policy_hidden` [2B, T, H] with `labels` [2B, T], the B chosen rows first
+        and then the B rejected rows (TRL/Liger convention); or packed [N, H] with `labels` [N],
+        `cu_seqlens` [S+1] and optionally `pair_ids` [S] (a pair's first sequence is chosen, its
+        second rejected; without pair_ids the first S/2 sequences are the chosen ones). Labels are
+        aligned with the hidden states. The reference comes as `ref_hidden` (same layout; with
+        `ref_weight`, default the policy head) or as precomputed `ref_logps` [2B] (chosen first)
+        or a (chosen, rejected) tuple.
+        """
+        lay = _layout(policy_hidden, labels, cu_seqlens, pair_ids)
+        check_head_inputs(lay.hidden, lm_head_weight, lay.labels, bias, self.ignore_index, self.temperature,
+                          self.softcap, self.backend, hidden_name="policy_hidden")
+        p = lay.num_pairs
+        if ref_hidden is not None and ref_logps is not None:
+            _fail("ref_logps", "pass either ref_hidden or ref_logps, not both")
+        if ref_hidden is not None and ref_hidden.shape != policy_hidden.shape:
+            _fail("ref_hidden", f"shape {tuple(ref_hidden.shape)} differs from policy_hidden's "
+                                f"{tuple(policy_hidden.shape)}")
+        if ref_hidden is None and ref_logps is None and not self.reference_free:
+            _fail("ref_logps", f"loss types {self.loss_types} need a reference: pass ref_hidden or ref_logps "
+                               "(or reference_free=True)")
+        lengths = torch.zeros(2 * p, dtype=torch.float32, device=labels.device).index_add_(
+            0, lay.seq, (lay.labels != self.ignore_index).to(torch.float32))
+        ref = self._precomputed_reference(ref_logps, p, labels.device)
+
+        strategy = self.strategy
+        if strategy == "auto":
+            strategy = "recompute" if BATCH_COUPLED.intersection(self.loss_types) else "fused"
+        if strategy == "fused":
+            ref = self._reference(lay, ref_hidden, ref_weight, ref_bias, ref, lm_head_weight, bias)
+            loss, seq_logps, losses, nll, ref = self._fused(lay, lm_head_weight, bias, ref, lengths)
+        else:  # the reference rides along with the policy in linear_logprobs_with_reference
+            loss, seq_logps, losses, nll, ref = self._recompute(lay, lm_head_weight, bias, ref, lengths,
+                                                                ref_hidden, ref_weight, ref_bias)
+        return self._output(loss, seq_logps.detach(), losses.detach(), nll.detach(),
+                            None if ref is None else ref.detach(), lengths)
+
+    @staticmethod
+    def _precomputed_reference(ref_logps, p, device):
+        if ref_logps is None:
+            return None
+        if isinstance(ref_logps, (tuple, list)):
+            ref_logps = torch.cat([torch.as_tensor(r) for r in ref_logps])
+        if ref_logps.shape != (2 * p,):
+            _fail("ref_logps", f"expected shape ({2 * p},) (chosen first, then rejected), got "
+                               f"{tuple(ref_logps.shape)}")
+        return ref_logps.detach().to(device=device, dtype=torch.float32)
+
+    def _reference(self, lay, ref_hidden, ref_weight, ref_bias, ref, weight, bias):
+        """Reference sequence log-probs [2P] in canonical order: `ref` if given, else from ref_hidden."""
+        if ref is not None or ref_hidden is None:
+            return ref
+        p = lay.num_pairs
+        head_w, head_b = (weight, bias) if ref_weight is None else (ref_weight, ref_bias)
+        with torch.no_grad():
+            tok = linear_logprobs(ref_hidden.reshape(-1, ref_hidden.shape[-1]), head_w, lay.labels, bias=head_b,
+                                  ignore_index=self.ignore_index, temperature=self.temperature,
+                                  softcap=self.softcap, backend=self.backend)
+        return torch.zeros(2 * p, dtype=torch.float32, device=tok.device).index_add_(0, lay.seq, tok)
+
+    def _fused(self, lay, weight, bias, ref, lengths):
+        needs = [torch.is_grad_enabled() and t is not None and t.requires_grad for t in (lay.hidden, weight, bias)]
+        engine = _FusedEngine(
+            layout=lay, kept=(lay.labels != self.ignore_index).nonzero().squeeze(1), ref_logps=ref, lengths=lengths,
+            loss_fn=self._pair_losses, nll_weight=self.nll_weight,
+            temperature=self.temperature, softcap=self.softcap,
+            group_rows=head.chunk_rows(weight.shape[0], self.group_bytes), need_grads=tuple(needs),
+        )
+        loss = _FusedStep.apply(lay.hidden, weight, bias, engine)
+        return loss, engine.seq_logps, engine.pair_losses, engine.nll, ref
+
+    def _recompute(self, lay, weight, bias, ref, lengths, ref_hidden, ref_weight, ref_bias):
+        p = lay.num_pairs
+        kw = dict(ignore_index=self.ignore_index, temperature=self.temperature, softcap=self.softcap,
+                  backend=self.backend)
+        if ref_hidden is not None:
+            tok, ref_tok = linear_logprobs_with_reference(
+                lay.hidden, weight, lay.labels, ref_hidden.reshape(-1, ref_hidden.shape[-1]), ref_weight,
+                bias=bias, ref_bias=ref_bias, **kw)
+            ref = torch.zeros(2 * p, dtype=torch.float32, device=tok.device).index_add_(0, lay.seq, ref_tok)
+        else:
+            tok = linear_logprobs(lay.hidden, weight, lay.labels, bias=bias, **kw)
+        seq_logps = tok.new_zeros(2 * p).index_add(0, lay.seq, tok)
+        chosen_mask = (lay.seq < p) & (lay.labels != self.ignore_index)
+        nll = -(tok * chosen_mask).sum() / chosen_mask.sum().clamp(min=1)
+        losses = self._pair_losses(Pairs(
+            seq_logps[:p], seq_logps[p:], None if ref is None else ref[:p], None if ref is None else ref[p:],
+            lengths[:p], lengths[p:]))
+        return losses.mean() + self.nll_weight * nll, seq_logps, losses, nll, ref
+
+    def _output(self, loss, seq_logps, losses, nll, ref, lengths) -> PreferenceOutput:
+        p = seq_logps.shape[0] // 2
+        beta = self.params.beta
+        if ref is None or all(t in REFERENCE_FREE for t in self.loss_types):
+            rewards = beta * seq_logps / lengths.clamp(min=1)
+        else:
+            rewards = beta * (seq_logps - ref)
+            if self.average_logprobs:
+                rewards = rewards / lengths.clamp(min=1)
+        chosen, rejected = rewards[:p], rewards[p:]
+        return PreferenceOutput(
+            loss=loss, losses=losses, chosen_rewards=chosen, rejected_rewards=rejected, margins=chosen - rejected,
+            reward_accuracy=(chosen > rejected).float().mean(), chosen_logps=seq_logps[:p],
+            rejected_logps=seq_logps[p:], nll=nll,
+        )
