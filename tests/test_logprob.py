@@ -1,0 +1,133 @@
+"""linear_logprobs / sequence_logprobs against the float64 reference, gradients included."""
+
+import pytest
+import torch
+
+from rftfast import linear_logprobs, linear_logprobs_with_reference, sequence_lengths, sequence_logprobs
+from tests.reference import IGNORE, assert_close, f64_leaf, logprobs_f64
+
+TOL = {torch.float32: 2e-5, torch.bfloat16: 2e-2}
+
+
+def _inputs(n, h, v, dtype, seed, scale=1.0, ignore_frac=0.25):
+    g = torch.Generator().manual_seed(seed)
+    hidden = (torch.randn(n, h, generator=g) * scale).to(dtype).requires_grad_()
+    weight = (torch.randn(v, h, generator=g) / h**0.5).to(dtype).requires_grad_()
+    bias = torch.randn(v, generator=g).to(dtype).requires_grad_()
+    labels = torch.randint(0, v, (n,), generator=g)
+    labels[torch.rand(n, generator=g) < ignore_frac] = IGNORE
+    return hidden, weight, bias, labels, torch.randn(n, generator=g)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize("temperature,softcap", [(1.0, None), (0.7, None), (1.3, 5.0)])
+def test_values_and_gradients_match_float64(dtype, with_bias, temperature, softcap):
+    hidden, weight, bias, labels, upstream = _inputs(53, 24, 97, dtype, seed=hash((dtype, with_bias, softcap)) % 1000)
+    bias = bias if with_bias else None
+    out = linear_logprobs(hidden, weight, labels, bias=bias, temperature=temperature, softcap=softcap,
+                          chunk_rows=16)
+    assert out.dtype == torch.float32 and out.shape == (53,)
+    params = [hidden, weight] + ([bias] if with_bias else [])
+    grads = torch.autograd.grad((out * upstream).sum(), params)
+
+    ref_params = [f64_leaf(p) for p in params]
+    ref = logprobs_f64(ref_params[0], ref_params[1], labels, ref_params[2] if with_bias else None,
+                       temperature, softcap)
+    ref_grads = torch.autograd.grad((ref * upstream.double()).sum(), ref_params)
+    tol = TOL[dtype]
+    assert_close(out, ref, atol=tol, what="logp")
+    assert (out[labels == IGNORE] == 0).all()
+    for name, g, r in zip(["hidden", "weight", "bias"], grads, ref_grads):
+        assert g.dtype == dtype
+        assert_close(g, r, atol=tol * max(1.0, float(r.abs().max())), what=f"grad {name}")
+
+
+def test_huge_logits_stay_finite_and_exact():
+    # Logits up to about ±1e4: a naive exp would overflow; the online log-sum-exp must not.
+    hidden, weight, _, labels, upstream = _inputs(19, 16, 61, torch.float32, seed=3, scale=1.0)
+    with torch.no_grad():
+        weight.mul_(1e4 / (hidden @ weight.T).abs().max())
+    out = linear_logprobs(hidden, weight, labels, chunk_rows=8)
+    gh, gw = torch.autograd.grad((out * upstream).sum(), (hidden, weight))
+    h64, w64 = f64_leaf(hidden), f64_leaf(weight)
+    ref = logprobs_f64(h64, w64, labels)
+    rh, rw = torch.autograd.grad((ref * upstream.double()).sum(), (h64, w64))
+    assert float((hidden @ weight.T).detach().abs().max()) > 9e3
+    assert_close(out, ref, atol=1e-2, rtol=1e-5, what="logp at 1e4")
+    assert_close(gh, rh, atol=1e-2 * float(rh.abs().max()), what="grad hidden at 1e4")
+    assert_close(gw, rw, atol=1e-2 * float(rw.abs().max()), what="grad weight at 1e4")
+
+
+def test_all_ignored_gives_zeros_and_zero_gradients():
+    hidden, weight, _, labels, _ = _inputs(7, 8, 11, torch.float32, seed=4)
+    out = linear_logprobs(hidden, weight, torch.full_like(labels, IGNORE))
+    assert (out == 0).all()
+    (out.sum()).backward()
+    assert hidden.grad is None or (hidden.grad == 0).all()
+
+
+def test_custom_ignore_index_and_int32_labels():
+    hidden, weight, _, labels, _ = _inputs(29, 8, 13, torch.float32, seed=5, ignore_frac=0.0)
+    labels[::3] = 7  # 7 is a valid class id, but here it is the ignore index
+    out = linear_logprobs(hidden, weight, labels.to(torch.int32), ignore_index=7)
+    ref = logprobs_f64(hidden.double(), weight.double(), labels, ignore_index=7)
+    assert_close(out, ref, atol=2e-5, what="ignore_index=7")
+
+
+def test_policy_and_reference_in_one_call():
+    hidden, weight, bias, labels, upstream = _inputs(41, 16, 37, torch.float32, seed=6)
+    ref_hidden = torch.randn_like(hidden)
+    # Shared head (LoRA/PEFT case): one pass over the weight for both.
+    logp, ref = linear_logprobs_with_reference(hidden, weight, labels, ref_hidden, bias=bias)
+    assert not ref.requires_grad
+    assert_close(logp, linear_logprobs(hidden, weight, labels, bias=bias), atol=1e-6, what="policy")
+    assert_close(ref, linear_logprobs(ref_hidden, weight, labels, bias=bias), atol=1e-6, what="reference")
+    gh, gw = torch.autograd.grad((logp * upstream).sum(), (hidden, weight))
+    h64, w64, b64 = f64_leaf(hidden), f64_leaf(weight), bias.detach().double()
+    rh, rw = torch.autograd.grad((logprobs_f64(h64, w64, labels, b64) * upstream.double()).sum(), (h64, w64))
+    assert_close(gh, rh, atol=2e-5, what="grad hidden")
+    assert_close(gw, rw, atol=2e-5, what="grad weight")
+    # A distinct reference head.
+    ref_weight = torch.randn_like(weight)
+    _, ref2 = linear_logprobs_with_reference(hidden, weight, labels, ref_hidden, ref_weight)
+    assert_close(ref2, logprobs_f64(ref_hidden.double(), ref_weight.double(), labels), atol=2e-5, what="ref head")
+
+
+def test_sequence_logprobs_padded_packed_and_average():
+    g = torch.Generator().manual_seed(7)
+    b, t, h, v = 3, 10, 8, 19
+    hidden = torch.randn(b, t, h, generator=g, requires_grad=True)
+    weight = torch.randn(v, h, generator=g)
+    labels = torch.randint(0, v, (b, t), generator=g)
+    labels[0, :4] = IGNORE
+    labels[2, 7:] = IGNORE
+    per_token = logprobs_f64(hidden.double().reshape(-1, h), weight.double(), labels.reshape(-1)).reshape(b, t)
+    summed = sequence_logprobs(hidden, weight, labels)
+    assert_close(summed, per_token.sum(1), atol=1e-4, what="padded sum")
+    lengths = sequence_lengths(labels)
+    assert lengths.tolist() == [6, 10, 7]
+    assert_close(sequence_logprobs(hidden, weight, labels, average=True), per_token.sum(1) / lengths,
+                 atol=1e-5, what="padded average")
+    # Packed: drop the padding, concatenate, describe with cu_seqlens.
+    keep = torch.ones_like(labels, dtype=torch.bool)
+    keep[2, 7:] = False
+    packed_h, packed_y = hidden[keep], labels[keep]
+    cu = torch.tensor([0, 10, 20, 27])
+    assert_close(sequence_logprobs(packed_h, weight, packed_y, cu_seqlens=cu), per_token.sum(1), atol=1e-4,
+                 what="packed sum")
+    summed.sum().backward()
+    assert hidden.grad[2, 7:].abs().sum() == 0  # ignored positions get no gradient
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_triton_backend_matches_torch_backend(dtype):
+    pytest.importorskip("triton")
+    hidden, weight, bias, labels, upstream = _inputs(21, 32, 45, dtype, seed=8)
+    outs = {}
+    for backend in ("torch", "triton"):
+        out = linear_logprobs(hidden, weight, labels, bias=bias, temperature=0.9, softcap=4.0, backend=backend)
+        outs[backend] = (out, *torch.autograd.grad((out * upstream).sum(), (hidden, weight, bias)))
+    tol = TOL[dtype]
+    for name, a, b in zip(["logp", "hidden", "weight", "bias"], outs["triton"], outs["torch"]):
+        assert_close(a, b, atol=tol * max(1.0, float(b.abs().max())), what=f"triton vs torch {name}")
