@@ -87,4 +87,4 @@ def test_cpp_extension_common_prefix_length():
 
     check()
     with pytest.raises(TypeError):
-        _C.common_prefix_length(np.array([1.0]), np.array([1], dtype=np.int32))
+        _C.common_prefix_length(np.zeros((2, 2), dtype=np.int32), np.array([1], dtype=np.int32))
