@@ -60,26 +60,41 @@ def logits_into(
     return tanh
 
 
-def label_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(log-prob of each row's label, log-sum-exp of each row), both fp32 [rows]."""
-    lse = torch.logsumexp(logits, dim=1)
-    return logits.gather(1, labels[:, None]).squeeze(1) - lse, lse
+def softmax_(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Label log-probs and log-sum-exp of each row; `logits` becomes exp(z - rowmax) in place.
+
+    Returns (logp, lse, inv_sum), each fp32 [rows]; softmax = logits * inv_sum[:, None]. Working in
+    place spares the `rows × V` temporary that `torch.logsumexp` allocates, and the one exp pass
+    serves both the log-sum-exp and the gradient.
+    """
+    label_logits = logits.gather(1, labels[:, None]).squeeze(1)
+    row_max = logits.amax(dim=1)
+    row_sum = logits.sub_(row_max[:, None]).exp_().sum(dim=1)
+    lse = row_max + row_sum.log()
+    return label_logits - lse, lse, row_sum.reciprocal()
+
+
+def probs_from_lse_(logits: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
+    """In place: logits become softmax probabilities, given each row's log-sum-exp."""
+    return logits.sub_(lse[:, None]).exp_()
 
 
 def logit_grad_(
-    logits: torch.Tensor,
-    lse: torch.Tensor,
+    probs: torch.Tensor,
+    row_scale: torch.Tensor | None,
     labels: torch.Tensor,
     grad_logp: torch.Tensor,
     temperature: float,
     tanh: torch.Tensor | None,
 ) -> torch.Tensor:
-    """Turn `logits` in place into d(Σ grad_logp·logp)/d(raw logits) and return it.
+    """Turn `probs` in place into d(Σ grad_logp·logp)/d(raw logits) and return it.
 
-    d logp_i / d z_i = onehot(y_i) - softmax(z_i); then through the softcap (1 - tanh²) and the
-    temperature (1/τ). The raw logits are `hidden @ W.T + bias`, so the result feeds both matmuls.
+    `probs * row_scale` is the softmax (row_scale None: already normalised). d logp_i / d z_i is
+    onehot(y_i) - softmax(z_i); then through the softcap (1 - tanh²) and the temperature (1/τ).
+    The raw logits are `hidden @ W.T + bias`, so the result feeds both gradient matmuls.
     """
-    grad = logits.sub_(lse[:, None]).exp_().mul_(-grad_logp[:, None])
+    scale = -grad_logp if row_scale is None else -grad_logp * row_scale
+    grad = probs.mul_(scale[:, None])
     grad.scatter_add_(1, labels[:, None], grad_logp[:, None])
     if tanh is not None:
         grad.mul_(tanh.mul_(tanh).neg_().add_(1.0))

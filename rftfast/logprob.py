@@ -114,7 +114,7 @@ class _TorchLinearLogprobs(torch.autograd.Function):
             z = buf[: rows_in.shape[0]]
             head.logits_into(z, rows_in, operand, bias, temperature, softcap)
             both = y if ref_hidden is None else torch.cat([y, y])
-            lp, l = head.label_logprobs(z, both)
+            lp, l, _ = head.softmax_(z, both)
             k = y.shape[0]
             logp[sl], lse[sl] = lp[:k], l[:k]
             if ref_logp is not None:
@@ -141,7 +141,8 @@ class _TorchLinearLogprobs(torch.autograd.Function):
             h = hidden[sl]
             z = buf[: h.shape[0]]
             tanh = head.logits_into(z, h, operand, bias, ctx.temperature, ctx.softcap)
-            dz = head.logit_grad_(z, lse[sl], labels[sl], grad_logp[sl], ctx.temperature, tanh)
+            probs = head.probs_from_lse_(z, lse[sl])
+            dz = head.logit_grad_(probs, None, labels[sl], grad_logp[sl], ctx.temperature, tanh)
             grad_hidden[sl] = head.accumulate_head_grads(dz, h, operand, grad_weight, grad_bias)
         return (
             grad_hidden.to(hidden.dtype) if ctx.needs_input_grad[0] else None,

@@ -195,7 +195,7 @@ class _FusedEngine:
             h = hidden.index_select(0, rows)
             z = buf[: b - a]
             tanh = head.logits_into(z, h, operand, bias, self.temperature, self.softcap)
-            tok_logp, lse = head.label_logprobs(z, y)
+            tok_logp, _, inv_sum = head.softmax_(z, y)  # z now holds the unnormalised probabilities
             seq = pair_of[a:b] + rejected[a:b].to(torch.int64) * p_total
             seq_logps.index_add_(0, seq, tok_logp)
             nll_sum -= tok_logp[~rejected[a:b]].sum()
@@ -216,7 +216,7 @@ class _FusedEngine:
             g_tok = torch.where(rejected[a:b], g_rejected[local], g_chosen[local])
             if self.nll_weight:
                 g_tok = g_tok - (~rejected[a:b]).to(torch.float32) * (self.nll_weight / chosen_tokens)
-            dz = head.logit_grad_(z, lse, y, g_tok.to(torch.float32), self.temperature, tanh)
+            dz = head.logit_grad_(z, inv_sum, y, g_tok.to(torch.float32), self.temperature, tanh)
             dh = head.accumulate_head_grads(dz, h, operand, grad_weight, grad_bias)
             if grad_hidden is not None:
                 grad_hidden.index_copy_(0, rows, dh)
