@@ -107,13 +107,18 @@ def accumulate_head_grads(
     grad_logits: torch.Tensor,
     hidden_rows: torch.Tensor,
     weight: torch.Tensor,
-    grad_weight: torch.Tensor,
+    grad_weight: torch.Tensor | None,
     grad_bias: torch.Tensor | None,
-) -> torch.Tensor:
-    """Add this chunk's weight (and bias) gradient into fp32 buffers; return its hidden gradient (fp32)."""
-    grad_weight.addmm_(grad_logits.t(), hidden_rows.to(torch.float32))
+    want_hidden: bool = True,
+) -> torch.Tensor | None:
+    """Add this chunk's weight and bias gradients into fp32 buffers (None: not wanted, e.g. a frozen
+    head under LoRA, which saves a whole matmul); return the chunk's hidden gradient in fp32."""
+    if grad_weight is not None:
+        grad_weight.addmm_(grad_logits.t(), hidden_rows.to(torch.float32))
     if grad_bias is not None:
         grad_bias.add_(grad_logits.sum(0))
+    if not want_hidden:
+        return None
     if weight.dtype == torch.float32:
         return torch.mm(grad_logits, weight)
     return torch.mm(grad_logits.to(weight.dtype), weight).float()

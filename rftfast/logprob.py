@@ -131,10 +131,10 @@ class _TorchLinearLogprobs(torch.autograd.Function):
         hidden, weight, bias, labels, lse = ctx.saved_tensors
         operand = head.fp32_operand(weight)
         grad_logp = grad_logp.to(torch.float32).contiguous()
-        grad_hidden = torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device)
-        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
-        grad_bias = torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device) if (
-            bias is not None and ctx.needs_input_grad[2]) else None
+        want_hidden, want_weight, want_bias = ctx.needs_input_grad[:3]
+        grad_hidden = torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device) if want_hidden else None
+        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_weight else None
+        grad_bias = torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device) if want_bias else None
         buf = hidden.new_empty((ctx.rows, weight.shape[0]), dtype=torch.float32)
         for start in range(0, hidden.shape[0], ctx.rows):
             sl = slice(start, min(start + ctx.rows, hidden.shape[0]))
@@ -143,11 +143,13 @@ class _TorchLinearLogprobs(torch.autograd.Function):
             tanh = head.logits_into(z, h, operand, bias, ctx.temperature, ctx.softcap)
             probs = head.probs_from_lse_(z, lse[sl])
             dz = head.logit_grad_(probs, None, labels[sl], grad_logp[sl], ctx.temperature, tanh)
-            grad_hidden[sl] = head.accumulate_head_grads(dz, h, operand, grad_weight, grad_bias)
+            dh = head.accumulate_head_grads(dz, h, operand, grad_weight, grad_bias, want_hidden)
+            if want_hidden:
+                grad_hidden[sl] = dh
         return (
-            grad_hidden.to(hidden.dtype) if ctx.needs_input_grad[0] else None,
-            grad_weight.to(weight.dtype) if ctx.needs_input_grad[1] else None,
-            grad_bias.to(bias.dtype) if grad_bias is not None else None,
+            grad_hidden.to(hidden.dtype) if want_hidden else None,
+            grad_weight.to(weight.dtype) if want_weight else None,
+            grad_bias.to(bias.dtype) if want_bias else None,
             None, None, None, None, None,
         )
 

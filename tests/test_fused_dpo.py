@@ -207,3 +207,16 @@ def test_objective_helpers_are_the_ones_the_module_uses():
 def test_fused_strategy_refuses_batch_coupled_objective():
     with pytest.raises(ValueError, match="strategy: 'fused' needs per-pair objectives"):
         FusedDPOLoss("aot", strategy="fused")
+
+
+@pytest.mark.parametrize("strategy", ["fused", "recompute"])
+def test_frozen_head_gets_no_gradient_and_hidden_gradient_is_unchanged(strategy):
+    """LoRA-style: the head is frozen, so its gradient (a whole matmul) is skipped."""
+    hidden, weight, _, ref_hidden, labels = _batch(seed=23)
+    fn = FusedDPOLoss("sigmoid", strategy=strategy)
+    full = torch.autograd.grad(fn(hidden, weight, labels, ref_hidden=ref_hidden).loss, hidden)[0]
+    frozen = weight.detach()
+    out = fn(hidden, frozen, labels, ref_hidden=ref_hidden)
+    out.loss.backward()
+    assert frozen.grad is None
+    assert_close(hidden.grad, full, atol=1e-7, what="hidden grad with a frozen head")

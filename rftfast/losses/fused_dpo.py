@@ -176,11 +176,11 @@ class _FusedEngine:
         pair_end = torch.cumsum(torch.bincount(pair_of, minlength=p_total), 0).tolist()
         chosen_tokens = max(int((~rejected).sum()), 1)
 
+        want_hidden, want_weight, want_bias = self.need_grads
         any_grad = any(self.need_grads)
-        grad_hidden = torch.zeros(hidden.shape, dtype=torch.float32, device=device) if self.need_grads[0] else None
-        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=device) if any_grad else None
-        grad_bias = torch.zeros(weight.shape[0], dtype=torch.float32, device=device) if (
-            bias is not None and self.need_grads[2]) else None
+        grad_hidden = torch.zeros(hidden.shape, dtype=torch.float32, device=device) if want_hidden else None
+        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=device) if want_weight else None
+        grad_bias = torch.zeros(weight.shape[0], dtype=torch.float32, device=device) if want_bias else None
         seq_logps = torch.zeros(2 * p_total, dtype=torch.float32, device=device)
         pair_losses = torch.zeros(p_total, dtype=torch.float32, device=device)
         nll_sum = torch.zeros((), dtype=torch.float32, device=device)
@@ -217,17 +217,17 @@ class _FusedEngine:
             if self.nll_weight:
                 g_tok = g_tok - (~rejected[a:b]).to(torch.float32) * (self.nll_weight / chosen_tokens)
             dz = head.logit_grad_(z, inv_sum, y, g_tok.to(torch.float32), self.temperature, tanh)
-            dh = head.accumulate_head_grads(dz, h, operand, grad_weight, grad_bias)
-            if grad_hidden is not None:
+            dh = head.accumulate_head_grads(dz, h, operand, grad_weight, grad_bias, want_hidden)
+            if want_hidden:
                 grad_hidden.index_copy_(0, rows, dh)
 
         self.seq_logps, self.pair_losses = seq_logps, pair_losses
         self.nll = nll_sum / chosen_tokens
         loss = pair_losses.sum() / p_total + self.nll_weight * self.nll
         grads = (
-            grad_hidden.to(hidden.dtype) if grad_hidden is not None else None,
-            grad_weight.to(weight.dtype) if self.need_grads[1] else None,
-            grad_bias.to(bias.dtype) if grad_bias is not None else None,
+            grad_hidden.to(hidden.dtype) if want_hidden else None,
+            grad_weight.to(weight.dtype) if want_weight else None,
+            grad_bias.to(bias.dtype) if want_bias else None,
         )
         return loss, grads
 
