@@ -94,32 +94,35 @@ def resolve_backend(backend: str, device: torch.device) -> str:
 class _TorchLinearLogprobs(torch.autograd.Function):
     """Chunked torch: forward saves the log-sum-exp, backward recomputes each chunk's logits.
 
-    With `ref_hidden` the reference rows ride along in the same matmul as the policy rows, so
-    each weight read serves both; the reference output carries no gradient.
+    `positions` (or None for all rows) selects the rows of `hidden` whose labels count; each chunk
+    gathers its own rows, so compaction never copies the whole hidden tensor. With `ref_hidden`
+    the reference rows ride along in the same matmul as the policy rows, so each weight read
+    serves both; the reference output carries no gradient.
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, bias, labels, temperature, softcap, rows, ref_hidden):
+    def forward(ctx, hidden, weight, bias, labels, positions, temperature, softcap, rows, ref_hidden):
         operand = head.fp32_operand(weight)
-        n = hidden.shape[0]
-        logp = hidden.new_empty(n, dtype=torch.float32)
+        k = labels.shape[0]
+        logp = hidden.new_empty(k, dtype=torch.float32)
         lse = torch.empty_like(logp)
         ref_logp = torch.empty_like(logp) if ref_hidden is not None else None
         step = rows // 2 if ref_hidden is not None else rows
         buf = hidden.new_empty((rows, weight.shape[0]), dtype=torch.float32)
-        for start in range(0, n, step):
-            sl = slice(start, min(start + step, n))
+        for start in range(0, k, step):
+            sl = slice(start, min(start + step, k))
             y = labels[sl]
-            rows_in = hidden[sl] if ref_hidden is None else torch.cat([hidden[sl], ref_hidden[sl]])
+            rows_in = _gather(hidden, positions, sl)
+            if ref_hidden is not None:
+                rows_in, y = torch.cat([rows_in, _gather(ref_hidden, positions, sl)]), torch.cat([y, y])
             z = buf[: rows_in.shape[0]]
             head.logits_into(z, rows_in, operand, bias, temperature, softcap)
-            both = y if ref_hidden is None else torch.cat([y, y])
-            lp, l, _ = head.softmax_(z, both)
-            k = y.shape[0]
-            logp[sl], lse[sl] = lp[:k], l[:k]
+            lp, chunk_lse, _ = head.softmax_(z, y)
+            n = sl.stop - sl.start
+            logp[sl], lse[sl] = lp[:n], chunk_lse[:n]
             if ref_logp is not None:
-                ref_logp[sl] = lp[k:]
-        ctx.save_for_backward(hidden, weight, bias, labels, lse)
+                ref_logp[sl] = lp[n:]
+        ctx.save_for_backward(hidden, weight, bias, labels, positions, lse)
         ctx.temperature, ctx.softcap, ctx.rows = temperature, softcap, rows
         if ref_logp is None:
             return logp, logp.new_empty(0)
@@ -128,30 +131,41 @@ class _TorchLinearLogprobs(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_logp, _grad_ref):
-        hidden, weight, bias, labels, lse = ctx.saved_tensors
+        hidden, weight, bias, labels, positions, lse = ctx.saved_tensors
         operand = head.fp32_operand(weight)
         grad_logp = grad_logp.to(torch.float32).contiguous()
         want_hidden, want_weight, want_bias = ctx.needs_input_grad[:3]
-        grad_hidden = torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device) if want_hidden else None
-        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_weight else None
-        grad_bias = torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device) if want_bias else None
+        f32 = dict(dtype=torch.float32, device=weight.device)
+        grad_hidden = torch.zeros(hidden.shape, **f32) if want_hidden else None
+        grad_weight = torch.zeros(weight.shape, **f32) if want_weight else None
+        grad_bias = torch.zeros(weight.shape[0], **f32) if want_bias else None
         buf = hidden.new_empty((ctx.rows, weight.shape[0]), dtype=torch.float32)
-        for start in range(0, hidden.shape[0], ctx.rows):
-            sl = slice(start, min(start + ctx.rows, hidden.shape[0]))
-            h = hidden[sl]
+        for start in range(0, labels.shape[0], ctx.rows):
+            sl = slice(start, min(start + ctx.rows, labels.shape[0]))
+            h = _gather(hidden, positions, sl)
             z = buf[: h.shape[0]]
             tanh = head.logits_into(z, h, operand, bias, ctx.temperature, ctx.softcap)
             probs = head.probs_from_lse_(z, lse[sl])
             dz = head.logit_grad_(probs, None, labels[sl], grad_logp[sl], ctx.temperature, tanh)
             dh = head.accumulate_head_grads(dz, h, operand, grad_weight, grad_bias, want_hidden)
             if want_hidden:
-                grad_hidden[sl] = dh
+                grad_hidden.index_copy_(0, _rows(positions, sl, hidden.device), dh)
         return (
             grad_hidden.to(hidden.dtype) if want_hidden else None,
             grad_weight.to(weight.dtype) if want_weight else None,
             grad_bias.to(bias.dtype) if want_bias else None,
-            None, None, None, None, None,
+            None, None, None, None, None, None,
         )
+
+
+def _rows(positions: torch.Tensor | None, sl: slice, device) -> torch.Tensor:
+    if positions is None:
+        return torch.arange(sl.start, sl.stop, device=device)
+    return positions[sl]
+
+
+def _gather(hidden: torch.Tensor, positions: torch.Tensor | None, sl: slice) -> torch.Tensor:
+    return hidden[sl] if positions is None else hidden.index_select(0, positions[sl])
 
 
 # ----------------------------------------------------------------------------- triton backend
@@ -161,7 +175,7 @@ class _TritonLinearLogprobs(torch.autograd.Function):
     """Triton kernels: a tiled online log-sum-exp forward and a recomputing backward."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, bias, labels, temperature, softcap, rows, ref_hidden):
+    def forward(ctx, hidden, weight, bias, labels, temperature, softcap, ref_hidden):
         from rftfast.kernels.linear_logprobs import linear_logprobs_forward
 
         logp, lse, ref_logp = linear_logprobs_forward(
@@ -183,10 +197,7 @@ class _TritonLinearLogprobs(torch.autograd.Function):
             hidden, weight, labels, lse, grad_logp.to(torch.float32).contiguous(),
             bias=bias, temperature=ctx.temperature, softcap=ctx.softcap,
         )
-        return grad_hidden, grad_weight, grad_bias, None, None, None, None, None
-
-
-_FUNCTIONS = {"torch": _TorchLinearLogprobs, "triton": _TritonLinearLogprobs}
+        return grad_hidden, grad_weight, grad_bias, None, None, None, None
 
 
 # ----------------------------------------------------------------------------- public API
@@ -203,24 +214,28 @@ def _kept_positions(labels: torch.Tensor, ignore_index: int) -> torch.Tensor | N
 def _run(hidden, weight, labels, bias, ignore_index, temperature, softcap, backend, chunk_rows, ref_hidden):
     """Compact, dispatch, scatter back. Returns (logp [N], ref_logp [N] or None)."""
     n = hidden.shape[0]
-    idx = _kept_positions(labels, ignore_index)
-    if idx is not None:
-        hidden, labels = hidden.index_select(0, idx), labels.index_select(0, idx)
-        ref_hidden = ref_hidden.index_select(0, idx) if ref_hidden is not None else None
-    labels = labels.to(torch.int64).contiguous()
-    rows = chunk_rows or head.chunk_rows(weight.shape[0])
-    if ref_hidden is not None:
-        rows = max(2, rows - rows % 2)
-    fn = _FUNCTIONS[resolve_backend(backend, weight.device)]
-    logp, ref_logp = fn.apply(hidden, weight, bias, labels, float(temperature), softcap, rows, ref_hidden)
+    positions = _kept_positions(labels, ignore_index)
+    kept = (labels if positions is None else labels.index_select(0, positions)).to(torch.int64).contiguous()
+    if resolve_backend(backend, weight.device) == "triton":
+        if positions is not None:  # the kernels take compacted rows
+            hidden = hidden.index_select(0, positions)
+            ref_hidden = ref_hidden.index_select(0, positions) if ref_hidden is not None else None
+        logp, ref_logp = _TritonLinearLogprobs.apply(hidden, weight, bias, kept, float(temperature), softcap,
+                                                     ref_hidden)
+    else:
+        rows = chunk_rows or head.chunk_rows(weight.shape[0])
+        if ref_hidden is not None:
+            rows = max(2, rows - rows % 2)
+        logp, ref_logp = _TorchLinearLogprobs.apply(hidden, weight, bias, kept, positions, float(temperature),
+                                                    softcap, rows, ref_hidden)
     if ref_hidden is None:
         ref_logp = None
-    if idx is None:
+    if positions is None:
         return logp, ref_logp
     full = logp.new_zeros(n)
-    logp = full.index_put((idx,), logp)
+    logp = full.index_put((positions,), logp)
     if ref_logp is not None:
-        ref_logp = full.index_put((idx,), ref_logp)
+        ref_logp = full.index_put((positions,), ref_logp)
     return logp, ref_logp
 
 

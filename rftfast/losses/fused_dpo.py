@@ -184,11 +184,11 @@ class _FusedEngine:
         seq_logps = torch.zeros(2 * p_total, dtype=torch.float32, device=device)
         pair_losses = torch.zeros(p_total, dtype=torch.float32, device=device)
         nll_sum = torch.zeros((), dtype=torch.float32, device=device)
-        widest = max((b - a for a, b in zip([0, *pair_end[:-1]], pair_end, strict=True)), default=0)
-        buf = torch.empty((max(self.group_rows, widest), weight.shape[0]), dtype=torch.float32, device=device)
+        groups = [(p0, p1, pair_end[p0 - 1] if p0 else 0, pair_end[p1 - 1]) for p0, p1 in self._groups(pair_end)]
+        widest = max((b - a for *_, a, b in groups), default=0)
+        buf = torch.empty((widest, weight.shape[0]), dtype=torch.float32, device=device)
 
-        for p0, p1 in self._groups(pair_end):
-            a, b = (pair_end[p0 - 1] if p0 else 0), pair_end[p1 - 1]
+        for p0, p1, a, b in groups:
             if a == b:
                 continue
             rows, y = tokens[a:b], lay.labels[tokens[a:b]].to(torch.int64)
@@ -287,7 +287,7 @@ class FusedDPOLoss(torch.nn.Module):
         softcap: float | None = None,
         strategy: str = "auto",
         backend: str = "auto",
-        group_bytes: int = 128 * 2**20,
+        group_bytes: int = 64 * 2**20,
     ):
         super().__init__()
         self.loss_types = [loss_type] if isinstance(loss_type, str) else list(loss_type)
