@@ -1,0 +1,82 @@
+"""The `rftfast` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rftfast.data.record import RecordError
+
+
+def _convert(args) -> int:
+    from rftfast.data.convert import convert_file
+
+    try:
+        report = convert_file(args.format, args.input, args.output, args.on_error)
+    except RecordError as e:
+        print(f"error: {e}", file=sys.stderr)
+        print("(use --on-error skip to skip bad records; they are counted)", file=sys.stderr)
+        return 2
+    print(report.summary())
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _eval(args) -> int:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rftfast.eval.runner import evaluate, load_eval_records
+
+    records, skipped = load_eval_records(args.data, args.limit)
+    if skipped.skipped:
+        print(skipped.summary())
+    if not records:
+        print("error: no records to evaluate", file=sys.stderr)
+        return 2
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    model = AutoModelForCausalLM.from_pretrained(args.model).to(args.device).eval()
+    report, rows = evaluate(model, tokenizer, records, max_new_tokens=args.max_new_tokens,
+                            batch_size=args.batch_size)
+    print(report.table())
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        print(f"wrote {len(rows)} judged outputs to {args.output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from rftfast.data.convert import FORMATS
+
+    parser = argparse.ArgumentParser(prog="rftfast", description="Iterative reinforced fine-tuning for tool use.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="tool-use data utilities").add_subparsers(dest="data_command", required=True)
+    convert = data.add_parser("convert", help="convert a raw dataset file to canonical JSONL")
+    convert.add_argument("--format", required=True, choices=FORMATS)
+    convert.add_argument("--on-error", choices=("stop", "skip"), default="stop",
+                         help="stop at the first bad record (default), or skip and count bad records")
+    convert.add_argument("input", help=".json/.jsonl/.parquet file, or a hub dataset id")
+    convert.add_argument("output", help="canonical JSONL to write (atomically)")
+    convert.set_defaults(func=_convert)
+
+    ev = sub.add_parser("eval", help="score a model on BFCL directories or canonical files")
+    ev.add_argument("--model", required=True, help="path or hub id of a transformers causal LM")
+    ev.add_argument("--data", required=True, nargs="+", help="BFCL data directories/files or canonical files")
+    ev.add_argument("--limit", type=int, help="at most this many records per file")
+    ev.add_argument("--max-new-tokens", type=int, default=128)
+    ev.add_argument("--batch-size", type=int, default=8)
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--output", help="write each record's output and verdict to this JSONL")
+    ev.set_defaults(func=_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,334 @@
+"""Importers from the public tool-use formats to canonical `Record`s.
+
+Each importer takes one raw record (a dict, as read from the file) and returns the canonical
+records it holds, or raises `RecordError` saying what is wrong. Conversations with several
+assistant turns give one record per assistant turn (the history up to it, and that turn as the
+answer), so no supervised turn is lost.
+
+| format   | shape (one raw record)                                                                 |
+|----------|----------------------------------------------------------------------------------------|
+| toolace  | `system` (tools as a JSON list inside the text) + `conversations` [{from, value}];      |
+|          | calls in bracket syntax `[Get Weather(city="Paris")]`                                  |
+| xlam     | `query`, `tools` and `answers` as JSON strings; flat Python-typed parameter schemas    |
+| glaive   | `system` ("SYSTEM: ... {function json} ...") + `chat` with USER:/ASSISTANT:/FUNCTION    |
+|          | RESPONSE: markers; calls as `<functioncall> {"name": .., "arguments": '{..}'}`        |
+| hermes   | `conversations` [{from: system/human/gpt/tool, value}], tools in `<tools>` or `tools`; |
+|          | calls as `<tool_call>{...}</tool_call>` (JSON or Python-dict quoting)                  |
+| bfcl     | BFCL test entry {id, question, function} + its `possible_answer` entry (evaluation)    |
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from rftfast.data.calls import parse_calls
+from rftfast.data.record import Call, ParseError, Record, RecordError, normalize_tool
+
+# ----------------------------------------------------------------------------- shared helpers
+
+
+def _require(raw: Any, key: str, kind: type, where: str):
+    if not isinstance(raw, dict) or key not in raw:
+        raise RecordError(f"{where}: missing field {key!r}")
+    if not isinstance(raw[key], kind):
+        raise RecordError(f"{where}.{key}: expected {kind.__name__}, got {type(raw[key]).__name__}")
+    return raw[key]
+
+
+def _json_values(text: str) -> list[Any]:
+    """Every top-level JSON object or array embedded in free text, in order."""
+    decoder, found, i = json.JSONDecoder(), [], 0
+    while True:
+        starts = [j for j in (text.find("{", i), text.find("[", i)) if j >= 0]
+        if not starts:
+            return found
+        j = min(starts)
+        try:
+            value, end = decoder.raw_decode(text, j)
+        except json.JSONDecodeError:
+            i = j + 1
+            continue
+        found.append(value)
+        i = end
+
+
+def _loads_lenient(text: str, where: str) -> Any:
+    """JSON, or a Python literal (several datasets quote with ' or write True/None)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError) as e:
+        raise RecordError(f"{where}: neither JSON nor a Python literal: {e}") from None
+
+
+def _per_assistant_turn(messages: list[dict], tools: list[dict], record_id: str, meta: dict,
+                        where: str) -> list[Record]:
+    """One record per assistant turn: the history before it, and the turn as the answer."""
+    out = []
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        answer = [Call.from_json(c) for c in m["tool_calls"]] if m.get("tool_calls") else m.get("content") or ""
+        if i == 0:
+            raise RecordError(f"{where}: conversation starts with an assistant turn")
+        out.append(Record([dict(x) for x in messages[:i]], tools, answer, f"{record_id}-{len(out)}", dict(meta)))
+    if not out:
+        raise RecordError(f"{where}: no assistant turn to learn from")
+    return out
+
+
+def _assistant(calls_or_text: list[Call] | str) -> dict:
+    if isinstance(calls_or_text, str):
+        return {"role": "assistant", "content": calls_or_text}
+    return {"role": "assistant", "content": "", "tool_calls": [c.to_openai() for c in calls_or_text]}
+
+
+# JSON Schema type names for the dialects seen in the wild (BFCL's "dict", Python's "str", ...).
+_TYPE_NAMES = {"dict": "object", "object": "object", "str": "string", "string": "string", "int": "integer",
+               "integer": "integer", "float": "number", "number": "number", "bool": "boolean", "boolean": "boolean",
+               "list": "array", "array": "array", "tuple": "array", "any": "string", "none": "null"}
+
+
+def _python_type_schema(type_text: str) -> tuple[dict, bool]:
+    """('List[int], optional') -> ({"type": "array", "items": {"type": "integer"}}, optional=True)."""
+    text = type_text.strip()
+    optional = False
+    if text.lower().endswith(", optional"):
+        text, optional = text[: -len(", optional")].strip(), True
+    m = re.fullmatch(r"(?i)(optional)\[(.*)\]", text)
+    if m:
+        text, optional = m.group(2).strip(), True
+    m = re.fullmatch(r"(?i)(list|tuple|set|sequence)\[(.*)\]", text)
+    if m:
+        return {"type": "array", "items": _python_type_schema(m.group(2))[0]}, optional
+    m = re.fullmatch(r"(?i)(dict|mapping)(\[.*\])?", text)
+    if m:
+        return {"type": "object"}, optional
+    m = re.fullmatch(r"(?i)union\[(.*)\]", text)
+    if m:  # JSON Schema has no union of Python types we can trust; take the first
+        return _python_type_schema(m.group(1).split(",")[0])[0], optional
+    return {"type": _TYPE_NAMES.get(text.lower(), "string")}, optional
+
+
+# ----------------------------------------------------------------------------- ToolACE
+
+
+def _toolace_tools(system: str, where: str) -> list[dict]:
+    for value in _json_values(system):
+        if isinstance(value, list) and value and all(isinstance(t, dict) and "name" in t for t in value):
+            return [_bfcl_tool(t, f"{where}.system[{i}]") for i, t in enumerate(value)]
+    raise RecordError(f"{where}.system: no JSON list of functions found")
+
+
+def _bfcl_tool(fn: dict, where: str) -> dict:
+    """A function doc in BFCL's dialect ("dict" for object, ...) as a JSON Schema tool."""
+    tool = normalize_tool(fn, where)
+    tool["function"]["parameters"] = _schema_types(tool["function"]["parameters"])
+    return tool
+
+
+def _schema_types(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        out = {k: _schema_types(v) for k, v in schema.items()}
+        if isinstance(schema.get("type"), str):
+            out["type"] = _TYPE_NAMES.get(schema["type"].lower(), schema["type"])
+        return out
+    if isinstance(schema, list):
+        return [_schema_types(v) for v in schema]
+    return schema
+
+
+def import_toolace(raw: dict, where: str = "record") -> list[Record]:
+    system = _require(raw, "system", str, where)
+    turns = _require(raw, "conversations", list, where)
+    tools = _toolace_tools(system, where)
+    roles = {"user": "user", "assistant": "assistant", "tool": "tool", "function": "tool"}
+    messages = [{"role": "system", "content": system}]
+    for i, turn in enumerate(turns):
+        w = f"{where}.conversations[{i}]"
+        role = roles.get(turn.get("from")) if isinstance(turn, dict) else None
+        if role is None or not isinstance(turn.get("value"), str):
+            raise RecordError(f"{w}: expected {{'from': user|assistant|tool, 'value': str}}, got {turn!r:.100}")
+        value = turn["value"].strip()
+        if role == "assistant" and value.startswith("[") and value.endswith("]"):
+            try:
+                messages.append(_assistant(parse_calls(value, "pythonic")))
+            except ParseError as e:
+                raise RecordError(f"{w}: bracket call syntax does not parse: {e}") from None
+        else:
+            messages.append({"role": role, "content": value})
+    return _per_assistant_turn(messages, tools, str(raw.get("id", "")), {"source": "toolace"}, where)
+
+
+# ----------------------------------------------------------------------------- xLAM / APIGen
+
+
+def _xlam_tool(tool: dict, where: str) -> dict:
+    params = tool.get("parameters") or {}
+    if isinstance(params, dict) and params.get("type") == "object":
+        return normalize_tool(tool, where)  # already JSON Schema
+    properties, required = {}, []
+    for name, spec in params.items():
+        if not isinstance(spec, dict):
+            raise RecordError(f"{where}.parameters.{name}: expected an object, got {spec!r:.80}")
+        schema, optional = _python_type_schema(str(spec.get("type", "str")))
+        if spec.get("description"):
+            schema["description"] = spec["description"]
+        if "default" in spec:
+            schema["default"] = spec["default"]
+        properties[name] = schema
+        if not optional and "default" not in spec:
+            required.append(name)
+    fn = {"name": tool.get("name"), "description": tool.get("description", ""),
+          "parameters": {"type": "object", "properties": properties, "required": required}}
+    return normalize_tool(fn, where)
+
+
+def import_xlam(raw: dict, where: str = "record") -> list[Record]:
+    query = _require(raw, "query", str, where)
+    tools = raw.get("tools")
+    answers = raw.get("answers")
+    tools = _loads_lenient(tools, f"{where}.tools") if isinstance(tools, str) else tools
+    answers = _loads_lenient(answers, f"{where}.answers") if isinstance(answers, str) else answers
+    if not isinstance(tools, list):
+        raise RecordError(f"{where}.tools: expected a list of functions")
+    if not isinstance(answers, list):
+        raise RecordError(f"{where}.answers: expected a list of calls")
+    tools = [_xlam_tool(t, f"{where}.tools[{i}]") for i, t in enumerate(tools)]
+    calls = [Call.from_json(a, f"{where}.answers[{i}]") for i, a in enumerate(answers)]
+    answer: list[Call] | str = calls if calls else ""
+    return [Record([{"role": "user", "content": query}], tools, answer, str(raw.get("id", "")),
+                   {"source": "xlam"})]
+
+
+# ----------------------------------------------------------------------------- Glaive v2
+
+_GLAIVE_TURN = re.compile(r"(USER|ASSISTANT|FUNCTION RESPONSE):")
+_GLAIVE_CALL = re.compile(r"<functioncall>\s*(\{.*\})", re.S)
+
+
+def _glaive_call(text: str, where: str) -> Call:
+    body = _GLAIVE_CALL.search(text).group(1)
+    # Glaive quotes the arguments object as a single-quoted string: '{"k": "v"}'.
+    quoted = re.search(r"\"arguments\"\s*:\s*'(.*)'\s*\}\s*$", body, re.S)
+    if quoted:
+        body = body[: quoted.start(1) - 1] + quoted.group(1) + body[quoted.end(1) + 1:]
+    value = _loads_lenient(body, f"{where}: functioncall")
+    return Call.from_json(value, where)
+
+
+def import_glaive(raw: dict, where: str = "record") -> list[Record]:
+    system = raw.get("system", "")
+    chat = _require(raw, "chat", str, where)
+    system_text = re.sub(r"^\s*SYSTEM:\s*", "", system or "")
+    tools = [normalize_tool(t, f"{where}.system[{i}]") for i, t in enumerate(
+        v for v in _json_values(system_text) if isinstance(v, dict) and "name" in v)]
+    messages = [{"role": "system", "content": system_text.strip()}] if system_text.strip() else []
+    pieces = _GLAIVE_TURN.split(chat)
+    if len(pieces) < 3:
+        raise RecordError(f"{where}.chat: no USER:/ASSISTANT: markers")
+    for k in range(1, len(pieces), 2):
+        marker, text = pieces[k], pieces[k + 1].replace("<|endoftext|>", "").strip()
+        w = f"{where}.chat[turn {k // 2}]"
+        if marker == "USER":
+            messages.append({"role": "user", "content": text})
+        elif marker == "FUNCTION RESPONSE":
+            messages.append({"role": "tool", "content": text})
+        elif "<functioncall>" in text:
+            messages.append(_assistant([_glaive_call(text, w)]))
+        else:
+            messages.append({"role": "assistant", "content": text})
+    return _per_assistant_turn(messages, tools, str(raw.get("id", "")), {"source": "glaive"}, where)
+
+
+# ----------------------------------------------------------------------------- Hermes
+
+_HERMES_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.S)
+_HERMES_TOOLS = re.compile(r"<tools>\s*(.*?)\s*</tools>", re.S)
+
+
+def _hermes_tools(raw: dict, system: str, where: str) -> list[dict]:
+    tools = raw.get("tools")
+    if isinstance(tools, str) and tools.strip():
+        tools = _loads_lenient(tools, f"{where}.tools")
+    if not tools:
+        m = _HERMES_TOOLS.search(system)
+        tools = _loads_lenient(m.group(1), f"{where}.system <tools>") if m else []
+    if isinstance(tools, dict):
+        tools = [tools]
+    if not isinstance(tools, list):
+        raise RecordError(f"{where}.tools: expected a list of tools")
+    return [normalize_tool(t, f"{where}.tools[{i}]") for i, t in enumerate(tools)]
+
+
+def import_hermes(raw: dict, where: str = "record") -> list[Record]:
+    turns = _require(raw, "conversations", list, where)
+    roles = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+             "tool": "tool"}
+    system = next((t.get("value", "") for t in turns if isinstance(t, dict) and t.get("from") == "system"), "")
+    tools = _hermes_tools(raw, system, where)
+    messages = []
+    for i, turn in enumerate(turns):
+        w = f"{where}.conversations[{i}]"
+        role = roles.get(turn.get("from")) if isinstance(turn, dict) else None
+        if role is None or not isinstance(turn.get("value"), str):
+            raise RecordError(f"{w}: expected {{'from': system|human|gpt|tool, 'value': str}}, got {turn!r:.100}")
+        value = turn["value"]
+        blocks = _HERMES_CALL.findall(value) if role == "assistant" else []
+        if blocks:
+            messages.append(_assistant([Call.from_json(_loads_lenient(b, w), w) for b in blocks]))
+        else:
+            messages.append({"role": role, "content": value.strip()})
+    return _per_assistant_turn(messages, tools, str(raw.get("id", "")), {"source": "hermes"}, where)
+
+
+# ----------------------------------------------------------------------------- BFCL
+
+
+def bfcl_category(entry_id: str) -> str:
+    """BFCL's category from an entry id: 'live_parallel_multiple_3' -> 'live_parallel_multiple'."""
+    return re.sub(r"_\d+(-\d+)*$", "", entry_id)
+
+
+def import_bfcl(raw: dict, possible_answer: dict | None = None, where: str = "record") -> list[Record]:
+    """A BFCL test entry (and its possible-answer entry) as an evaluation record.
+
+    The answer is built from the first acceptable value of each parameter (optional ones left
+    out); `meta` keeps BFCL's own `functions`, `possible_answer` and `category` for the checker.
+    """
+    entry_id = str(_require(raw, "id", str, where))
+    question = _require(raw, "question", list, where)
+    functions = _require(raw, "function", list, where)
+    if question and isinstance(question[0], list):
+        if len(question) != 1:
+            raise RecordError(f"{where} ({entry_id}): multi-turn entries are not supported")
+        question = question[0]
+    messages = [dict(m) for m in question]
+    tools = [_bfcl_tool(f, f"{where}.function[{i}]") for i, f in enumerate(functions)]
+    truth = (possible_answer or {}).get("ground_truth", [])
+    if possible_answer is not None and possible_answer.get("id") not in (None, entry_id):
+        raise RecordError(f"{where}: possible answer id {possible_answer.get('id')!r} does not match {entry_id!r}")
+    calls = []
+    for i, item in enumerate(truth):
+        if not isinstance(item, dict) or len(item) != 1:
+            raise RecordError(f"{where}.ground_truth[{i}]: expected {{function: {{param: [values]}}}}")
+        (name, params), = item.items()
+        calls.append(Call(name, {k: v[0] for k, v in params.items() if isinstance(v, list) and v and v[0] != ""}))
+    meta = {"source": "bfcl", "category": bfcl_category(entry_id), "functions": functions, "possible_answer": truth}
+    return [Record(messages, tools, calls if calls else "", entry_id, meta)]
+
+
+IMPORTERS: dict[str, Callable[..., list[Record]]] = {
+    "toolace": import_toolace,
+    "xlam": import_xlam,
+    "glaive": import_glaive,
+    "hermes": import_hermes,
+    "canonical": lambda raw, where="record": [Record.from_json(raw, where)],
+}

@@ -1,0 +1,96 @@
+"""Cut a pythonic tool-call answer into the steps the tree search branches on.
+
+A step is one decision of the model: which function to call (``"open"``), one ``name=value`` argument
+(``"arg"``), or ending the call (``"close"``). The steps tile the answer with no gaps, so the text of the
+steps, concatenated, is the answer itself:
+
+>>> text = '[f(a=1, b="x")]'
+>>> [(step.kind, step.text_in(text)) for step in segment_calls(text)]
+[('open', '[f('), ('arg', 'a=1, '), ('arg', 'b="x"'), ('close', ')]')]
+
+`step_token_boundaries` maps those character boundaries to token indices, so the search can cut token
+sequences where steps end.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from dataclasses import dataclass
+from typing import Any
+
+from rftfast.data.calls import locate_pythonic_calls
+
+STEP_KINDS = ("open", "arg", "close")
+
+
+@dataclass(frozen=True)
+class Step:
+    """The characters ``text[start:end]`` of one step; `kind` is "open", "arg" or "close"."""
+
+    kind: str
+    start: int
+    end: int
+
+    def text_in(self, text: str) -> str:
+        return text[self.start:self.end]
+
+
+def segment_calls(text: str) -> list[Step]:
+    """The steps of a pythonic answer, covering `text` contiguously from its first to its last character.
+
+    Where each cut falls: an "open" step runs from the end of the previous call (or the start of the text,
+    leading whitespace included) to the first argument name, so later calls open with ``", name("``; an "arg"
+    step runs from its argument name to the next one (or to the ``)``), so it carries its separator; a "close"
+    step is the ``)``, and for the last call everything after it (``"]"``, trailing whitespace). An answer of no
+    calls (``"[]"``) is a single "close" step. Raises ParseError where `text` does not parse.
+
+    >>> text = '[f(a=1), g()]'
+    >>> [(step.kind, step.text_in(text)) for step in segment_calls(text)]
+    [('open', '[f('), ('arg', 'a=1'), ('close', ')'), ('open', ', g('), ('close', ')]')]
+    """
+    spans = locate_pythonic_calls(text)
+    if not spans:
+        return [Step("close", 0, len(text))]
+    steps: list[Step] = []
+    cut = 0
+    for i, span in enumerate(spans):
+        # Each argument ends where the next begins, and the last one where the ")" begins.
+        argument_cuts = [*span.arg_starts, span.close]
+        steps.append(Step("open", cut, argument_cuts[0]))
+        steps.extend(Step("arg", start, end) for start, end in zip(argument_cuts, argument_cuts[1:]))
+        cut = len(text) if i == len(spans) - 1 else span.close + 1
+        steps.append(Step("close", span.close, cut))
+    return steps
+
+
+def step_token_boundaries(text: str, steps: list[Step], tokenizer: Any, offset_tokens: int = 0) -> list[int]:
+    """For each step, the index of the token at which it ends: ``ids[:boundary]`` holds the step and those before.
+
+    `tokenizer` is a Hugging Face *fast* tokenizer; `text` is tokenized alone, without special tokens, with
+    character offsets. A step boundary that falls inside a token is assigned to the end of that token (the
+    token goes with the earlier step), so boundaries are non-decreasing and two steps can end at the same
+    token. Add `offset_tokens` (the prompt's length) when the answer's tokens follow a prompt's.
+
+    Offsets are taken as the tokenizer reports them: a tokenizer that trims a merged leading space out of a
+    token's offsets (ByteLevel with ``trim_offsets=True``) makes that space count with the following step.
+
+    Example: with a tokenizer that splits ``'[f(a=1)]'`` into ``'[', 'f', '(a', '=1', ')]'``, the steps
+    ``'[f('``, ``'a=1'``, ``')]'`` end at tokens 3 (the cut after ``'('`` falls inside ``'(a'``), 4 and 5.
+    """
+    _check_steps(text, steps)
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError("tokenizer: expected a fast (Rust-backed) Hugging Face tokenizer, which reports offsets")
+    if not isinstance(offset_tokens, int) or offset_tokens < 0:
+        raise ValueError(f"offset_tokens: expected a non-negative int, got {offset_tokens!r}")
+    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    token_starts = [start for start, _ in encoding["offset_mapping"]]
+    # The tokens that start before a step's end are the step's and its predecessors' (token starts only grow).
+    return [offset_tokens + bisect_left(token_starts, step.end) for step in steps]
+
+
+def _check_steps(text: str, steps: list[Step]) -> None:
+    previous_end = 0
+    for i, step in enumerate(steps):
+        if not 0 <= step.start <= step.end <= len(text) or step.end < previous_end:
+            raise ValueError(f"steps[{i}]: {step} is not in order within a text of {len(text)} characters")
+        previous_end = step.end
