@@ -124,10 +124,7 @@ class _TorchLinearLogprobs(torch.autograd.Function):
                 ref_logp[sl] = lp[n:]
         ctx.save_for_backward(hidden, weight, bias, labels, positions, lse)
         ctx.temperature, ctx.softcap, ctx.rows = temperature, softcap, rows
-        if ref_logp is None:
-            return logp, logp.new_empty(0)
-        ctx.mark_non_differentiable(ref_logp)
-        return logp, ref_logp
+        return _outputs(ctx, logp, ref_logp)
 
     @staticmethod
     def backward(ctx, grad_logp, _grad_ref):
@@ -158,6 +155,14 @@ class _TorchLinearLogprobs(torch.autograd.Function):
         )
 
 
+def _outputs(ctx, logp, ref_logp):
+    """(logp, ref_logp): autograd wants a tensor as the second output even without a reference."""
+    if ref_logp is None:
+        return logp, logp.new_empty(0)
+    ctx.mark_non_differentiable(ref_logp)
+    return logp, ref_logp
+
+
 def _rows(positions: torch.Tensor | None, sl: slice, device) -> torch.Tensor:
     if positions is None:
         return torch.arange(sl.start, sl.stop, device=device)
@@ -183,10 +188,7 @@ class _TritonLinearLogprobs(torch.autograd.Function):
         )
         ctx.save_for_backward(hidden, weight, bias, labels, lse)
         ctx.temperature, ctx.softcap = temperature, softcap
-        if ref_logp is None:
-            return logp, logp.new_empty(0)
-        ctx.mark_non_differentiable(ref_logp)
-        return logp, ref_logp
+        return _outputs(ctx, logp, ref_logp)
 
     @staticmethod
     def backward(ctx, grad_logp, _grad_ref):
