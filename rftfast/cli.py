@@ -46,6 +46,30 @@ def _eval(args) -> int:
     return 0
 
 
+def _run(args) -> int:
+    from rftfast.config import ConfigError, load_config
+    from rftfast.pipeline import run
+
+    try:
+        cfg = load_config(args.config, args.set)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    run(cfg, resume=args.resume)
+    return 0
+
+
+def _bench(args) -> int:
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_dpo_step.py"
+    if not script.exists():
+        print("error: the benchmarks/ folder ships with the source checkout, not the wheel", file=sys.stderr)
+        return 2
+    return subprocess.call([sys.executable, str(script), *args.bench_args])
+
+
 def build_parser() -> argparse.ArgumentParser:
     from rftfast.data.convert import FORMATS
 
@@ -60,6 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("input", help=".json/.jsonl/.parquet file, or a hub dataset id")
     convert.add_argument("output", help="canonical JSONL to write (atomically)")
     convert.set_defaults(func=_convert)
+
+    run = sub.add_parser("run", help="run the whole method (no config: the embedded tool-world default on CPU)")
+    run.add_argument("config", nargs="?", help="YAML config (default: the embedded default run)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config value, e.g. --set search.rounds=8 (repeatable)")
+    run.add_argument("--resume", action="store_true", help="continue a killed run from its manifest")
+    run.set_defaults(func=_run)
+
+    bench = sub.add_parser("bench", help="the DPO-step benchmark (benchmarks/bench_dpo_step.py)")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for the benchmark script")
+    bench.set_defaults(func=_bench)
 
     ev = sub.add_parser("eval", help="score a model on BFCL directories or canonical files")
     ev.add_argument("--model", required=True, help="path or hub id of a transformers causal LM")

@@ -25,7 +25,8 @@ def test_fallback_template_and_answer_span():
     assert tok.decode(ex.answer_ids) == ex.answer_text
     assert tok.decode(ex.prompt_ids) == ex.prompt_text
     assert ex.prompt_text.endswith("<|assistant|>\n")
-    assert '"name": "get_weather"' in ex.prompt_text and "Weather in Paris and Oslo?" in ex.prompt_text
+    assert "get_weather(city: string)  # Weather of a city" in ex.prompt_text
+    assert "Weather in Paris and Oslo?" in ex.prompt_text
     labels = ex.labels()
     assert labels[: ex.answer_start] == [-100] * ex.answer_start
     assert labels[ex.answer_start:] == ex.answer_ids
@@ -56,3 +57,15 @@ def test_text_answers():
     record = Record([{"role": "user", "content": "Hi!"}], TOOLS, "Hello! How can I help?")
     ex = render_example(record, tiny_tokenizer(), use_chat_template=False)
     assert ex.answer_text == "Hello! How can I help?" + END
+
+
+def test_tool_signature_keeps_optional_enum_default_and_format():
+    from rftfast.data.chat import tool_signature
+
+    tool = {"type": "function", "function": {"name": "get_directions", "description": "Directions.", "parameters": {
+        "type": "object", "required": ["origin", "date"], "properties": {
+            "origin": {"type": "string"}, "date": {"type": "string", "format": "date"},
+            "mode": {"type": "string", "enum": ["driving", "walking"], "default": "driving"},
+            "stops": {"type": "array", "items": {"type": "integer"}}}}}}
+    assert tool_signature(tool) == ('get_directions(origin: string, date: string (date), mode?: "driving"|"walking"'
+                                    ' = "driving", stops?: array[integer])  # Directions.')

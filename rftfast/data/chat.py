@@ -12,8 +12,9 @@ the template appends for the assistant turn. Without one, the fallback template 
     <|system|>
     {system message}
 
-    You can call these functions (JSON Schema):
-    {one JSON object per tool, one per line}
+    You can call these functions:
+    {one signature per tool, one per line, e.g.
+     get_directions(origin: string, destination: string, mode?: "driving"|"walking" = "driving")  # Directions.}
     Answer with the calls as [name(param=value, ...)], or in plain text when no function helps.
     <|user|>
     {user message}
@@ -22,7 +23,9 @@ the template appends for the assistant turn. Without one, the fallback template 
     <|assistant|>
     {assistant message}<|end|>
 
-(An earlier assistant turn with tool calls shows them in the same pythonic form.) Prompt and answer
+Signatures keep what choosing and filling a call needs (names, types, `?` for optional, enums,
+defaults, formats, the description) in a fraction of the JSON Schema's tokens. An earlier
+assistant turn with tool calls shows them in the same pythonic form. Prompt and answer
 are tokenized separately and concatenated, exactly as generation sees them: the model continues
 the prompt ids.
 """
@@ -74,13 +77,38 @@ def _content(message: dict) -> str:
     return content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
 
 
+def _type_text(schema: dict) -> str:
+    if "enum" in schema:
+        return "|".join(json.dumps(v, ensure_ascii=False) for v in schema["enum"])
+    kind = schema.get("type", "any")
+    if kind == "array" and isinstance(schema.get("items"), dict):
+        return f"array[{_type_text(schema['items'])}]"
+    fmt = schema.get("format") or ("HH:MM" if "[0-5]" in schema.get("pattern", "") else None)
+    return f"{kind} ({fmt})" if fmt else str(kind)
+
+
+def tool_signature(tool: dict) -> str:
+    """`name(a: type, b?: type = default)  # description`: a tool's schema in few tokens."""
+    fn = tool["function"]
+    params = fn.get("parameters", {})
+    required = set(params.get("required", []))
+    args = []
+    for name, schema in params.get("properties", {}).items():
+        text = f"{name}{'' if name in required else '?'}: {_type_text(schema)}"
+        if "default" in schema:
+            text += f" = {json.dumps(schema['default'], ensure_ascii=False)}"
+        args.append(text)
+    description = f"  # {fn['description']}" if fn.get("description") else ""
+    return f"{fn['name']}({', '.join(args)}){description}"
+
+
 def fallback_prompt(messages: list[dict], tools: list[dict]) -> str:
     """The documented fallback template (see the module docstring), ending with the assistant tag."""
     system = [m for m in messages if m["role"] == "system"]
     parts = ["<|system|>\n" + (_content(system[0]) if system else "")]
     if tools:
-        schemas = "\n".join(json.dumps(t["function"], ensure_ascii=False) for t in tools)
-        parts.append("\n\nYou can call these functions (JSON Schema):\n" + schemas + "\nAnswer with the calls as "
+        signatures = "\n".join(tool_signature(t) for t in tools)
+        parts.append("\n\nYou can call these functions:\n" + signatures + "\nAnswer with the calls as "
                      "[name(param=value, ...)], or in plain text when no function helps.")
     for m in messages:
         if m["role"] == "system":

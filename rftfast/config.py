@@ -1,0 +1,225 @@
+"""Run configuration: nested dataclasses, loaded from YAML and `--set a.b=value` overrides.
+
+Every key is checked: an unknown key or a value of the wrong type stops with its key path
+(`mcts.rounds: expected int, got 'many'`). `RunConfig()` with no arguments is the embedded
+default run: the tool world and a tiny Llama trained from scratch on CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration key or value that does not fit; the message starts with its key path."""
+
+
+@dataclass
+class ModelConfig:
+    path: str | None = None  # a local path or hub id for from_pretrained; None builds a tiny Llama from scratch
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    intermediate_size: int = 384
+    vocab_size: int = 1024  # of the tokenizer trained locally on the training corpus
+    max_length: int = 512  # records whose prompt + answer is longer are skipped (and counted)
+
+
+@dataclass
+class DataConfig:
+    source: str = "toolworld"  # or a canonical .jsonl/.json/.parquet file
+    num_train: int = 3000
+    num_heldout: int = 240
+    levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6])
+    seed: int = 0
+
+
+@dataclass
+class WarmupConfig:
+    order: str = "easy_to_hard"  # or "shuffled" (the ablation)
+    difficulty: str = "level"  # "level" (tool world), "steps" (calls and arguments), or "perplexity"
+    buckets: int = 3
+    epochs: float = 2.0  # passes over the warm-up data, spread over the buckets
+    replay: float = 0.25  # fraction of each later bucket's batches drawn from earlier buckets
+    lr: float = 3e-3
+    batch_size: int = 16
+    warmup_steps: int = 20
+
+
+@dataclass
+class DeficiencyConfig:
+    ratio: float = 0.3  # the worst fraction by answer perplexity, plus every greedy failure
+    max_new_tokens: int = 64
+    max_records: int = 96  # score at most this many training records per iteration (a seeded sample)
+
+
+@dataclass
+class SearchConfig:
+    rounds: int = 4
+    samples: int = 3  # children per expansion
+    leaves_per_tree: int = 1
+    max_depth: int = 6
+    c: float = 1.0
+    rule: str = "uct"  # "uct" (iTool) or "puct"
+    temperature: float = 1.0
+    top_p: float = 0.95
+    max_new_tokens: int = 24
+    reward: str = "ast"  # "ast", "judge", or "mix"
+    min_gap: float = 0.2
+    include_ground_truth: bool = True
+
+
+@dataclass
+class PreferenceConfig:
+    loss_type: str = "sigmoid"
+    beta: float = 0.1
+    gamma: float = 0.5
+    nll_weight: float = 0.2
+    lr: float = 5e-4
+    epochs: float = 2.0
+    batch_size: int = 8
+    reference: str = "precomputed"  # "precomputed" (one pass per iteration) or "frozen" (a copy, per step)
+    lora: bool = False
+
+
+@dataclass
+class EvalConfig:
+    max_new_tokens: int = 64
+    batch_size: int = 16
+
+
+@dataclass
+class RunConfig:
+    name: str = "default"
+    out_dir: str = "runs"
+    seed: int = 0
+    iterations: int = 2
+    device: str = "cpu"
+    extra_sft: bool = False  # the ablation: spend the iterations' compute on more SFT instead
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    warmup: WarmupConfig = field(default_factory=WarmupConfig)
+    deficiency: DeficiencyConfig = field(default_factory=DeficiencyConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    preference: PreferenceConfig = field(default_factory=PreferenceConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+CHOICES = {
+    "warmup.order": ("easy_to_hard", "shuffled"),
+    "warmup.difficulty": ("level", "steps", "perplexity"),
+    "search.rule": ("uct", "puct"),
+    "search.reward": ("ast", "judge", "mix"),
+    "preference.reference": ("precomputed", "frozen"),
+}
+
+
+def _coerce(value: Any, annotation: Any, path: str) -> Any:
+    """`value` checked against the field's type annotation (ints widen to floats, nothing else)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, path)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{path}: expected {annotation}, got {value!r}")
+    if origin is list:
+        (item,) = typing.get_args(annotation)
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        return [_coerce(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(annotation):
+        return _build(annotation, value, path)
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is bool and not isinstance(value, bool):
+        raise ConfigError(f"{path}: expected true or false, got {value!r}")
+    if annotation in (int, float) and isinstance(value, bool):
+        raise ConfigError(f"{path}: expected {annotation.__name__}, got {value!r}")
+    if not isinstance(value, annotation):
+        raise ConfigError(f"{path}: expected {annotation.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls, values: Any, path: str = ""):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path or 'config'}: expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        key_path = f"{path}.{key}" if path else str(key)
+        if key not in names:
+            raise ConfigError(f"{key_path}: unknown key (expected one of {sorted(names)})")
+        kwargs[key] = _coerce(value, hints[key], key_path)
+        if key_path in CHOICES and kwargs[key] not in CHOICES[key_path]:
+            raise ConfigError(f"{key_path}: expected one of {CHOICES[key_path]}, got {kwargs[key]!r}")
+    return cls(**kwargs)
+
+
+def _merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for k, v in update.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _check_ranges(cfg: RunConfig) -> None:
+    checks = [
+        ("iterations", cfg.iterations >= 0), ("deficiency.ratio", 0 < cfg.deficiency.ratio <= 1),
+        ("search.rounds", cfg.search.rounds >= 1), ("search.samples", cfg.search.samples >= 1),
+        ("search.max_depth", cfg.search.max_depth >= 1), ("warmup.buckets", cfg.warmup.buckets >= 1),
+        ("warmup.replay", 0 <= cfg.warmup.replay < 1), ("data.num_train", cfg.data.num_train >= 1),
+        ("data.num_heldout", cfg.data.num_heldout >= 1), ("preference.beta", cfg.preference.beta > 0),
+    ]
+    for key, ok in checks:
+        if not ok:
+            raise ConfigError(f"{key}: value out of range")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """The default config, updated by a YAML file and then by `key.path=value` overrides."""
+    values: dict = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: invalid YAML: {e}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        values = loaded
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key.path=value")
+        key, raw = item.split("=", 1)
+        nested: dict = {}
+        cursor = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            cursor = cursor.setdefault(part, {})
+        cursor[parts[-1]] = yaml.safe_load(raw)
+        values = _merge(values, nested)
+    cfg = _build(RunConfig, values)
+    _check_ranges(cfg)
+    return cfg

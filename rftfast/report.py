@@ -1,0 +1,76 @@
+"""The end-of-run summary: a console table, `report.json`, and `report.png`."""
+
+from __future__ import annotations
+
+import json
+
+from rftfast.config import RunConfig
+
+
+def _checkpoints(stages: dict) -> list[str]:
+    return [name.removesuffix("/eval") for name in stages if name.endswith("/eval")]
+
+
+def accuracy_table(stages: dict) -> str:
+    """Held-out accuracy by difficulty after warm-up and after each iteration."""
+    names = _checkpoints(stages)
+    levels = sorted({lvl for n in names for lvl in stages[f"{n}/eval"]["by_difficulty"]})
+    lines = ["| after | " + " | ".join(levels) + " | all |", "|---|" + "---:|" * (len(levels) + 1)]
+    for n in names:
+        ev = stages[f"{n}/eval"]
+        cells = " | ".join(f"{ev['by_difficulty'].get(lvl, float('nan')):.1%}" for lvl in levels)
+        lines.append(f"| {n} | {cells} | {ev['accuracy']:.1%} |")
+    return "\n".join(lines)
+
+
+def stage_table(stages: dict) -> str:
+    lines = ["| stage | seconds | outcome |", "|---|---:|---|"]
+    keys = ("train", "heldout", "steps", "final_loss", "scored", "deficient", "greedy_accuracy", "pairs",
+            "prefill_reuse", "reward_accuracy", "accuracy")
+    for name, s in stages.items():
+        outcome = ", ".join(f"{k}={s[k]:.3g}" if isinstance(s[k], float) else f"{k}={s[k]}" for k in keys if k in s)
+        lines.append(f"| {name} | {s['seconds']:.1f} | {outcome} |")
+    return "\n".join(lines)
+
+
+def plot(stages: dict, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = _checkpoints(stages)
+    fig, (ax_acc, ax_sft, ax_pref) = plt.subplots(1, 3, figsize=(15, 4))
+    levels = sorted({lvl for n in names for lvl in stages[f"{n}/eval"]["by_difficulty"]})
+    for lvl in levels:
+        ax_acc.plot(names, [stages[f"{n}/eval"]["by_difficulty"].get(lvl) for n in names], marker="o", label=lvl)
+    ax_acc.plot(names, [stages[f"{n}/eval"]["accuracy"] for n in names], marker="s", color="black", lw=2,
+                label="all")
+    ax_acc.set(title="held-out accuracy (BFCL rules)", ylim=(0, 1))
+    ax_acc.legend(fontsize=7)
+    if "warmup" in stages:
+        ax_sft.plot(stages["warmup"].get("losses", []))
+    ax_sft.set(title="warm-up SFT loss (sampled steps)", xlabel="step", yscale="log")
+    for name, s in stages.items():
+        if name.endswith(("/preference", "/extra_sft")):
+            ax_pref.plot(s.get("losses", []), label=name)
+    ax_pref.set(title="iteration losses", xlabel="step")
+    if ax_pref.lines:
+        ax_pref.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(cfg: RunConfig, stages: dict) -> dict:
+    """Print the summary, write report.json and report.png into the run directory; return the report."""
+    report = {"config": cfg.to_dict(), "stages": stages,
+              "accuracy": {n: stages[f"{n}/eval"]["accuracy"] for n in _checkpoints(stages)}}
+    (cfg.run_dir / "report.json").write_text(json.dumps(report, indent=1))
+    plot(stages, cfg.run_dir / "report.png")
+    print("\nHeld-out accuracy (greedy decoding, BFCL AST rules):")
+    print(accuracy_table(stages))
+    print("\nStages:")
+    print(stage_table(stages))
+    print(f"\nreport: {cfg.run_dir / 'report.json'}, {cfg.run_dir / 'report.png'}")
+    return report

@@ -1,0 +1,66 @@
+"""Deficiency identification: which training records the current policy handles worst.
+
+Two signals, as in iTool: the perplexity of the ground-truth answer under the policy, and greedy
+decoding judged by the BFCL-rule checker. The worst `ratio` by perplexity and every greedy
+failure are selected.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from rftfast.config import DeficiencyConfig
+from rftfast.data.chat import Example
+from rftfast.data.record import Record
+from rftfast.eval.runner import generate_greedy, judge
+from rftfast.logprob import sequence_logprobs
+from rftfast.train.batching import pad_batch
+from rftfast.train.sft import hidden_states, lm_head_weight
+
+
+@torch.no_grad()
+def answer_perplexities(model, tokenizer, examples: Sequence[Example], batch_size: int = 16,
+                        device: str = "cpu") -> list[float]:
+    """exp(mean NLL of the answer tokens) of each example under `model`."""
+    out = []
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start: start + batch_size]
+        batch = pad_batch([e.input_ids for e in chunk], [e.answer_start for e in chunk], tokenizer.pad_token_id,
+                          device)
+        hidden = hidden_states(model, batch["input_ids"], batch["attention_mask"])
+        mean_logp = sequence_logprobs(hidden, lm_head_weight(model), batch["labels"], average=True)
+        out.extend(math.exp(min(50.0, -float(v))) for v in mean_logp)
+    return out
+
+
+@dataclass
+class Deficiencies:
+    """Per scored record: perplexity and greedy verdict; `selected` indexes the deficient ones."""
+
+    perplexity: list[float]
+    greedy_valid: list[bool]
+    selected: list[int]
+
+    @property
+    def greedy_accuracy(self) -> float:
+        return sum(self.greedy_valid) / len(self.greedy_valid) if self.greedy_valid else 0.0
+
+
+def find_deficiencies(model, tokenizer, records: Sequence[Record], examples: Sequence[Example],
+                      cfg: DeficiencyConfig, batch_size: int = 16, device: str = "cpu") -> Deficiencies:
+    from tqdm.auto import tqdm
+
+    model.eval()
+    ppl = answer_perplexities(model, tokenizer, examples, batch_size, device)
+    valid = []
+    for start in tqdm(range(0, len(records), batch_size), desc="deficiency: greedy decoding", unit="batch"):
+        chunk = examples[start: start + batch_size]
+        outputs = generate_greedy(model, tokenizer, [e.prompt_ids for e in chunk], cfg.max_new_tokens)
+        valid.extend(judge(r, o).valid for r, o in zip(records[start: start + batch_size], outputs, strict=True))
+    worst = sorted(range(len(records)), key=lambda i: -ppl[i])[: max(1, round(cfg.ratio * len(records)))]
+    selected = sorted(set(worst) | {i for i, ok in enumerate(valid) if not ok})
+    return Deficiencies(ppl, valid, selected)

@@ -1,0 +1,117 @@
+"""Supervised fine-tuning on answer tokens, with the easy-to-hard curriculum.
+
+The loss is the mean negative log-likelihood of the answer tokens, computed from the model's last
+hidden states with `linear_logprobs`, so the `tokens × vocab` logits are never materialised.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from rftfast.config import WarmupConfig
+from rftfast.data.chat import Example
+from rftfast.logprob import linear_logprobs
+from rftfast.train.batching import pad_batch
+
+
+def hidden_states(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The decoder's last hidden states [B, T, H] (the LM head is applied by the fused kernels)."""
+    return model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+def lm_head_weight(model) -> torch.Tensor:
+    return model.get_output_embeddings().weight
+
+
+def answer_nll(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """(mean NLL of the answer tokens, their count)."""
+    hidden = hidden_states(model, batch["input_ids"], batch["attention_mask"])
+    labels = batch["labels"].reshape(-1)
+    logp = linear_logprobs(hidden.reshape(-1, hidden.shape[-1]), lm_head_weight(model), labels)
+    n = int((labels != -100).sum())
+    return -logp.sum() / max(n, 1), n
+
+
+def cosine_lr(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to 10% of the peak."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+@dataclass
+class Schedule:
+    """Which examples each optimizer step draws from: buckets in order, with replay of earlier ones."""
+
+    buckets: list[list[Example]]
+    steps_per_bucket: list[int]
+    replay: float
+
+    @property
+    def total_steps(self) -> int:
+        return sum(self.steps_per_bucket)
+
+    def batches(self, batch_size: int, seed: int):
+        rng = random.Random(seed)
+        for k, (bucket, steps) in enumerate(zip(self.buckets, self.steps_per_bucket, strict=True)):
+            earlier = [e for b in self.buckets[:k] for e in b]
+            order: list[Example] = []
+            for _ in range(steps):
+                batch = []
+                for _ in range(batch_size):
+                    if earlier and rng.random() < self.replay:
+                        batch.append(rng.choice(earlier))
+                        continue
+                    if not order:
+                        order = list(bucket)
+                        rng.shuffle(order)
+                    batch.append(order.pop())
+                yield k, batch
+
+
+def make_schedule(examples: Sequence[Example], difficulty: Sequence[float], cfg: WarmupConfig, seed: int) -> Schedule:
+    """Easy-to-hard buckets of equal size (or one shuffled bucket), `cfg.epochs` passes in all."""
+    total = max(1, round(cfg.epochs * len(examples) / cfg.batch_size))
+    if cfg.order == "shuffled":
+        return Schedule([list(examples)], [total], 0.0)
+    rng = random.Random(seed)
+    tiebreak = [rng.random() for _ in examples]  # equal difficulty: a seeded random order, not input order
+    ranked = [e for _, _, e in sorted(zip(difficulty, tiebreak, examples, strict=True), key=lambda t: t[:2])]
+    k = min(cfg.buckets, len(ranked))
+    bounds = [round(i * len(ranked) / k) for i in range(k + 1)]
+    buckets = [ranked[bounds[i]: bounds[i + 1]] for i in range(k)]
+    steps = [max(1, round(total * len(b) / len(ranked))) for b in buckets]
+    return Schedule(buckets, steps, cfg.replay)
+
+
+def train_sft(model, tokenizer, schedule: Schedule, cfg: WarmupConfig, seed: int, device: str = "cpu",
+              desc: str = "warm-up SFT") -> list[float]:
+    """Run the schedule with AdamW and a cosine learning rate; returns the loss of every step."""
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(seed)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: cosine_lr(s, schedule.total_steps, cfg.warmup_steps))
+    losses = []
+    bar = tqdm(schedule.batches(cfg.batch_size, seed), total=schedule.total_steps, desc=desc, unit="step")
+    for bucket, examples in bar:
+        batch = pad_batch([e.input_ids for e in examples], [e.answer_start for e in examples],
+                          tokenizer.pad_token_id, device)
+        loss, _ = answer_nll(model, batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        bar.set_postfix(bucket=bucket, loss=f"{losses[-1]:.3f}")
+    model.eval()
+    return losses
