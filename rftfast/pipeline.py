@@ -237,7 +237,7 @@ def stage_iteration(run: Run, k: int) -> None:
         return
 
     def search(seed):
-        from rftfast.mcts.driver import search_pairs
+        from rftfast.train.search_stage import search_pairs
 
         pairs, stats = search_pairs(run.model, run.tokenizer, [run.train[i] for i in deficient], run.cfg.search, seed)
         with open(pairs_path.with_suffix(".tmp"), "w") as f:

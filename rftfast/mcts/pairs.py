@@ -1,0 +1,246 @@
+"""Step-level preference pairs from searched trees: siblings that share a prefix and differ in one step.
+
+At every node with two or more distinct children, the child of best value is chosen and the child of worst
+value rejected. Both continue the same token prefix (the record's prompt + the answer so far), so a pair is
+`prompt_ids`, `chosen_ids`, `rejected_ids`, where the chosen and rejected ids are the one step each child adds.
+
+Filters (`PairConfig`): the values differ by at least `min_gap`; the chosen value is at least `accept_value`;
+the two steps' token overlap (multiset intersection over the longer step) is at most `max_overlap`, so
+near-duplicates are not trained on. Siblings with identical tokens count once (the most visited stands for
+them), and a child that adds no tokens is never in a pair. With `truth` given for a tree, a node whose answer
+so far is a step prefix of the ground truth takes the ground truth's next step as chosen (with the value of
+the sibling that wrote it, if any, else `truth_value`) against its worst sibling.
+
+Pairs are saved as JSONL (atomically) and load back as `Pair`s or as a `datasets.Dataset`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from rftfast.mcts.forest import Forest
+
+
+@dataclass(frozen=True)
+class PairConfig:
+    """Which sibling pairs to keep; `value` is the child value compared: "mean" (value_sum / visits, the
+    child's own reward while unvisited), "q" (the forest's Q: mean or sum by its backup mode) or "reward"."""
+
+    min_gap: float = 0.1
+    max_overlap: float = 0.95
+    accept_value: float = 0.0
+    value: str = "mean"
+    truth_value: float = 1.0
+
+
+@dataclass(frozen=True)
+class Truth:
+    """A tree's ground-truth answer as token ids, and the token index where each of its steps ends."""
+
+    answer_ids: tuple[int, ...]
+    step_ends: tuple[int, ...]
+
+    def next_step(self, answer_so_far: Sequence[int]) -> tuple[int, ...] | None:
+        """The truth's next step after `answer_so_far`, if that is exactly a step prefix of the truth."""
+        n = len(answer_so_far)
+        starts = (0, *self.step_ends[:-1])
+        for start, end in zip(starts, self.step_ends):
+            if start == n and tuple(self.answer_ids[:n]) == tuple(answer_so_far):
+                return self.answer_ids[start:end]
+        return None
+
+
+@dataclass
+class Pair:
+    """One step-level preference pair: two continuations of `prompt_ids`.
+
+    `prompt_ids` is the record's prompt (`answer_start` tokens) followed by the shared answer so far;
+    `divergence` is the index in `prompt_ids + chosen_ids` (equally `+ rejected_ids`) of the first token where
+    the two differ. `tree` and `node` locate the shared parent in the forest.
+    """
+
+    record_id: str
+    tree: int
+    node: int
+    depth: int
+    prompt_ids: list[int]
+    chosen_ids: list[int]
+    rejected_ids: list[int]
+    chosen_value: float
+    rejected_value: float
+    chosen_visits: int
+    rejected_visits: int
+    answer_start: int
+    divergence: int
+    chosen_is_truth: bool = False
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> Pair:
+        names = {f.name for f in fields(cls)}
+        missing = names - set(d) - {"chosen_is_truth"}
+        if missing:
+            raise ValueError(f"pair: missing fields {sorted(missing)}")
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def token_overlap(a: Sequence[int], b: Sequence[int]) -> float:
+    """Tokens the two share (as multisets) over the longer one's length; 0 for two empty sequences."""
+    longest = max(len(a), len(b))
+    return sum((Counter(a) & Counter(b)).values()) / longest if longest else 0.0
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+@dataclass
+class _Candidate:
+    ids: tuple[int, ...]
+    value: float
+    visits: int
+    is_truth: bool = False
+
+
+def extract_pairs(forest: Forest, prompts: Sequence[Sequence[int]], config: PairConfig = PairConfig(), *,
+                  record_ids: Sequence[str] | None = None, truth: Sequence[Truth | None] | None = None) -> list[Pair]:
+    """Pairs from every tree of `forest`; `prompts[t]` is tree t's prompt ids (its answer begins after them)."""
+    if len(prompts) != forest.num_trees:
+        raise ValueError(f"prompts: expected {forest.num_trees} (one per tree), got {len(prompts)}")
+    if config.value not in ("mean", "q", "reward"):
+        raise ValueError(f"PairConfig.value: expected 'mean', 'q' or 'reward', got {config.value!r}")
+    values = _child_values(forest, config.value)
+    visits, num_children = forest.visits, forest.num_children
+    pairs = []
+    for t in range(forest.num_trees):
+        tree_truth = truth[t] if truth is not None else None
+        for node in np.flatnonzero(num_children[t, : forest.num_nodes[t]] > 0):
+            node = int(node)
+            candidates = _distinct_children(forest, t, node, values, visits)
+            answer_so_far = forest.path_tokens(t, node).tolist()
+            truth_step = tree_truth.next_step(answer_so_far) if tree_truth is not None else None
+            picked = _pick(candidates, truth_step, config)
+            if picked is None:
+                continue
+            chosen, rejected = picked
+            prompt_ids = [*map(int, prompts[t]), *answer_so_far]
+            pairs.append(Pair(
+                record_id=record_ids[t] if record_ids is not None else str(t), tree=t, node=node,
+                depth=int(forest.depth[t, node]), prompt_ids=prompt_ids, chosen_ids=list(chosen.ids),
+                rejected_ids=list(rejected.ids), chosen_value=chosen.value, rejected_value=rejected.value,
+                chosen_visits=chosen.visits, rejected_visits=rejected.visits, answer_start=len(prompts[t]),
+                divergence=len(prompt_ids) + _common_prefix(chosen.ids, rejected.ids),
+                chosen_is_truth=chosen.is_truth))
+    return pairs
+
+
+def _child_values(forest: Forest, kind: str) -> np.ndarray:
+    if kind == "reward":
+        return forest.reward
+    if kind == "q":
+        return forest.q_values()
+    visits = forest.visits
+    # An unvisited child's mean is its own reward (nothing was backed up through it yet).
+    return np.divide(forest.value_sum, visits, out=forest.reward.copy(), where=visits > 0)
+
+
+def _distinct_children(forest: Forest, t: int, node: int, values: np.ndarray, visits: np.ndarray) -> list[_Candidate]:
+    """The children with tokens, one per distinct token sequence (the most visited; the first on ties)."""
+    by_tokens: dict[tuple[int, ...], _Candidate] = {}
+    for child in forest.children_of(t, node):
+        ids = tuple(forest.span(t, child).tolist())
+        if not ids:
+            continue
+        candidate = _Candidate(ids, float(values[t, child]), int(visits[t, child]))
+        if ids not in by_tokens or candidate.visits > by_tokens[ids].visits:
+            by_tokens[ids] = candidate
+    return list(by_tokens.values())
+
+
+def _pick(candidates: list[_Candidate], truth_step: tuple[int, ...] | None,
+          config: PairConfig) -> tuple[_Candidate, _Candidate] | None:
+    if truth_step:
+        written = next((c for c in candidates if c.ids == truth_step), None)
+        chosen = _Candidate(truth_step, written.value if written else config.truth_value,
+                            written.visits if written else 0, is_truth=True)
+        others = [c for c in candidates if c.ids != truth_step]
+        if not others:
+            return None
+        rejected = min(others, key=lambda c: c.value)
+    else:
+        if len(candidates) < 2:
+            return None
+        # Best value first; among equals, the better explored.
+        chosen = max(candidates, key=lambda c: (c.value, c.visits))
+        rejected = min((c for c in candidates if c is not chosen), key=lambda c: c.value)
+    if chosen.value - rejected.value < config.min_gap or chosen.value < config.accept_value:
+        return None
+    if token_overlap(chosen.ids, rejected.ids) > config.max_overlap:
+        return None
+    return chosen, rejected
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def save_pairs(pairs: Iterable[Pair], path: str | os.PathLike) -> int:
+    """Write pairs as JSONL atomically (temp file beside the target, fsync, rename); returns the count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    count = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for pair in pairs:
+                f.write(json.dumps(pair.to_json(), ensure_ascii=False) + "\n")
+                count += 1
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return count
+
+
+def load_pairs(path: str | os.PathLike) -> list[Pair]:
+    """Pairs from a JSONL file written by `save_pairs`; a bad line raises ValueError naming it."""
+    pairs = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                pairs.append(Pair.from_json(json.loads(line)))
+            except (json.JSONDecodeError, ValueError, TypeError) as e:
+                raise ValueError(f"{path}:{n}: not a pair: {e}") from None
+    return pairs
+
+
+def pairs_dataset(pairs: Sequence[Pair] | str | os.PathLike):
+    """A `datasets.Dataset` with one row per pair (columns: the `Pair` fields); from pairs or a JSONL path."""
+    import datasets
+
+    if isinstance(pairs, (str, os.PathLike)):
+        pairs = load_pairs(pairs)
+    rows = [pair.to_json() for pair in pairs]
+    if not rows:
+        return datasets.Dataset.from_dict({f.name: [] for f in fields(Pair)})
+    return datasets.Dataset.from_list(rows)

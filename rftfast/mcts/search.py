@@ -1,0 +1,327 @@
+"""The search: all trees in lockstep rounds, one batched generator call per round, then step-level pairs.
+
+One tree per record; its root is the record's prompt with an empty answer. A round:
+
+    select up to k leaves in every tree (compiled, with virtual loss)
+      → one `generator.expand` call: n sampled continuations per leaf, each cut at the end of the next answer
+        step (`stop_at_step`); the prefix is the prompt ids + the spans of the leaf's path, never re-tokenised
+      → the reward of each new node, on its whole answer so far (decoded once per node)
+      → expand (one child per distinct continuation) and back up the rewards (compiled)
+
+A child is terminal when it finished the answer (finish_reason "stop") or reached `max_depth`; a leaf for which
+the generator produced nothing is made terminal. After the last round, `extract_pairs` turns siblings into
+preference pairs. Priors: the children's probabilities under the policy, exp(mean token log-prob), times how
+many samples wrote the same continuation, normalised over the siblings.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from rftfast.data.chat import answer_content, render_example
+from rftfast.data.record import Record
+from rftfast.data.steps import Step, step_token_boundaries
+from rftfast.generation.base import Child, ExpandRequest
+from rftfast.generation.step_stop import StepScanner
+from rftfast.mcts.forest import BACKUPS, RULES, Forest
+from rftfast.mcts.pairs import Pair, PairConfig, Truth, extract_pairs
+from rftfast.mcts.rewards import ast_reward
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How the trees grow: `rounds` rounds of `leaves_per_tree` leaves × `samples_per_expansion` samples."""
+
+    samples_per_expansion: int = 4
+    rounds: int = 8
+    leaves_per_tree: int = 1
+    max_depth: int = 16
+    max_new_tokens: int = 48  # per step
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+    c: float = 1.0  # exploration constant
+    rule: str = "uct"  # "uct" (iTool) or "puct" (AlphaZero)
+    backup: str = "mean"  # "mean" or "sum" (iTool's summed values)
+    virtual_loss: float = 1.0
+    ground_truth_chosen: bool = False  # on the ground truth's path, its next step is the chosen one
+    use_chat_template: bool | None = None  # as `render_example`
+    progress: bool = True
+    pairs: PairConfig = field(default_factory=PairConfig)
+
+    def __post_init__(self):
+        if self.samples_per_expansion < 1 or self.rounds < 0 or self.leaves_per_tree < 1 or self.max_depth < 1:
+            raise ValueError("samples_per_expansion, leaves_per_tree and max_depth must be >= 1, rounds >= 0")
+        if self.rule not in RULES or self.backup not in BACKUPS:
+            raise ValueError(f"rule must be in {sorted(RULES)} and backup in {sorted(BACKUPS)}, "
+                             f"got {self.rule!r} and {self.backup!r}")
+
+
+@dataclass
+class SearchStats:
+    """Counts and where the time went. `bookkeeping_seconds` is everything but generation, rewards and pair
+    extraction (selection, expansion, backup, building requests, decoding); `forest_seconds` is its compiled
+    part."""
+
+    rounds: int = 0
+    simulations: int = 0  # leaves expanded
+    nodes: int = 0  # in all trees, roots included
+    terminal_nodes: int = 0
+    samples: int = 0  # continuations the generator returned
+    duplicate_samples: int = 0  # of them, repeats of a sibling
+    pairs: int = 0
+    wall_seconds: float = 0.0
+    generator_seconds: float = 0.0
+    reward_seconds: float = 0.0
+    bookkeeping_seconds: float = 0.0
+    forest_seconds: float = 0.0
+    pairs_seconds: float = 0.0
+    prefill_computed: int = 0
+    prefill_reused: int = 0
+
+    @property
+    def bookkeeping_fraction(self) -> float:
+        return self.bookkeeping_seconds / self.wall_seconds if self.wall_seconds else 0.0
+
+    @property
+    def bookkeeping_us_per_simulation(self) -> float:
+        return 1e6 * self.bookkeeping_seconds / self.simulations if self.simulations else 0.0
+
+
+@dataclass
+class SearchResult:
+    """The pairs, the searched forest, and the stats. Iterating or `len()` goes over the pairs."""
+
+    pairs: list[Pair]
+    forest: Forest
+    prompts: list[list[int]]
+    record_ids: list[str]
+    stats: SearchStats
+    texts: dict[tuple[int, int], str]  # (tree, node) -> the node's answer so far, decoded
+
+    def __iter__(self):
+        return iter(self.pairs)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+
+RewardFn = Callable[[Record, str, bool], float]
+
+
+def search(records: Sequence[Record], generator, reward: RewardFn = ast_reward, config: SearchConfig = SearchConfig(),
+           *, tokenizer=None) -> SearchResult:
+    """Search every record's tree in lockstep and return the step-level pairs (see the module docstring).
+
+    `generator` follows `rftfast.generation.base.Generator`; `tokenizer` (default: `generator.tokenizer`)
+    renders prompts and decodes answers. `reward(record, answer_text, complete)` scores each new node.
+    """
+    start = time.perf_counter()
+    tokenizer = tokenizer if tokenizer is not None else getattr(generator, "tokenizer", None)
+    if tokenizer is None:
+        raise ValueError("search needs a tokenizer: pass tokenizer=..., or use a generator with .tokenizer")
+    records = list(records)
+    if not records:
+        raise ValueError("search: no records")
+    prompts = [render_example(r, tokenizer, use_chat_template=config.use_chat_template).prompt_ids for r in records]
+    n = config.samples_per_expansion
+    per_tree = 1 + config.rounds * config.leaves_per_tree * n
+    forest = Forest(len(records), capacity=min(per_tree, 1024), max_children=n, backup=config.backup)
+    stats = SearchStats()
+    texts: dict[tuple[int, int], str] = {}
+    prefill_before = _prefill(generator)
+    timer = _Timer()
+
+    bar = _progress(config)
+    for round_index in range(config.rounds):
+        with timer("forest"):
+            tree_ids, leaf_ids = forest.select_leaves(config.leaves_per_tree, config.c, config.rule,
+                                                      config.virtual_loss, config.max_depth)
+        if not len(tree_ids):
+            break
+        with timer("bookkeeping"):
+            leaves = [(int(t), int(leaf)) for t, leaf in zip(tree_ids, leaf_ids)]
+            answers = [forest.path_tokens(t, leaf).tolist() for t, leaf in leaves]
+            requests = [_request(prompts[t], answer, config, t, leaf) for (t, leaf), answer in zip(leaves, answers)]
+        with timer("generator"):
+            outputs = generator.expand(requests)
+        if len(outputs) != len(requests):
+            raise RuntimeError(f"generator.expand returned {len(outputs)} results for {len(requests)} requests")
+        new = _NewChildren()
+        depths = forest.depth
+        for (t, leaf), answer, children in zip(leaves, answers, outputs):
+            with timer("bookkeeping"):
+                distinct = _distinct(children, stats)
+                if not distinct:
+                    new.dead.append((t, leaf))
+                    continue
+                depth = int(depths[t, leaf]) + 1
+                priors = _priors(distinct)
+                child_texts = [tokenizer.decode(answer + list(c.token_ids), skip_special_tokens=True)
+                               for c, _ in distinct]
+            with timer("reward"):
+                values = [float(reward(records[t], text, c.finish_reason == "stop"))
+                          for (c, _), text in zip(distinct, child_texts)]
+            for (c, _), prior, value, text in zip(distinct, priors, values, child_texts):
+                new.add(t, leaf, prior, value, c.finish_reason == "stop" or depth >= config.max_depth,
+                        list(c.token_ids), text)
+        with timer("forest"):
+            if new.trees:
+                child_ids = forest.expand(new.trees, new.parents, new.priors, new.values, new.terminal, new.tokens)
+                forest.backup(new.trees, child_ids, new.values)
+            if new.dead:
+                forest.mark_terminal([t for t, _ in new.dead], [leaf for _, leaf in new.dead])
+        with timer("bookkeeping"):
+            if new.trees:
+                texts.update(zip(zip(new.trees, child_ids.tolist()), new.texts))
+            stats.rounds = round_index + 1
+            stats.simulations += len(leaves)
+            stats.terminal_nodes += sum(new.terminal)
+            bar.update(1)
+            bar.set_postfix(nodes=int(forest.num_nodes.sum()), refresh=False)
+    bar.close()
+
+    with timer("pairs"):
+        record_ids = [r.id or str(i) for i, r in enumerate(records)]
+        truth = [_truth(r, tokenizer, config) for r in records] if config.ground_truth_chosen else None
+        pairs = extract_pairs(forest, prompts, config.pairs, record_ids=record_ids, truth=truth)
+    stats.nodes = int(forest.num_nodes.sum())
+    stats.pairs = len(pairs)
+    stats.generator_seconds = timer.seconds["generator"]
+    stats.reward_seconds = timer.seconds["reward"]
+    stats.forest_seconds = timer.seconds["forest"]
+    stats.bookkeeping_seconds = timer.seconds["bookkeeping"] + timer.seconds["forest"]
+    stats.pairs_seconds = timer.seconds["pairs"]
+    stats.wall_seconds = time.perf_counter() - start
+    prefill_after = _prefill(generator)
+    stats.prefill_computed = prefill_after[0] - prefill_before[0]
+    stats.prefill_reused = prefill_after[1] - prefill_before[1]
+    return SearchResult(pairs, forest, prompts, record_ids, stats, texts)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pieces of a round
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _request(prompt: list[int], answer: list[int], config: SearchConfig, tree: int, node: int) -> ExpandRequest:
+    return ExpandRequest(prefix_ids=tuple(prompt + answer), n=config.samples_per_expansion,
+                         max_new_tokens=config.max_new_tokens, stop_at_step=True, temperature=config.temperature,
+                         top_p=config.top_p, seed=_seed(config.seed, tree, node), answer_start=len(prompt))
+
+
+def _seed(base: int, tree: int, node: int) -> int:
+    """A sampling seed per (search seed, tree, node): reruns sample the same, leaves sample independently."""
+    return ((base * 1_000_003 + tree) * 1_000_003 + node) % (2**31 - 1)
+
+
+def _distinct(children: Sequence[Child], stats: SearchStats) -> list[tuple[Child, int]]:
+    """Siblings with identical tokens merged (first kept, with its count); empty non-final samples dropped."""
+    seen: dict[tuple[int, ...], int] = {}
+    out: list[list] = []
+    for child in children:
+        stats.samples += 1
+        ids = tuple(child.token_ids)
+        if not ids and child.finish_reason != "stop":
+            continue  # nothing written and the answer not ended: no new state
+        if ids in seen:
+            out[seen[ids]][1] += 1
+            stats.duplicate_samples += 1
+            continue
+        seen[ids] = len(out)
+        out.append([child, 1])
+    return [(child, count) for child, count in out]
+
+
+def _priors(distinct: list[tuple[Child, int]]) -> list[float]:
+    logits = [math.log(count) + child.mean_logprob for child, count in distinct]
+    top = max(logits)
+    weights = [math.exp(x - top) for x in logits]
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+class _NewChildren:
+    """The children of one round, gathered for one `expand` and one `backup` call."""
+
+    def __init__(self):
+        self.trees: list[int] = []
+        self.parents: list[int] = []
+        self.priors: list[float] = []
+        self.values: list[float] = []
+        self.terminal: list[bool] = []
+        self.tokens: list[list[int]] = []
+        self.texts: list[str] = []
+        self.dead: list[tuple[int, int]] = []
+
+    def add(self, tree, parent, prior, value, terminal, tokens, text):
+        self.trees.append(tree)
+        self.parents.append(parent)
+        self.priors.append(prior)
+        self.values.append(value)
+        self.terminal.append(terminal)
+        self.tokens.append(tokens)
+        self.texts.append(text)
+
+
+def _truth(record: Record, tokenizer, config: SearchConfig) -> Truth | None:
+    """The record's ground-truth answer as tokens, with its step ends (None when they cannot be aligned).
+
+    Steps are cut where generation cuts them (`rftfast.generation.step_stop`), so a node grown along the truth
+    has exactly a truth step prefix as its answer.
+    """
+    example = render_example(record, tokenizer, use_chat_template=config.use_chat_template)
+    answer_ids = example.answer_ids
+    if not record.is_call:
+        return Truth(tuple(answer_ids), (len(answer_ids),))
+    content = answer_content(record)
+    content_ids = tokenizer(content, add_special_tokens=False)["input_ids"]
+    # Token step ends are computed on the content alone; they hold in the rendered answer only if it begins
+    # with exactly those tokens.
+    if answer_ids[: len(content_ids)] != content_ids:
+        return None
+    scanner, char_ends = StepScanner(), []
+    for i, char in enumerate(content):
+        if scanner.feed(char):
+            char_ends.append(i + 1)
+    steps = [Step("step", start, end) for start, end in zip([0, *char_ends], char_ends)]
+    ends = sorted(set(step_token_boundaries(content, steps, tokenizer)) - {0}) if steps else []
+    ends = [e for e in ends if e < len(content_ids)] + [len(answer_ids)]  # the last step takes the end of turn
+    return Truth(tuple(answer_ids), tuple(ends))
+
+
+def _prefill(generator) -> tuple[int, int]:
+    stats = getattr(generator, "stats", None)
+    return (getattr(stats, "prefill_computed", 0), getattr(stats, "prefill_reused", 0))
+
+
+class _Timer:
+    def __init__(self):
+        self.seconds: dict[str, float] = {"forest": 0.0, "bookkeeping": 0.0, "generator": 0.0, "reward": 0.0,
+                                          "pairs": 0.0}
+
+    def __call__(self, name: str):
+        return _Section(self.seconds, name)
+
+
+class _Section:
+    __slots__ = ("seconds", "name", "start")
+
+    def __init__(self, seconds, name):
+        self.seconds, self.name = seconds, name
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.seconds[self.name] += time.perf_counter() - self.start
+
+
+def _progress(config: SearchConfig):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=config.rounds, desc="mcts rounds", unit="round", disable=not config.progress)
+

@@ -1,0 +1,69 @@
+"""The whole loop on a very small config: end to end, resume after a kill, the saved model reloads."""
+
+import json
+
+import pytest
+import torch
+
+from rftfast.config import load_config
+from rftfast.pipeline import StopRequested, run
+
+SMALL = ["data.num_train=40", "data.num_heldout=12", "model.hidden_size=32", "model.num_layers=2",
+         "model.num_heads=2", "model.num_kv_heads=1", "model.intermediate_size=64", "model.vocab_size=400",
+         "warmup.epochs=1", "warmup.batch_size=8", "warmup.buckets=2", "deficiency.max_records=8",
+         "deficiency.max_new_tokens=20", "search.rounds=2", "search.samples=2", "search.max_depth=3",
+         "search.max_new_tokens=10", "preference.epochs=1", "preference.batch_size=4", "iterations=1",
+         "eval.max_new_tokens=20"]
+
+
+def small(tmp_path, name, *extra):
+    return load_config(None, [f"out_dir={tmp_path}", f"name={name}", *SMALL, *extra])
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("runs")
+    cfg = small(tmp, "full")
+    return cfg, run(cfg)
+
+
+def test_end_to_end_writes_report_and_checkpoints(finished):
+    cfg, report = finished
+    assert set(report["accuracy"]) == {"warmup", "iter_1"}
+    stages = json.loads((cfg.run_dir / "manifest.json").read_text())["stages"]
+    for stage in ("data", "warmup", "warmup/eval", "iter_1/deficiency", "iter_1/search", "iter_1/preference",
+                  "iter_1/eval"):
+        assert stage in stages, stage
+    assert (cfg.run_dir / "report.png").stat().st_size > 10_000
+    assert (cfg.run_dir / "iter_1" / "pairs.jsonl").exists()
+
+
+def test_saved_model_reloads_and_generates(finished):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cfg, _ = finished
+    path = cfg.run_dir / "iter_1" / "model"
+    assert (path / "model.safetensors").exists()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    ids = tokenizer("<|user|>\nWeather in Paris?\n<|assistant|>\n", return_tensors="pt")["input_ids"]
+    out = model.generate(ids, max_new_tokens=5, do_sample=False)
+    assert out.shape[1] > ids.shape[1]
+
+
+def test_resume_after_kill_matches_uninterrupted(finished, tmp_path):
+    full_cfg, _ = finished
+    cfg = small(tmp_path, "killed")
+    with pytest.raises(StopRequested):
+        run(cfg, stop_after="iter_1/search")
+    assert not (cfg.run_dir / "iter_1" / "model").exists()
+    run(cfg, resume=True)
+    assert (cfg.run_dir / "iter_1" / "pairs.jsonl").read_text() == (
+        full_cfg.run_dir / "iter_1" / "pairs.jsonl").read_text()
+    from safetensors.torch import load_file
+
+    ours = load_file(cfg.run_dir / "iter_1" / "model" / "model.safetensors")
+    theirs = load_file(full_cfg.run_dir / "iter_1" / "model" / "model.safetensors")
+    assert ours.keys() == theirs.keys()
+    for k in ours:
+        assert torch.equal(ours[k], theirs[k]), k
