@@ -153,6 +153,12 @@ def _coerce(value: Any, annotation: Any, path: str) -> Any:
         return _build(annotation, value, path)
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if annotation is float and isinstance(value, str):
+        # YAML 1.1 reads `1e-3` (no dot) as a string; a float field takes it as the number it spells.
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if annotation is bool and not isinstance(value, bool):
         raise ConfigError(f"{path}: expected true or false, got {value!r}")
     if annotation in (int, float) and isinstance(value, bool):

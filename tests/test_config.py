@@ -14,6 +14,7 @@ def test_defaults_yaml_and_overrides(tmp_path):
     assert cfg.name == "mine" and cfg.search.rounds == 3 and cfg.search.rule == "puct"
     assert cfg.warmup.lr == 1.0 and isinstance(cfg.warmup.lr, float)  # ints widen to floats
     assert cfg.preference.loss_type == "simpo" and cfg.data.levels == [1, 2]
+    assert load_config(None, ["warmup.lr=1e-3"]).warmup.lr == 1e-3  # YAML 1.1 reads 1e-3 as a string
     assert cfg.model.path is None and load_config(None, ["model.path=/x"]).model.path == "/x"
 
 
@@ -22,6 +23,7 @@ def test_defaults_yaml_and_overrides(tmp_path):
     (["nope=1"], "nope: unknown key"),
     (["search.rounds=many"], "search.rounds: expected int, got 'many'"),
     (["search.rounds=2.5"], "search.rounds: expected int"),
+    (["warmup.lr=fast"], "warmup.lr: expected float, got 'fast'"),
     (["extra_sft=yes please"], "extra_sft: expected true or false"),
     (["search.rule=ucb"], r"search.rule: expected one of \('uct', 'puct'\)"),
     (["data.levels=[1, x]"], r"data.levels\[1\]: expected int"),

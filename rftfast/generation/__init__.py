@@ -1,0 +1,42 @@
+"""Generation for the tree search: the `Generator` contract, its backends, and the prefix KV cache they share.
+
+- `base`: the contract (`ExpandRequest` in, `Child` out, `GenerationStats`).
+- `transformers_backend.TransformersGenerator`: any transformers causal LM, prefix KV reused through
+  `prefix_cache.PrefixCache` (a C++ radix tree, `rftfast._C`) and a `kv_pool.KVPool` of KV blocks.
+- `vllm_backend.VLLMGenerator`: vLLM with its own prefix caching (vLLM imported only when used).
+- `step_stop`: where an answer step ends in generated text.
+"""
+
+from rftfast.generation.base import Child, ExpandRequest, GenerationStats, Generator
+from rftfast.generation.kv_pool import KVPool
+from rftfast.generation.prefix_cache import (
+    CacheStats,
+    CopyOnWrite,
+    Inserted,
+    Match,
+    PrefixCache,
+    depth_first_order,
+)
+from rftfast.generation.prefix_cache_ref import ReferencePrefixCache
+from rftfast.generation.step_stop import StepScanner, first_step_end
+from rftfast.generation.transformers_backend import TransformersGenerator
+from rftfast.generation.vllm_backend import VLLMGenerator
+
+__all__ = [
+    "CacheStats",
+    "Child",
+    "CopyOnWrite",
+    "ExpandRequest",
+    "GenerationStats",
+    "Generator",
+    "Inserted",
+    "KVPool",
+    "Match",
+    "PrefixCache",
+    "ReferencePrefixCache",
+    "StepScanner",
+    "TransformersGenerator",
+    "VLLMGenerator",
+    "depth_first_order",
+    "first_step_end",
+]

@@ -1,0 +1,128 @@
+"""Find where an answer step ends while the answer is still being generated.
+
+The search grows a pythonic answer (``[f(a=1, b="x"), g()]``) one step at a time, so generation stops as soon as
+a step is complete. A step is complete when, at the top level of a call, one of these characters is generated:
+
+- the ``(`` after a function name (the call is opened: ``[f(``),
+- the ``,`` after an argument value (``a=1,``; the whitespace after it belongs to the *next* step),
+- the ``)`` that closes the call.
+
+Characters inside strings and inside nested ``[...]``, ``(...)``, ``{...}`` values never end a step. The
+scanner is tolerant rather than validating: the model may write anything, and text that cannot be a call
+(prose such as ``"Sorry, I can't"``) simply never ends a step, so the child runs to EOS or to its length limit.
+It finds the same ``(``, argument separators and ``)`` as `rftfast.data.steps.segment_calls`, but a streaming cut
+cannot wait to see what follows, so the pieces differ slightly: whitespace after a comma starts the next piece,
+and a call's last argument ends only with the ``)`` (``b=2)`` is one piece, where `segment_calls` has ``b=2`` and
+``)``). The generator cuts at the end of the *token* holding the boundary character, so a token such as ``")]``
+takes its ``]`` along.
+
+>>> scanner = StepScanner('[f(')
+>>> scanner.feed('a="x, y",')
+9
+>>> scanner.feed(' b=[1, 2])')
+10
+"""
+
+from __future__ import annotations
+
+# Characters that cannot be part of a function name (as in rftfast.data.calls); meeting one of them where a name
+# is being read means the text is not a call, except for "(" which opens the call.
+_NAME_STOP = frozenset("()[]{},=\"'\\\t\r\n")
+_WHITESPACE = frozenset(" \t\r\n")
+_CLOSER = {"(": ")", "[": "]", "{": "}"}
+
+# Where the scanner is in the answer.
+_START = "start"  # before anything but whitespace: a "[" may open the list of calls
+_LIST = "list"  # between calls
+_NAME = "name"  # inside a function name
+_CALL = "call"  # inside a call's parentheses (arguments and their values)
+_DONE = "done"  # after the closing "]", or in text that is not a call: no more steps end
+
+
+class StepScanner:
+    """Incremental scanner over answer text; `feed` returns where the first completed step ends in the new text.
+
+    `answer_so_far` is the answer text already generated before this scanner starts (the prefix of the request);
+    steps that ended inside it are not reported.
+    """
+
+    def __init__(self, answer_so_far: str = ""):
+        self.state = _START
+        self.nesting: list[str] = []  # closers of the open brackets inside a call's value
+        self.quote = ""  # the quote character of the string being read, or ""
+        self.escaped = False
+        self.feed(answer_so_far)
+
+    def feed(self, text: str) -> int | None:
+        """Scan `text`; the number of its characters up to and including the first step end, or None.
+
+        Scanning always consumes all of `text`, so the scanner stays in step with the answer either way.
+        """
+        first_end = None
+        for i, char in enumerate(text):
+            if self._step(char) and first_end is None:
+                first_end = i + 1
+        return first_end
+
+    def _step(self, char: str) -> bool:
+        """Advance over one character; True when it completes a step."""
+        state = self.state
+        if state == _CALL:
+            return self._step_in_call(char)
+        if state == _START:
+            if char == "[":
+                self.state = _LIST
+            elif char not in _WHITESPACE:
+                self._start_name(char)
+            return False
+        if state == _LIST:
+            if char == "]":
+                self.state = _DONE
+            elif char != "," and char not in _WHITESPACE:
+                self._start_name(char)
+            return False
+        if state == _NAME:
+            if char == "(":
+                self.state = _CALL
+                return True
+            if char in _NAME_STOP:
+                self.state = _DONE
+        return False
+
+    def _start_name(self, char: str) -> None:
+        self.state = _DONE if char in _NAME_STOP else _NAME
+
+    def _step_in_call(self, char: str) -> bool:
+        if self.quote:
+            if self.escaped:
+                self.escaped = False
+            elif char == "\\":
+                self.escaped = True
+            elif char == self.quote:
+                self.quote = ""
+            return False
+        if char in "\"'":
+            self.quote = char
+        elif char in _CLOSER:
+            self.nesting.append(_CLOSER[char])
+        elif self.nesting:
+            # Tolerant: any closer ends the innermost open bracket, so a mismatched one cannot hang the scanner.
+            if char in ")]}":
+                self.nesting.pop()
+        elif char == ",":
+            return True
+        elif char == ")":
+            self.state = _LIST
+            return True
+        return False
+
+
+def first_step_end(answer_so_far: str, generated: str) -> int | None:
+    """Characters of `generated` up to and including the end of the first step it completes, or None.
+
+    >>> first_step_end('[f(a=1', ', b=2)]')
+    1
+    >>> first_step_end('', 'Sorry, no function fits.') is None
+    True
+    """
+    return StepScanner(answer_so_far).feed(generated)
