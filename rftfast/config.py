@@ -87,7 +87,6 @@ class PreferenceConfig:
     epochs: float = 2.0
     batch_size: int = 8
     reference: str = "precomputed"  # "precomputed" (one pass per iteration) or "frozen" (a copy, per step)
-    lora: bool = False
 
 
 @dataclass
