@@ -215,6 +215,7 @@ def _sample(run: Run, k: int) -> list[int]:
 
 
 def stage_iteration(run: Run, k: int) -> None:
+    from rftfast.mcts import load_pairs, save_pairs
     from rftfast.train.deficiency import find_deficiencies
     from rftfast.train.preference import train_preference
 
@@ -240,15 +241,10 @@ def stage_iteration(run: Run, k: int) -> None:
         from rftfast.train.search_stage import search_pairs
 
         pairs, stats = search_pairs(run.model, run.tokenizer, [run.train[i] for i in deficient], run.cfg.search, seed)
-        with open(pairs_path.with_suffix(".tmp"), "w") as f:
-            f.writelines(json.dumps(p) + "\n" for p in pairs)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(pairs_path.with_suffix(".tmp"), pairs_path)
-        return {"pairs": len(pairs), **stats}
+        return {"pairs": save_pairs(pairs, pairs_path), **stats}
 
     run.stage(f"{it}/search", search)
-    pairs = [json.loads(line) for line in pairs_path.read_text().splitlines()]
+    pairs = [p.to_json() for p in load_pairs(pairs_path)]
 
     def preference(seed):
         history = train_preference(run.model, run.tokenizer, pairs, run.cfg.preference, seed, run.cfg.device)

@@ -8,10 +8,10 @@ from rftfast.config import SearchConfig
 from rftfast.data.record import Record
 
 
-def search_pairs(model, tokenizer, records: Sequence[Record], cfg: SearchConfig, seed: int) -> tuple[list[dict], dict]:
+def search_pairs(model, tokenizer, records: Sequence[Record], cfg: SearchConfig, seed: int) -> tuple[list, dict]:
     """Run the MCTS over `records` with the transformers backend (prefix KV reuse on).
 
-    Returns the pairs as JSON dicts and the stats the report shows (simulations, time split, prefill reuse).
+    Returns the `rftfast.mcts.Pair`s and the stats the report shows (simulations, time split, prefill reuse).
     """
     from rftfast.generation import TransformersGenerator
     from rftfast.mcts import JudgeReward, MixedReward, PairConfig, ast_reward, search
@@ -35,4 +35,4 @@ def search_pairs(model, tokenizer, records: Sequence[Record], cfg: SearchConfig,
              "bookkeeping_fraction": round(s.bookkeeping_seconds / max(s.wall_seconds, 1e-9), 4),
              "prefill_computed": g.prefill_computed, "prefill_reused": g.prefill_reused,
              "prefill_reuse": round(g.reuse_fraction, 3)}
-    return [p.to_json() for p in result.pairs], stats
+    return list(result.pairs), stats
