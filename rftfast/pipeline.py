@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -22,22 +21,12 @@ import yaml
 
 from rftfast.config import RunConfig
 from rftfast.data.chat import Example, answer_content, fallback_prompt, render_example
-from rftfast.data.io import read_records, write_records
+from rftfast.data.io import read_records, write_json_atomic, write_records
 from rftfast.data.record import Record
 
 
 class StopRequested(Exception):
     """Raised after the stage named in `stop_after` completes (used to test resuming)."""
-
-
-def write_json_atomic(path: Path, value) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(value, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 @dataclass

@@ -12,8 +12,9 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from rftfast.data.record import Record, RecordError
 
@@ -66,24 +67,44 @@ def read_records(path: str | os.PathLike) -> Iterator[Record]:
         yield Record.from_json(raw, where)
 
 
-def write_records(records: Iterable[Record], path: str | os.PathLike) -> int:
-    """Write JSONL atomically: a temp file beside the target, fsync, rename. Returns the count."""
+@contextmanager
+def atomic_open(path: str | os.PathLike) -> Iterator[TextIO]:
+    """A text file that appears at `path` only once fully written: temp file beside it, fsync, rename.
+
+    A run killed mid-write leaves the old file (or none), never a truncated one.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    count = 0
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for r in records:
-                f.write(r.dumps() + "\n")
-                count += 1
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_jsonl_atomic(rows: Iterable[dict], path: str | os.PathLike) -> int:
+    """One JSON object per line, written atomically; returns the count."""
+    count = 0
+    with atomic_open(path) as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
     return count
+
+
+def write_json_atomic(path: str | os.PathLike, value: Any) -> None:
+    with atomic_open(path) as f:
+        json.dump(value, f, indent=1)
+
+
+def write_records(records: Iterable[Record], path: str | os.PathLike) -> int:
+    """Canonical records as JSONL, written atomically. Returns the count."""
+    return write_jsonl_atomic((r.to_json() for r in records), path)
 
 
 _JSON_FIELDS = ("messages", "tools", "answer", "meta")

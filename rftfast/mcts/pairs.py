@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
 import numpy as np
 
+from rftfast.data.io import write_jsonl_atomic
 from rftfast.mcts.forest import Forest
 
 
@@ -202,22 +201,7 @@ def _pick(candidates: list[_Candidate], truth_step: tuple[int, ...] | None,
 
 def save_pairs(pairs: Iterable[Pair], path: str | os.PathLike) -> int:
     """Write pairs as JSONL atomically (temp file beside the target, fsync, rename); returns the count."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for pair in pairs:
-                f.write(json.dumps(pair.to_json(), ensure_ascii=False) + "\n")
-                count += 1
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return count
+    return write_jsonl_atomic((pair.to_json() for pair in pairs), path)
 
 
 def load_pairs(path: str | os.PathLike) -> list[Pair]:
