@@ -59,7 +59,7 @@ def _run(args) -> int:
     return 0
 
 
-def _bench(args) -> int:
+def _bench(bench_args: list[str]) -> int:
     import subprocess
     from pathlib import Path
 
@@ -67,7 +67,7 @@ def _bench(args) -> int:
     if not script.exists():
         print("error: the benchmarks/ folder ships with the source checkout, not the wheel", file=sys.stderr)
         return 2
-    return subprocess.call([sys.executable, str(script), *args.bench_args])
+    return subprocess.call([sys.executable, str(script), *bench_args])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,9 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="continue a killed run from its manifest")
     run.set_defaults(func=_run)
 
-    bench = sub.add_parser("bench", help="the DPO-step benchmark (benchmarks/bench_dpo_step.py)")
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for the benchmark script")
-    bench.set_defaults(func=_bench)
+    # `rftfast bench ARGS...` hands every argument to the script (see main), so it is only listed here.
+    sub.add_parser("bench", help="the DPO-step benchmark (benchmarks/bench_dpo_step.py); arguments pass through",
+                   add_help=False)
 
     ev = sub.add_parser("eval", help="score a model on BFCL directories or canonical files")
     ev.add_argument("--model", required=True, help="path or hub id of a transformers causal LM")
@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        return _bench(argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)
 
