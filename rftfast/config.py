@@ -30,6 +30,7 @@ class ModelConfig:
     num_kv_heads: int = 2
     intermediate_size: int = 384
     vocab_size: int = 1024  # of the tokenizer trained locally on the training corpus
+    tie_embeddings: bool = False
     max_length: int = 512  # records whose prompt + answer is longer are skipped (and counted)
 
 

@@ -34,7 +34,7 @@ def build_tiny_llama(cfg: ModelConfig, vocab_size: int, seed: int):
     config = LlamaConfig(vocab_size=vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
                          num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
                          num_key_value_heads=cfg.num_kv_heads, max_position_embeddings=max(cfg.max_length, 512),
-                         tie_word_embeddings=False)
+                         tie_word_embeddings=cfg.tie_embeddings)
     return LlamaForCausalLM(config)
 
 
