@@ -65,8 +65,12 @@ class Trace:
         return trees, parents, priors, values, terminal
 
 
-def run_numba(trace: Trace, num_trees: int, nodes: int, k: int, args) -> tuple[Forest, list]:
-    forest = Forest(num_trees, capacity=1024, max_children=trace.max_children, backup=args.backup)
+def grow(forest, batch, num_trees: int, nodes: int, k: int, args) -> tuple[object, list]:
+    """Grow `forest` to `nodes` nodes on the trace; `batch(tree_ids, node_ids)` plays the generator.
+
+    Both implementations run this same loop, so only the forest's own work differs; the generator's part
+    (producing the trace's children) is excluded from the timed seconds.
+    """
     log = []  # (seconds, simulations, total nodes after the round)
     total = num_trees
     while total < nodes:
@@ -75,32 +79,23 @@ def run_numba(trace: Trace, num_trees: int, nodes: int, k: int, args) -> tuple[F
         selected = time.perf_counter()
         if not len(tree_ids):
             break
-        trees, parents, priors, values, terminal = trace.arrays(tree_ids, node_ids)  # the "generator"
+        trees, parents, priors, values, terminal = batch(tree_ids, node_ids)
         generated = time.perf_counter()
         children = forest.expand(trees, parents, priors, values, terminal)
         forest.backup(trees, children, values)
         total += len(children)
         log.append((selected - start + time.perf_counter() - generated, len(tree_ids), total))
     return forest, log
+
+
+def run_numba(trace: Trace, num_trees: int, nodes: int, k: int, args) -> tuple[Forest, list]:
+    forest = Forest(num_trees, capacity=1024, max_children=trace.max_children, backup=args.backup)
+    return grow(forest, trace.arrays, num_trees, nodes, k, args)
 
 
 def run_python(trace: Trace, num_trees: int, nodes: int, k: int, args) -> tuple[ReferenceForest, list]:
     forest = ReferenceForest(num_trees, trace.max_children, backup=args.backup)
-    log = []
-    total = num_trees
-    while total < nodes:
-        start = time.perf_counter()
-        tree_ids, node_ids = forest.select_leaves(k, args.c, args.rule, args.virtual_loss, args.max_depth)
-        selected = time.perf_counter()
-        if not tree_ids:
-            break
-        trees, parents, priors, values, terminal = trace.lists(tree_ids, node_ids)  # the "generator"
-        generated = time.perf_counter()
-        children = forest.expand(trees, parents, priors, values, terminal)
-        forest.backup(trees, children, values)
-        total += len(children)
-        log.append((selected - start + time.perf_counter() - generated, len(tree_ids), total))
-    return forest, log
+    return grow(forest, trace.lists, num_trees, nodes, k, args)
 
 
 def per_sim_us(log: list, nodes: int, tail: float) -> float:
