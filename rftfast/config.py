@@ -91,6 +91,20 @@ class PreferenceConfig:
 
 
 @dataclass
+class TrainConfig:
+    """Shared by every training stage (warm-up, extra SFT, preference)."""
+
+    precision: str = "fp32"  # or "bf16": autocast the forward to bfloat16 (weights and optimizer stay fp32)
+    gradient_checkpointing: bool = False
+    gradient_accumulation: int = 1  # each batch runs as this many micro-batches (same update, less memory)
+    lora_r: int = 0  # > 0: train peft LoRA adapters of this rank, merged into the weights after each stage
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    lora_targets: list[str] = field(default_factory=lambda: [
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+
+
+@dataclass
 class EvalConfig:
     max_new_tokens: int = 64
     batch_size: int = 16
@@ -104,12 +118,14 @@ class RunConfig:
     iterations: int = 2
     device: str = "cpu"
     extra_sft: bool = False  # the ablation: spend the iterations' compute on more SFT instead
+    tensorboard: bool = False  # also log every step's metrics to <run>/tensorboard (always to metrics.jsonl)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     warmup: WarmupConfig = field(default_factory=WarmupConfig)
     deficiency: DeficiencyConfig = field(default_factory=DeficiencyConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     preference: PreferenceConfig = field(default_factory=PreferenceConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     @property
@@ -126,6 +142,7 @@ CHOICES = {
     "search.rule": ("uct", "puct"),
     "search.reward": ("ast", "judge", "mix"),
     "preference.reference": ("precomputed", "frozen"),
+    "train.precision": ("fp32", "bf16"),
 }
 
 
@@ -198,6 +215,7 @@ def _check_ranges(cfg: RunConfig) -> None:
         ("search.max_depth", cfg.search.max_depth >= 1), ("warmup.buckets", cfg.warmup.buckets >= 1),
         ("warmup.replay", 0 <= cfg.warmup.replay < 1), ("data.num_train", cfg.data.num_train >= 1),
         ("data.num_heldout", cfg.data.num_heldout >= 1), ("preference.beta", cfg.preference.beta > 0),
+        ("train.gradient_accumulation", cfg.train.gradient_accumulation >= 1), ("train.lora_r", cfg.train.lora_r >= 0),
     ]
     for key, ok in checks:
         if not ok:

@@ -8,6 +8,7 @@ seed and its own name, so a resumed run computes exactly what an uninterrupted o
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -23,6 +24,7 @@ from rftfast.config import RunConfig
 from rftfast.data.chat import Example, answer_content, fallback_prompt, render_example
 from rftfast.data.io import read_records, write_json_atomic, write_records
 from rftfast.data.record import Record
+from rftfast.train.runtime import StepLog
 
 
 class StopRequested(Exception):
@@ -68,6 +70,11 @@ class Run:
     heldout: list[Record] = field(default_factory=list)
     train_examples: list[Example] = field(default_factory=list)
     heldout_examples: list[Example] = field(default_factory=list)
+    log: StepLog | None = None
+
+    def step_log(self, stage: str):
+        """`log(step, metrics)` for the training loop of `stage`."""
+        return None if self.log is None else functools.partial(self.log, stage)
 
     @property
     def dir(self) -> Path:
@@ -189,7 +196,8 @@ def stage_warmup(run: Run) -> None:
 
     def warmup(seed):
         schedule = make_schedule(run.train_examples, _difficulty(run), run.cfg.warmup, seed)
-        losses = train_sft(run.model, run.tokenizer, schedule, run.cfg.warmup, seed, run.cfg.device)
+        losses = train_sft(run.model, run.tokenizer, schedule, run.cfg.warmup, seed, run.cfg.device,
+                           train=run.cfg.train, log=run.step_log("warmup"))
         run.save_model("warmup")
         return {"steps": len(losses), "losses": losses[:: max(1, len(losses) // 200)], "final_loss": losses[-1]}
 
@@ -236,7 +244,8 @@ def stage_iteration(run: Run, k: int) -> None:
     pairs = [p.to_json() for p in load_pairs(pairs_path)]
 
     def preference(seed):
-        history = train_preference(run.model, run.tokenizer, pairs, run.cfg.preference, seed, run.cfg.device)
+        history = train_preference(run.model, run.tokenizer, pairs, run.cfg.preference, seed, run.cfg.device,
+                                   train=run.cfg.train, log=run.step_log(f"{it}/preference"))
         run.save_model(it)
         return {"steps": len(history), "losses": [h["loss"] for h in history],
                 "reward_accuracy": sum(h["rewards/accuracies"] for h in history) / max(1, len(history))}
@@ -251,7 +260,8 @@ def _extra_sft(run: Run, it: str, deficient: list[int]) -> None:
         examples = [run.train_examples[i] for i in deficient] or run.train_examples
         steps = max(1, round(run.cfg.preference.epochs * len(examples) / run.cfg.warmup.batch_size))
         losses = train_sft(run.model, run.tokenizer, Schedule([examples], [steps], 0.0), run.cfg.warmup, seed,
-                           run.cfg.device, desc="extra SFT (ablation)")
+                           run.cfg.device, desc="extra SFT (ablation)", train=run.cfg.train,
+                           log=run.step_log(f"{it}/extra_sft"))
         run.save_model(it)
         return {"steps": len(losses), "losses": losses}
 
@@ -264,11 +274,16 @@ def run(cfg: RunConfig, resume: bool = False, stop_after: str | None = None) -> 
 
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     (cfg.run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    state = Run(cfg, Manifest.open(cfg.run_dir, resume), stop_after)
-    stage_data(state)
-    stage_warmup(state)
-    stage_eval(state, "warmup")
-    for k in range(1, cfg.iterations + 1):
-        stage_iteration(state, k)
-        stage_eval(state, f"iter_{k}")
+    if not resume:
+        (cfg.run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    state = Run(cfg, Manifest.open(cfg.run_dir, resume), stop_after, log=StepLog(cfg.run_dir, cfg.tensorboard))
+    try:
+        stage_data(state)
+        stage_warmup(state)
+        stage_eval(state, "warmup")
+        for k in range(1, cfg.iterations + 1):
+            stage_iteration(state, k)
+            stage_eval(state, f"iter_{k}")
+    finally:
+        state.log.close()
     return write_report(cfg, state.manifest.stages)

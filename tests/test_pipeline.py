@@ -36,6 +36,9 @@ def test_end_to_end_writes_report_and_checkpoints(finished):
         assert stage in stages, stage
     assert (cfg.run_dir / "report.png").stat().st_size > 10_000
     assert (cfg.run_dir / "iter_1" / "pairs.jsonl").exists()
+    logged = [json.loads(line) for line in (cfg.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len([r for r in logged if r["stage"] == "warmup"]) == stages["warmup"]["steps"]
+    assert {"warmup", "iter_1/preference"} <= {r["stage"] for r in logged}
 
 
 def test_saved_model_reloads_and_generates(finished):
@@ -67,3 +70,15 @@ def test_resume_after_kill_matches_uninterrupted(finished, tmp_path):
     assert ours.keys() == theirs.keys()
     for k in ours:
         assert torch.equal(ours[k], theirs[k]), k
+
+
+def test_training_switches_run_end_to_end(tmp_path):
+    pytest.importorskip("peft")
+    cfg = small(tmp_path, "switches", "train.lora_r=4", "train.gradient_accumulation=2",
+                "train.gradient_checkpointing=true", "tensorboard=true")
+    report = run(cfg)
+    assert set(report["accuracy"]) == {"warmup", "iter_1"}
+    assert list((cfg.run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(cfg.run_dir / "iter_1" / "model")  # merged: a plain checkpoint

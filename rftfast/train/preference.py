@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import copy
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
-from rftfast.config import PreferenceConfig
+from rftfast.config import PreferenceConfig, TrainConfig
 from rftfast.logprob import sequence_logprobs
 from rftfast.losses import FusedDPOLoss
 from rftfast.train.batching import pad_batch
-from rftfast.train.sft import cosine_lr, hidden_states, lm_head_weight
+from rftfast.train.runtime import autocast, trainable
+from rftfast.train.sft import cosine_lr, hidden_states, lm_head_weight, micro_batches
 
 
 def pair_batch(pairs: Sequence[dict], pad_id: int, device="cpu") -> dict[str, torch.Tensor]:
@@ -28,64 +29,86 @@ def pair_batch(pairs: Sequence[dict], pad_id: int, device="cpu") -> dict[str, to
 
 
 @torch.no_grad()
-def reference_logps(model, pairs: Sequence[dict], pad_id: int, batch_size: int, device="cpu") -> torch.Tensor:
+def reference_logps(model, pairs: Sequence[dict], pad_id: int, batch_size: int, device="cpu",
+                    precision: str = "fp32") -> torch.Tensor:
     """[P, 2] summed log-probs of (chosen, rejected) continuations under `model`, in one pass."""
     out = []
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start: start + batch_size]
         batch = pair_batch(chunk, pad_id, device)
-        hidden = hidden_states(model, batch["input_ids"], batch["attention_mask"])
-        seq = sequence_logprobs(hidden, lm_head_weight(model), batch["labels"])
+        with autocast(device, precision):
+            hidden = hidden_states(model, batch["input_ids"], batch["attention_mask"])
+        seq = sequence_logprobs(hidden, lm_head_weight(model, hidden.dtype), batch["labels"]).float()
         out.append(torch.stack([seq[: len(chunk)], seq[len(chunk):]], 1))
     return torch.cat(out).cpu()
 
 
 def train_preference(model, tokenizer, pairs: Sequence[dict], cfg: PreferenceConfig, seed: int,
-                     device: str = "cpu") -> list[dict]:
-    """Optimise `model` on `pairs`; returns the metrics of every step (TRL's names)."""
+                     device: str = "cpu", train: TrainConfig | None = None,
+                     log: Callable[[int, dict], None] | None = None) -> list[dict]:
+    """Optimise `model` on `pairs`; returns the metrics of every step (TRL's names).
+
+    `train` sets precision, gradient checkpointing, accumulation and LoRA; `log(step, metrics)` sees
+    every step. With accumulation, each micro-batch's loss is weighted by its share of the pairs, so
+    the update equals the full batch's for every objective that is a mean over pairs (the optional
+    NLL term is a mean over each micro-batch's chosen tokens, so it differs slightly).
+    """
     from tqdm.auto import tqdm
 
     if not pairs:
         return []
+    train = train or TrainConfig()
     torch.manual_seed(seed)
     pad = tokenizer.pad_token_id
     reference = None
     ref = None
     if cfg.reference == "precomputed":
-        ref = reference_logps(model, pairs, pad, cfg.batch_size, device)
+        ref = reference_logps(model, pairs, pad, cfg.batch_size, device, train.precision)
     else:
         reference = copy.deepcopy(model).eval().requires_grad_(False)
     loss_fn = FusedDPOLoss(cfg.loss_type, beta=cfg.beta, gamma=cfg.gamma, nll_weight=cfg.nll_weight)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     steps = max(1, round(cfg.epochs * len(pairs) / cfg.batch_size))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cosine_lr(s, steps, max(1, steps // 10)))
     rng = random.Random(seed)
     order: list[int] = []
     history = []
-    model.train()
-    for _ in tqdm(range(steps), desc="preference optimisation", unit="step"):
-        idx = []
-        for _ in range(min(cfg.batch_size, len(pairs))):
-            if not order:
-                order = list(range(len(pairs)))
-                rng.shuffle(order)
-            idx.append(order.pop())
-        chunk = [pairs[i] for i in idx]
-        batch = pair_batch(chunk, pad, device)
-        hidden = hidden_states(model, batch["input_ids"], batch["attention_mask"])
+    with trainable(model, train) as module:
+        module.train()
+        params = [p for p in module.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cosine_lr(s, steps, max(1, steps // 10)))
+        for step in tqdm(range(steps), desc="preference optimisation", unit="step"):
+            idx = []
+            for _ in range(min(cfg.batch_size, len(pairs))):
+                if not order:
+                    order = list(range(len(pairs)))
+                    rng.shuffle(order)
+                idx.append(order.pop())
+            parts = []
+            for part in micro_batches(idx, train.gradient_accumulation):
+                out = _pair_loss(module, reference, ref, loss_fn, [pairs[i] for i in part], part, pad, device,
+                                 train.precision)
+                (out.loss * (len(part) / len(idx))).backward()
+                parts.append((len(part), out.metrics()))
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            metrics = {k: sum(n * m[k] for n, m in parts) / len(idx) for k in parts[0][1]}
+            history.append(metrics)
+            if log is not None:
+                log(step, {**metrics, "lr": scheduler.get_last_lr()[0]})
+    return history
+
+
+def _pair_loss(module, reference, ref, loss_fn, chunk: list[dict], idx: list[int], pad: int, device, precision):
+    """The preference loss of one (micro-)batch of pairs, against precomputed or frozen-copy reference."""
+    batch = pair_batch(chunk, pad, device)
+    with autocast(device, precision):
+        hidden = hidden_states(module, batch["input_ids"], batch["attention_mask"])
         if ref is not None:
             kwargs = {"ref_logps": torch.cat([ref[idx, 0], ref[idx, 1]]).to(device)}
         else:
             with torch.no_grad():
-                kwargs = {"ref_hidden": hidden_states(reference, batch["input_ids"], batch["attention_mask"]),
-                          "ref_weight": lm_head_weight(reference)}
-        out = loss_fn(hidden, lm_head_weight(model), batch["labels"], **kwargs)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        history.append(out.metrics())
-    model.eval()
-    return history
+                ref_hidden = hidden_states(reference, batch["input_ids"], batch["attention_mask"])
+            kwargs = {"ref_hidden": ref_hidden, "ref_weight": lm_head_weight(reference, ref_hidden.dtype)}
+    return loss_fn(hidden, lm_head_weight(module, hidden.dtype), batch["labels"], **kwargs)

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from rftfast.config import WarmupConfig
+from rftfast.config import TrainConfig, WarmupConfig
 from rftfast.data.chat import Example
 from rftfast.logprob import linear_logprobs
 from rftfast.train.batching import pad_batch
+from rftfast.train.runtime import autocast, trainable
 
 
 def hidden_states(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -24,17 +25,30 @@ def hidden_states(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) 
     return model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
-def lm_head_weight(model) -> torch.Tensor:
-    return model.get_output_embeddings().weight
+def lm_head_weight(model, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """The LM head's weight, cast (differentiably) to `dtype`: the hidden states' under bf16 autocast."""
+    weight = model.get_output_embeddings().weight
+    return weight if dtype is None else weight.to(dtype)
 
 
-def answer_nll(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-    """(mean NLL of the answer tokens, their count)."""
+def answer_nll(model, batch: dict[str, torch.Tensor], denominator: int | None = None) -> tuple[torch.Tensor, int]:
+    """(NLL of the answer tokens divided by `denominator`, default their count; their count).
+
+    A micro-batch passes the whole batch's token count as `denominator`, so the micro-batches'
+    gradients add up to the full batch's.
+    """
     hidden = hidden_states(model, batch["input_ids"], batch["attention_mask"])
     labels = batch["labels"].reshape(-1)
-    logp = linear_logprobs(hidden.reshape(-1, hidden.shape[-1]), lm_head_weight(model), labels)
+    logp = linear_logprobs(hidden.reshape(-1, hidden.shape[-1]), lm_head_weight(model, hidden.dtype), labels)
     n = int((labels != -100).sum())
-    return -logp.sum() / max(n, 1), n
+    return -logp.float().sum() / max(denominator or n, 1), n
+
+
+def micro_batches(items: Sequence, parts: int) -> list[Sequence]:
+    """`items` cut into at most `parts` contiguous, non-empty, near-equal slices."""
+    parts = max(1, min(parts, len(items)))
+    bounds = [round(i * len(items) / parts) for i in range(parts + 1)]
+    return [items[bounds[i]: bounds[i + 1]] for i in range(parts)]
 
 
 def cosine_lr(step: int, total: int, warmup: int) -> float:
@@ -91,27 +105,41 @@ def make_schedule(examples: Sequence[Example], difficulty: Sequence[float], cfg:
 
 
 def train_sft(model, tokenizer, schedule: Schedule, cfg: WarmupConfig, seed: int, device: str = "cpu",
-              desc: str = "warm-up SFT") -> list[float]:
-    """Run the schedule with AdamW and a cosine learning rate; returns the loss of every step."""
+              desc: str = "warm-up SFT", train: TrainConfig | None = None,
+              log: Callable[[int, dict], None] | None = None) -> list[float]:
+    """Run the schedule with AdamW and a cosine learning rate; returns the loss of every step.
+
+    `train` sets precision, gradient checkpointing, accumulation and LoRA; `log(step, metrics)` sees
+    every step.
+    """
     from tqdm.auto import tqdm
 
+    train = train or TrainConfig()
     torch.manual_seed(seed)
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: cosine_lr(s, schedule.total_steps, cfg.warmup_steps))
     losses = []
-    bar = tqdm(schedule.batches(cfg.batch_size, seed), total=schedule.total_steps, desc=desc, unit="step")
-    for bucket, examples in bar:
-        batch = pad_batch([e.input_ids for e in examples], [e.answer_start for e in examples],
-                          tokenizer.pad_token_id, device)
-        loss, _ = answer_nll(model, batch)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        bar.set_postfix(bucket=bucket, loss=f"{losses[-1]:.3f}")
-    model.eval()
+    with trainable(model, train) as module:
+        module.train()
+        params = [p for p in module.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: cosine_lr(s, schedule.total_steps, cfg.warmup_steps))
+        bar = tqdm(schedule.batches(cfg.batch_size, seed), total=schedule.total_steps, desc=desc, unit="step")
+        for step, (bucket, examples) in enumerate(bar):
+            tokens = sum(len(e.input_ids) - max(e.answer_start, 1) for e in examples)
+            loss = 0.0
+            for part in micro_batches(examples, train.gradient_accumulation):
+                batch = pad_batch([e.input_ids for e in part], [e.answer_start for e in part],
+                                  tokenizer.pad_token_id, device)
+                with autocast(device, train.precision):
+                    part_loss, _ = answer_nll(module, batch, denominator=tokens)
+                part_loss.backward()
+                loss += part_loss.item()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss)
+            bar.set_postfix(bucket=bucket, loss=f"{loss:.3f}")
+            if log is not None:
+                log(step, {"loss": loss, "lr": scheduler.get_last_lr()[0], "bucket": bucket})
     return losses
