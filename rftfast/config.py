@@ -97,6 +97,7 @@ class TrainConfig:
     precision: str = "fp32"  # or "bf16": autocast the forward to bfloat16 (weights and optimizer stay fp32)
     gradient_checkpointing: bool = False
     gradient_accumulation: int = 1  # each batch runs as this many micro-batches (same update, less memory)
+    parallel: str = "fsdp2"  # under torchrun / accelerate launch: "fsdp2" (shard weights, grads, optimizer) or "ddp"
     lora_r: int = 0  # > 0: train peft LoRA adapters of this rank, merged into the weights after each stage
     lora_alpha: int = 16
     lora_dropout: float = 0.0
@@ -143,6 +144,7 @@ CHOICES = {
     "search.reward": ("ast", "judge", "mix"),
     "preference.reference": ("precomputed", "frozen"),
     "train.precision": ("fp32", "bf16"),
+    "train.parallel": ("fsdp2", "ddp"),
 }
 
 

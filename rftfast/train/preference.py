@@ -13,11 +13,12 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from rftfast import distributed
 from rftfast.config import PreferenceConfig, TrainConfig
 from rftfast.logprob import sequence_logprobs
 from rftfast.losses import FusedDPOLoss
 from rftfast.train.batching import pad_batch
-from rftfast.train.runtime import autocast, trainable
+from rftfast.train.runtime import autocast, gradient_sync, trainable
 from rftfast.train.sft import cosine_lr, hidden_states, lm_head_weight, micro_batches
 
 
@@ -31,16 +32,18 @@ def pair_batch(pairs: Sequence[dict], pad_id: int, device="cpu") -> dict[str, to
 @torch.no_grad()
 def reference_logps(model, pairs: Sequence[dict], pad_id: int, batch_size: int, device="cpu",
                     precision: str = "fp32") -> torch.Tensor:
-    """[P, 2] summed log-probs of (chosen, rejected) continuations under `model`, in one pass."""
+    """[P, 2] summed log-probs of (chosen, rejected) continuations under `model`, in one pass (split
+    across ranks when several processes run, and gathered)."""
+    local = distributed.shard(range(len(pairs)))
     out = []
-    for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start: start + batch_size]
+    for start in range(0, len(local), batch_size):
+        chunk = [pairs[i] for i in local[start: start + batch_size]]
         batch = pair_batch(chunk, pad_id, device)
         with autocast(device, precision):
             hidden = hidden_states(model, batch["input_ids"], batch["attention_mask"])
         seq = sequence_logprobs(hidden, lm_head_weight(model, hidden.dtype), batch["labels"]).float()
-        out.append(torch.stack([seq[: len(chunk)], seq[len(chunk):]], 1))
-    return torch.cat(out).cpu()
+        out.extend(torch.stack([seq[: len(chunk)], seq[len(chunk):]], 1).cpu().tolist())
+    return torch.tensor(distributed.gather(out), dtype=torch.float32).reshape(len(pairs), 2)
 
 
 def train_preference(model, tokenizer, pairs: Sequence[dict], cfg: PreferenceConfig, seed: int,
@@ -76,24 +79,30 @@ def train_preference(model, tokenizer, pairs: Sequence[dict], cfg: PreferenceCon
         params = [p for p in module.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cosine_lr(s, steps, max(1, steps // 10)))
-        for step in tqdm(range(steps), desc="preference optimisation", unit="step"):
+        for step in tqdm(range(steps), desc="preference optimisation", unit="step", disable=not distributed.is_main()):
             idx = []
             for _ in range(min(cfg.batch_size, len(pairs))):
                 if not order:
                     order = list(range(len(pairs)))
                     rng.shuffle(order)
                 idx.append(order.pop())
+            # Each rank takes its share of the batch; weights by share × world size make the (averaged)
+            # gradient equal one process's on the whole batch.
+            local = micro_batches(distributed.shard(idx), train.gradient_accumulation, exact=True)
             parts = []
-            for part in micro_batches(idx, train.gradient_accumulation):
-                out = _pair_loss(module, reference, ref, loss_fn, [pairs[i] for i in part], part, pad, device,
-                                 train.precision)
-                (out.loss * (len(part) / len(idx))).backward()
+            for i, part in enumerate(local):
+                with gradient_sync(module, i == len(local) - 1):
+                    out = _pair_loss(module, reference, ref, loss_fn, [pairs[j] for j in part], part, pad, device,
+                                     train.precision)
+                    (out.loss * (len(part) * distributed.world_size() / len(idx))).backward()
                 parts.append((len(part), out.metrics()))
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            metrics = {k: sum(n * m[k] for n, m in parts) / len(idx) for k in parts[0][1]}
+            keys = list(parts[0][1])
+            sums = distributed.all_sum([sum(n * m[k] for n, m in parts) for k in keys])
+            metrics = {k: v / len(idx) for k, v in zip(keys, sums, strict=True)}
             history.append(metrics)
             if log is not None:
                 log(step, {**metrics, "lr": scheduler.get_last_lr()[0]})

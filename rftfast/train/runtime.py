@@ -7,12 +7,14 @@ user turns on bf16 or LoRA once and every stage honours it.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
+from rftfast import distributed
 from rftfast.config import TrainConfig
 
 
@@ -24,15 +26,20 @@ def autocast(device: str | torch.device, precision: str):
 
 @contextlib.contextmanager
 def trainable(model, cfg: TrainConfig) -> Iterator:
-    """Yield the module to optimise: `model` itself, or a peft LoRA wrapper of it when `cfg.lora_r > 0`.
+    """Yield the module to optimise: `model`, a peft LoRA wrapper of it (`cfg.lora_r > 0`), and, when
+    several processes were launched, that wrapped in DDP or sharded with FSDP2.
 
-    On exit the adapters are merged into `model`'s weights and removed, and checkpointing is turned
-    off, so the caller keeps one plain transformers model that saves, generates and serves as usual.
+    On exit the adapters are merged into `model`'s weights and removed, checkpointing is turned off,
+    and FSDP2's trained shards are gathered back into `model` on every rank, so the caller keeps one
+    plain transformers model that saves, generates and serves as usual.
     """
     if cfg.gradient_checkpointing:
         _checkpointing(model, True)
     wrapped = model
     if cfg.lora_r > 0:
+        if distributed.active() and cfg.parallel == "fsdp2":
+            raise ValueError("train.lora_r > 0 with several processes needs train.parallel=ddp (LoRA adapters "
+                             "are small enough to replicate; FSDP2 of a peft model is not supported here)")
         try:
             from peft import LoraConfig, get_peft_model
         except ImportError:
@@ -41,13 +48,61 @@ def trainable(model, cfg: TrainConfig) -> Iterator:
                           target_modules=list(cfg.lora_targets), task_type="CAUSAL_LM")
         wrapped = get_peft_model(model, lora)
     try:
-        yield wrapped
+        if not distributed.active():
+            yield wrapped
+        elif cfg.parallel == "ddp":
+            from torch.nn.parallel import DistributedDataParallel
+
+            yield DistributedDataParallel(wrapped)
+        else:
+            yield from _fsdp2(model)
     finally:
         if wrapped is not model:
             wrapped.merge_and_unload()  # merges in place: `model`'s linear layers are plain again
         if cfg.gradient_checkpointing:
             _checkpointing(model, False)
         model.eval()
+
+
+def _fsdp2(model) -> Iterator:
+    """Train a sharded copy of `model` (each decoder layer, then the root, is one FSDP2 unit), then
+    load the gathered weights back. The plain model waits on the CPU meanwhile, so the accelerator
+    holds only shards, their gradients and optimizer state."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    from torch.distributed.fsdp import fully_shard
+
+    device = next(model.parameters()).device
+    sharded = copy.deepcopy(model)
+    model.to("cpu")
+    layer_types = tuple(getattr(model, "_no_split_modules", None) or ())
+    for module in sharded.modules():
+        if type(module).__name__ in layer_types:
+            fully_shard(module)
+    fully_shard(sharded)
+    yield sharded
+    full = get_model_state_dict(sharded, options=StateDictOptions(full_state_dict=True))
+    model.load_state_dict({k: v.to("cpu") for k, v in full.items()})
+    del sharded, full
+    model.to(device)
+
+
+def unwrap(module):
+    """The model inside a DDP wrapper (FSDP2 and peft modules answer model attributes themselves)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return module.module if isinstance(module, DistributedDataParallel) else module
+
+
+def gradient_sync(module, on: bool):
+    """A context for one micro-batch's backward: `on=False` skips the gradient all-reduce, which only
+    the last micro-batch of an accumulated step needs."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    if isinstance(module, DistributedDataParallel) and not on:
+        return module.no_sync()
+    if hasattr(module, "set_requires_gradient_sync"):  # FSDP2
+        module.set_requires_gradient_sync(on)
+    return contextlib.nullcontext()
 
 
 def _checkpointing(model, on: bool) -> None:

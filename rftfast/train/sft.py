@@ -13,21 +13,30 @@ from dataclasses import dataclass
 
 import torch
 
+from rftfast import distributed
 from rftfast.config import TrainConfig, WarmupConfig
 from rftfast.data.chat import Example
 from rftfast.logprob import linear_logprobs
 from rftfast.train.batching import pad_batch
-from rftfast.train.runtime import autocast, trainable
+from rftfast.train.runtime import autocast, gradient_sync, trainable, unwrap
 
 
 def hidden_states(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """The decoder's last hidden states [B, T, H] (the LM head is applied by the fused kernels)."""
-    return model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    """The last hidden states [B, T, H] (after the final norm); the LM head is applied by the fused kernels.
+
+    The call goes through the model's own forward, so DDP and FSDP2 wrappers see it; `logits_to_keep=1`
+    keeps the head's own matmul to one position per row.
+    """
+    out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, logits_to_keep=1,
+                use_cache=False)
+    return out.hidden_states[-1]
 
 
 def lm_head_weight(model, dtype: torch.dtype | None = None) -> torch.Tensor:
     """The LM head's weight, cast (differentiably) to `dtype`: the hidden states' under bf16 autocast."""
-    weight = model.get_output_embeddings().weight
+    weight = unwrap(model).get_output_embeddings().weight
+    if hasattr(weight, "full_tensor"):  # a sharded DTensor outside FSDP2's unshard window: gather it for the step
+        weight = weight.full_tensor()
     return weight if dtype is None else weight.to(dtype)
 
 
@@ -44,8 +53,12 @@ def answer_nll(model, batch: dict[str, torch.Tensor], denominator: int | None = 
     return -logp.float().sum() / max(denominator or n, 1), n
 
 
-def micro_batches(items: Sequence, parts: int) -> list[Sequence]:
-    """`items` cut into at most `parts` contiguous, non-empty, near-equal slices."""
+def micro_batches(items: Sequence, parts: int, exact: bool = False) -> list[Sequence]:
+    """`items` cut into `parts` contiguous, non-empty, near-equal slices (fewer if there are fewer items,
+    unless `exact`: every rank must run the same number of forward passes, so too few items is an error)."""
+    if exact and len(items) < parts:
+        raise ValueError(f"a batch share of {len(items)} cannot make {parts} micro-batches: the batch size must "
+                         f"be at least train.gradient_accumulation × the number of processes")
     parts = max(1, min(parts, len(items)))
     bounds = [round(i * len(items) / parts) for i in range(parts + 1)]
     return [items[bounds[i]: bounds[i + 1]] for i in range(parts)]
@@ -123,17 +136,24 @@ def train_sft(model, tokenizer, schedule: Schedule, cfg: WarmupConfig, seed: int
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: cosine_lr(s, schedule.total_steps, cfg.warmup_steps))
-        bar = tqdm(schedule.batches(cfg.batch_size, seed), total=schedule.total_steps, desc=desc, unit="step")
+        bar = tqdm(schedule.batches(cfg.batch_size, seed), total=schedule.total_steps, desc=desc, unit="step",
+                   disable=not distributed.is_main())
         for step, (bucket, examples) in enumerate(bar):
+            # Every rank draws the same batch and takes its share; dividing by the whole batch's token
+            # count and multiplying by the world size (DDP and FSDP2 average gradients) makes the
+            # update equal one process's on the whole batch.
             tokens = sum(len(e.input_ids) - max(e.answer_start, 1) for e in examples)
+            parts = micro_batches(distributed.shard(examples), train.gradient_accumulation, exact=True)
             loss = 0.0
-            for part in micro_batches(examples, train.gradient_accumulation):
+            for i, part in enumerate(parts):
                 batch = pad_batch([e.input_ids for e in part], [e.answer_start for e in part],
                                   tokenizer.pad_token_id, device)
-                with autocast(device, train.precision):
-                    part_loss, _ = answer_nll(module, batch, denominator=tokens)
-                part_loss.backward()
+                with gradient_sync(module, i == len(parts) - 1):
+                    with autocast(device, train.precision):
+                        part_loss, _ = answer_nll(module, batch, denominator=tokens)
+                    (part_loss * distributed.world_size()).backward()
                 loss += part_loss.item()
+            (loss,) = distributed.all_sum([loss])
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()

@@ -1,0 +1,47 @@
+"""Two processes on gloo (`torchrun --nproc_per_node=2`) give what one process gives."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rftfast import distributed
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = ROOT / "tests" / "dist_worker.py"
+
+
+def torchrun(*args: str, nproc: int = 2, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--standalone", *args]
+    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    out = tmp_path_factory.mktemp("single")
+    subprocess.run([sys.executable, str(WORKER), str(out), "ddp"], check=True, cwd=ROOT, timeout=300,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return torch.load(out / "result.pt")
+
+
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp2"])
+def test_two_processes_match_one(single, tmp_path, parallel):
+    torchrun(str(WORKER), str(tmp_path), parallel)
+    two = torch.load(tmp_path / "result.pt")
+    assert two["world"] == 2 and single["world"] == 1
+    assert two["sft_losses"] == pytest.approx(single["sft_losses"], rel=1e-5)
+    assert two["pref_losses"] == pytest.approx(single["pref_losses"], rel=1e-5)
+    for run in ("sft", "pref"):
+        for name, weight in single[run].items():
+            assert torch.allclose(two[run][name], weight, atol=2e-6, rtol=1e-5), (run, name)
+
+
+def test_shard_and_gather_are_inverse_in_one_process():
+    assert distributed.shard([1, 2, 3]) == [1, 2, 3] and distributed.gather([4, 5]) == [4, 5]
+    assert distributed.all_sum([1.5]) == [1.5] and distributed.is_main()
