@@ -76,6 +76,9 @@ class SearchConfig:
     reward: str = "ast"  # "ast", "judge", or "mix"
     min_gap: float = 0.2
     include_ground_truth: bool = True
+    backend: str = "transformers"  # or "vllm" (GPU; each iteration's checkpoint is served by vLLM)
+    tensor_parallel_size: int = 1  # vLLM: GPUs per replica; the launched processes / this = replicas
+    gpu_memory_utilization: float = 0.3  # vLLM's share of each GPU (training state lives beside it)
 
 
 @dataclass
@@ -142,6 +145,7 @@ CHOICES = {
     "warmup.difficulty": ("level", "steps", "perplexity"),
     "search.rule": ("uct", "puct"),
     "search.reward": ("ast", "judge", "mix"),
+    "search.backend": ("transformers", "vllm"),
     "preference.reference": ("precomputed", "frozen"),
     "train.precision": ("fp32", "bf16"),
     "train.parallel": ("fsdp2", "ddp"),
@@ -217,7 +221,10 @@ def _check_ranges(cfg: RunConfig) -> None:
         ("search.max_depth", cfg.search.max_depth >= 1), ("warmup.buckets", cfg.warmup.buckets >= 1),
         ("warmup.replay", 0 <= cfg.warmup.replay < 1), ("data.num_train", cfg.data.num_train >= 1),
         ("data.num_heldout", cfg.data.num_heldout >= 1), ("preference.beta", cfg.preference.beta > 0),
-        ("train.gradient_accumulation", cfg.train.gradient_accumulation >= 1), ("train.lora_r", cfg.train.lora_r >= 0),
+        ("train.gradient_accumulation", cfg.train.gradient_accumulation >= 1),
+        ("search.tensor_parallel_size", cfg.search.tensor_parallel_size >= 1),
+        ("search.gpu_memory_utilization", 0 < cfg.search.gpu_memory_utilization <= 1),
+        ("train.lora_r", cfg.train.lora_r >= 0),
     ]
     for key, ok in checks:
         if not ok:

@@ -58,20 +58,25 @@ def barrier() -> None:
         dist.barrier()
 
 
-def shard(items: Sequence[T]) -> list[T]:
-    """This rank's share: every world_size-th item from its rank (balanced, and order-preserving once gathered)."""
-    return list(items[rank():: world_size()])
+def shard(items: Sequence[T], part: int | None = None, parts: int | None = None) -> list[T]:
+    """Share `part` of `parts` (default: this rank of the world): every parts-th item from `part`, so the
+    shares are balanced and `gather` restores the original order."""
+    part, parts = (rank(), world_size()) if part is None else (part, parts)
+    return list(items[part::parts])
 
 
-def gather(local: Sequence[T]) -> list[T]:
-    """Undo `shard`: every rank's share, merged back into the original order, on every rank."""
+def gather(local: Sequence[T], part: int | None = None, parts: int | None = None) -> list[T]:
+    """Undo `shard`: every share merged back into the original order, on every rank. Ranks holding the
+    same `part` (a tensor-parallel group of one vLLM data-parallel replica) hold the same share; one is kept."""
     if not active():
         return list(local)
-    parts: list = [None] * world_size()
-    dist.all_gather_object(parts, list(local))
+    part, parts = (rank(), world_size()) if part is None else (part, parts)
+    received: list = [None] * world_size()
+    dist.all_gather_object(received, (part, list(local)))
+    shares = dict(received)
     merged = []
-    for i in range(max(len(p) for p in parts)):
-        merged.extend(p[i] for p in parts if i < len(p))
+    for i in range(max(len(s) for s in shares.values())):
+        merged.extend(shares[p][i] for p in range(parts) if i < len(shares[p]))
     return merged
 
 

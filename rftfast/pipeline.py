@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from rftfast import distributed
 from rftfast.config import RunConfig
 from rftfast.data.chat import Example, answer_content, fallback_prompt, render_example
 from rftfast.data.io import read_records, write_json_atomic, write_records
@@ -50,7 +51,8 @@ class Manifest:
 
     def complete(self, stage: str, seconds: float, summary: dict) -> None:
         self.stages[stage] = {"seconds": round(seconds, 2), **summary}
-        write_json_atomic(self.path, {"stages": self.stages})
+        if distributed.is_main():
+            write_json_atomic(self.path, {"stages": self.stages})
 
 
 def stage_seed(seed: int, stage: str) -> int:
@@ -92,6 +94,7 @@ class Run:
         start = time.perf_counter()
         summary = fn(seed) or {}
         self.manifest.complete(name, time.perf_counter() - start, summary)
+        distributed.barrier()  # rank 0's files (checkpoints, pairs, manifest) are on disk for every rank
         if self.stop_after == name:
             raise StopRequested(name)
         return self.manifest.stages[name]
@@ -99,6 +102,8 @@ class Run:
     # ------------------------------------------------------------------------- model checkpoints
 
     def save_model(self, name: str) -> None:
+        if not distributed.is_main():
+            return
         path = self.dir / name / "model"
         tmp = path.with_name("model.tmp")
         self.model.save_pretrained(tmp, safe_serialization=True)
@@ -151,13 +156,20 @@ def stage_data(run: Run) -> None:
     cfg = run.cfg
 
     def build(seed):
-        train, heldout = _records(cfg)
-        write_records(train, run.dir / "data" / "train.jsonl")
-        write_records(heldout, run.dir / "data" / "heldout.jsonl")
-        corpus = [fallback_prompt(r.messages, r.tools) + answer_content(r) for r in train]
-        run.model, run.tokenizer = load_policy(cfg.model, corpus, seed, cfg.device)
-        run.save_model("initial")
-        return {"train": len(train), "heldout": len(heldout)}
+        # Rank 0 makes the data, tokenizer and initial model; the other ranks load them, so all agree.
+        counts = None
+        if distributed.is_main():
+            train, heldout = _records(cfg)
+            write_records(train, run.dir / "data" / "train.jsonl")
+            write_records(heldout, run.dir / "data" / "heldout.jsonl")
+            corpus = [fallback_prompt(r.messages, r.tools) + answer_content(r) for r in train]
+            run.model, run.tokenizer = load_policy(cfg.model, corpus, seed, cfg.device)
+            run.save_model("initial")
+            counts = {"train": len(train), "heldout": len(heldout)}
+        distributed.barrier()
+        if not distributed.is_main():
+            run.load_model("initial")
+        return distributed.broadcast(counts)
 
     def load():
         run.load_model("initial")
@@ -224,7 +236,8 @@ def stage_iteration(run: Run, k: int) -> None:
         found = find_deficiencies(run.model, run.tokenizer, [run.train[i] for i in idx],
                                   [run.train_examples[i] for i in idx], run.cfg.deficiency, device=run.cfg.device)
         chosen = [idx[i] for i in found.selected]
-        write_json_atomic(run.dir / it / "deficient.json", chosen)
+        if distributed.is_main():
+            write_json_atomic(run.dir / it / "deficient.json", chosen)
         return {"scored": len(idx), "deficient": len(chosen), "greedy_accuracy": found.greedy_accuracy}
 
     run.stage(f"{it}/deficiency", deficiency)
@@ -237,8 +250,12 @@ def stage_iteration(run: Run, k: int) -> None:
     def search(seed):
         from rftfast.train.search_stage import search_pairs
 
-        pairs, stats = search_pairs(run.model, run.tokenizer, [run.train[i] for i in deficient], run.cfg.search, seed)
-        return {"pairs": save_pairs(pairs, pairs_path), **stats}
+        records = [run.train[i] for i in deficient]
+        policy = run.dir / ("warmup" if k == 1 else f"iter_{k - 1}") / "model"  # the checkpoint being searched
+        pairs, stats = search_pairs(run.model, run.tokenizer, records, run.cfg.search, seed, model_path=policy)
+        if distributed.is_main():
+            save_pairs(pairs, pairs_path)
+        return {"pairs": len(pairs), **stats}
 
     run.stage(f"{it}/search", search)
     pairs = [p.to_json() for p in load_pairs(pairs_path)]
@@ -272,11 +289,16 @@ def run(cfg: RunConfig, resume: bool = False, stop_after: str | None = None) -> 
     """Run (or resume) the whole method; returns the report (also written to report.json/.png)."""
     from rftfast.report import write_report
 
-    cfg.run_dir.mkdir(parents=True, exist_ok=True)
-    (cfg.run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    if not resume:
-        (cfg.run_dir / "metrics.jsonl").unlink(missing_ok=True)
-    state = Run(cfg, Manifest.open(cfg.run_dir, resume), stop_after, log=StepLog(cfg.run_dir, cfg.tensorboard))
+    cfg.device = distributed.init(cfg.device)
+    main = distributed.is_main()
+    if main:
+        cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        (cfg.run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        if not resume:
+            (cfg.run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    distributed.barrier()
+    state = Run(cfg, Manifest.open(cfg.run_dir, resume), stop_after,
+                log=StepLog(cfg.run_dir, cfg.tensorboard) if main else None)
     try:
         stage_data(state)
         stage_warmup(state)
@@ -285,5 +307,6 @@ def run(cfg: RunConfig, resume: bool = False, stop_after: str | None = None) -> 
             stage_iteration(state, k)
             stage_eval(state, f"iter_{k}")
     finally:
-        state.log.close()
-    return write_report(cfg, state.manifest.stages)
+        if state.log is not None:
+            state.log.close()
+    return write_report(cfg, state.manifest.stages, write=main)

@@ -62,10 +62,14 @@ def plot(stages: dict, path) -> None:
     plt.close(fig)
 
 
-def write_report(cfg: RunConfig, stages: dict) -> dict:
-    """Print the summary, write report.json and report.png into the run directory; return the report."""
+def write_report(cfg: RunConfig, stages: dict, write: bool = True) -> dict:
+    """Print the summary, write report.json and report.png into the run directory; return the report.
+
+    `write=False` (ranks other than 0) only returns it."""
     report = {"config": cfg.to_dict(), "stages": stages,
               "accuracy": {n: stages[f"{n}/eval"]["accuracy"] for n in _checkpoints(stages)}}
+    if not write:
+        return report
     (cfg.run_dir / "report.json").write_text(json.dumps(report, indent=1))
     plot(stages, cfg.run_dir / "report.png")
     print("\nHeld-out accuracy (greedy decoding, BFCL AST rules):")

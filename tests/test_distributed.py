@@ -1,5 +1,6 @@
 """Two processes on gloo (`torchrun --nproc_per_node=2`) give what one process gives."""
 
+import json
 import os
 import subprocess
 import sys
@@ -45,3 +46,17 @@ def test_two_processes_match_one(single, tmp_path, parallel):
 def test_shard_and_gather_are_inverse_in_one_process():
     assert distributed.shard([1, 2, 3]) == [1, 2, 3] and distributed.gather([4, 5]) == [4, 5]
     assert distributed.all_sum([1.5]) == [1.5] and distributed.is_main()
+
+
+def test_pipeline_under_torchrun_completes_and_resumes(tmp_path):
+    script = str(ROOT / "tests" / "dist_pipeline.py")
+    torchrun(script, str(tmp_path), "dist", "stop-after", "iter_1/search")
+    stages = json.loads((tmp_path / "dist" / "manifest.json").read_text())["stages"]
+    assert "iter_1/search" in stages and "iter_1/preference" not in stages
+    torchrun(script, str(tmp_path), "dist", "resume")
+    report = json.loads((tmp_path / "dist" / "report.json").read_text())
+    assert set(report["accuracy"]) == {"warmup", "iter_1"}
+    kept = 12 - report["stages"]["data"]["skipped_too_long"]["heldout"]
+    assert report["stages"]["warmup/eval"]["n"] == kept  # every held-out record judged once, across both ranks
+    assert (tmp_path / "dist" / "iter_1" / "model" / "model.safetensors").exists()
+    assert (tmp_path / "dist" / "report.png").exists()

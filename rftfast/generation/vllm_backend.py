@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+from rftfast import distributed
 from rftfast.generation.base import Child, ExpandRequest, GenerationStats
 from rftfast.generation.prefix_cache import depth_first_order
 from rftfast.generation.step_stop import StepScanner
@@ -89,18 +90,34 @@ def sampled_logprobs(completion) -> list[float]:
 
 
 class VLLMGenerator:
-    """`Generator` backed by `vllm.LLM` with automatic prefix caching; extra keyword arguments go to `LLM`."""
+    """`Generator` backed by `vllm.LLM` with automatic prefix caching; extra keyword arguments go to `LLM`.
+
+    Under `torchrun` (WORLD_SIZE > 1) every process builds its own engine with vLLM's
+    `distributed_executor_backend="external_launcher"`: the world is `tensor_parallel_size ×
+    data_parallel_size` processes, each tensor-parallel group is one replica, and `data_parallel`
+    says which share of the work this replica takes.
+    """
 
     def __init__(self, model_path: str, tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9,
-                 **llm_kwargs):
+                 data_parallel_size: int = 1, seed: int = 0, **llm_kwargs):
         from vllm import LLM  # imported here: vLLM is an optional dependency
 
+        if distributed.launched():
+            llm_kwargs.setdefault("distributed_executor_backend", "external_launcher")
+        # An explicit seed keeps the ranks of one tensor-parallel group sampling the same tokens.
         self.llm = LLM(model=model_path, tensor_parallel_size=tensor_parallel_size,
-                       gpu_memory_utilization=gpu_memory_utilization, enable_prefix_caching=True, **llm_kwargs)
+                       data_parallel_size=data_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
+                       enable_prefix_caching=True, seed=seed, **llm_kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         vocab = self.tokenizer.get_vocab()
         self.stop_token_ids = {i for i in (self.tokenizer.eos_token_id, vocab.get(END_TOKEN)) if i is not None}
         self.stats = GenerationStats()
+
+    @property
+    def data_parallel(self) -> tuple[int, int]:
+        """(this replica's data-parallel rank, the number of replicas)."""
+        config = self.llm.llm_engine.vllm_config.parallel_config
+        return config.data_parallel_rank, config.data_parallel_size
 
     def _decode(self, token_ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(token_ids), skip_special_tokens=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from rftfast import distributed
 from rftfast.config import DeficiencyConfig
 from rftfast.data.chat import Example
 from rftfast.data.record import Record
@@ -55,12 +56,15 @@ def find_deficiencies(model, tokenizer, records: Sequence[Record], examples: Seq
     from tqdm.auto import tqdm
 
     model.eval()
-    ppl = answer_perplexities(model, tokenizer, examples, batch_size, device)
+    local = distributed.shard(range(len(records)))  # split across ranks when several processes run
+    ppl = answer_perplexities(model, tokenizer, [examples[i] for i in local], batch_size, device)
     valid = []
-    for start in tqdm(range(0, len(records), batch_size), desc="deficiency: greedy decoding", unit="batch"):
-        chunk = examples[start: start + batch_size]
-        outputs = generate_greedy(model, tokenizer, [e.prompt_ids for e in chunk], cfg.max_new_tokens)
-        valid.extend(judge(r, o).valid for r, o in zip(records[start: start + batch_size], outputs, strict=True))
+    for start in tqdm(range(0, len(local), batch_size), desc="deficiency: greedy decoding", unit="batch",
+                      disable=not distributed.is_main()):
+        chunk = local[start: start + batch_size]
+        outputs = generate_greedy(model, tokenizer, [examples[i].prompt_ids for i in chunk], cfg.max_new_tokens)
+        valid.extend(judge(records[i], o).valid for i, o in zip(chunk, outputs, strict=True))
+    ppl, valid = distributed.gather(ppl), distributed.gather(valid)
     worst = sorted(range(len(records)), key=lambda i: -ppl[i])[: max(1, round(cfg.ratio * len(records)))]
     selected = sorted(set(worst) | {i for i, ok in enumerate(valid) if not ok})
     return Deficiencies(ppl, valid, selected)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
+from rftfast import distributed
 from rftfast.data.chat import Example
 from rftfast.data.record import Record
 from rftfast.eval.runner import generate_greedy, infer_category, judge
@@ -22,18 +23,21 @@ def heldout_accuracy(model, tokenizer, records: Sequence[Record], examples: Sequ
     from tqdm.auto import tqdm
 
     model.eval()
+    local = distributed.shard(range(len(records)))  # split across ranks when several processes run
+    verdicts = []
+    for start in tqdm(range(0, len(local), batch_size), desc="held-out eval", unit="batch",
+                      disable=not distributed.is_main()):
+        chunk = local[start: start + batch_size]
+        outputs = generate_greedy(model, tokenizer, [examples[i].prompt_ids for i in chunk], max_new_tokens)
+        for i, output in zip(chunk, outputs, strict=True):
+            result = judge(records[i], output)
+            verdicts.append((difficulty_of(records[i]), result.valid, result.category))
     right, total, failures = Counter(), Counter(), Counter()
-    for start in tqdm(range(0, len(records), batch_size), desc="held-out eval", unit="batch"):
-        chunk = records[start: start + batch_size]
-        outputs = generate_greedy(model, tokenizer, [e.prompt_ids for e in examples[start: start + batch_size]],
-                                  max_new_tokens)
-        for record, output in zip(chunk, outputs, strict=True):
-            result = judge(record, output)
-            name = difficulty_of(record)
-            total[name] += 1
-            right[name] += result.valid
-            if not result.valid:
-                failures[result.category] += 1
+    for name, valid, category in distributed.gather(verdicts):
+        total[name] += 1
+        right[name] += valid
+        if not valid:
+            failures[category] += 1
     by = defaultdict(float, {k: right[k] / total[k] for k in total})
     n = sum(total.values())
     return {"accuracy": sum(right.values()) / n if n else 0.0, "by_difficulty": dict(sorted(by.items())),

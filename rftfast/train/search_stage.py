@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
+from rftfast import distributed
 from rftfast.config import SearchConfig
 from rftfast.data.record import Record
 
 
-def search_pairs(model, tokenizer, records: Sequence[Record], cfg: SearchConfig, seed: int) -> tuple[list, dict]:
-    """Run the MCTS over `records` with the transformers backend (prefix KV reuse on).
+def search_pairs(model, tokenizer, records: Sequence[Record], cfg: SearchConfig, seed: int,
+                 model_path: str | Path | None = None) -> tuple[list, dict]:
+    """Run the MCTS over `records`; returns the `rftfast.mcts.Pair`s and the stats the report shows.
 
-    Returns the `rftfast.mcts.Pair`s and the stats the report shows (simulations, time split, prefill reuse).
+    `cfg.backend` picks the generator: transformers on `model` (prefix KV reuse on), or vLLM on the
+    checkpoint at `model_path`. With several processes the trees are split across ranks (across vLLM
+    data-parallel replicas) and every rank gets all the pairs back, in record order.
     """
-    from rftfast.generation import TransformersGenerator
     from rftfast.mcts import JudgeReward, MixedReward, PairConfig, ast_reward, search
     from rftfast.mcts import SearchConfig as TreeConfig
 
-    if not records:
-        return [], {"simulations": 0}
-    generator = TransformersGenerator(model, tokenizer, prefix_cache=True)
+    generator = _generator(model, tokenizer, cfg, seed, model_path)
+    part, parts = getattr(generator, "data_parallel", (distributed.rank(), distributed.world_size()))
+    local = distributed.shard(records, part, parts)
     reward = ast_reward
     if cfg.reward in ("judge", "mix"):
         judge = JudgeReward(generator, tokenizer)
@@ -28,11 +32,47 @@ def search_pairs(model, tokenizer, records: Sequence[Record], cfg: SearchConfig,
                       max_depth=cfg.max_depth, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                       top_p=cfg.top_p, seed=seed, c=cfg.c, rule=cfg.rule,
                       ground_truth_chosen=cfg.include_ground_truth, pairs=PairConfig(min_gap=cfg.min_gap))
-    result = search(records, generator, reward, tree, tokenizer=tokenizer)
-    s, g = result.stats, generator.stats
-    stats = {"simulations": s.simulations, "nodes": s.nodes, "search_seconds": round(s.wall_seconds, 2),
-             "generator_seconds": round(s.generator_seconds, 2),
-             "bookkeeping_fraction": round(s.bookkeeping_seconds / max(s.wall_seconds, 1e-9), 4),
-             "prefill_computed": g.prefill_computed, "prefill_reused": g.prefill_reused,
-             "prefill_reuse": round(g.reuse_fraction, 3)}
-    return list(result.pairs), stats
+    pairs, stats = [], {"simulations": 0}
+    if local:
+        result = search(local, generator, reward, tree, tokenizer=tokenizer)
+        s, g = result.stats, generator.stats
+        pairs = list(result.pairs)
+        stats = {"simulations": s.simulations, "nodes": s.nodes, "search_seconds": s.wall_seconds,
+                 "generator_seconds": s.generator_seconds, "bookkeeping_seconds": s.bookkeeping_seconds,
+                 "prefill_computed": g.prefill_computed, "prefill_reused": g.prefill_reused}
+    # One entry per record share: pairs in record order, stats summed (times: the slowest share).
+    shares = distributed.gather([(pairs, stats)], part, parts)
+    pairs = [p for share, _ in shares for p in share]
+    return pairs, _merge_stats([st for _, st in shares])
+
+
+def _generator(model, tokenizer, cfg: SearchConfig, seed: int, model_path):
+    if cfg.backend == "vllm":
+        from rftfast.generation import VLLMGenerator
+
+        if model_path is None:
+            raise ValueError("search.backend=vllm needs a saved checkpoint: pass model_path")
+        tp = cfg.tensor_parallel_size
+        if distributed.world_size() % tp:
+            raise ValueError(f"search.tensor_parallel_size={tp} does not divide the {distributed.world_size()} "
+                             "processes")
+        return VLLMGenerator(str(model_path), tensor_parallel_size=tp,
+                             data_parallel_size=distributed.world_size() // tp,
+                             gpu_memory_utilization=cfg.gpu_memory_utilization, seed=seed)
+    from rftfast.generation import TransformersGenerator
+
+    return TransformersGenerator(model, tokenizer, prefix_cache=True)
+
+
+def _merge_stats(shares: list[dict]) -> dict:
+    done = [s for s in shares if s.get("simulations")]
+    if not done:
+        return {"simulations": 0}
+    total = {k: sum(s[k] for s in done) for k in ("simulations", "nodes", "prefill_computed", "prefill_reused")}
+    wall = max(s["search_seconds"] for s in done)
+    bookkeeping = sum(s["bookkeeping_seconds"] for s in done) / max(sum(s["search_seconds"] for s in done), 1e-9)
+    prefill = total["prefill_computed"] + total["prefill_reused"]
+    return {**total, "search_seconds": round(wall, 2),
+            "generator_seconds": round(max(s["generator_seconds"] for s in done), 2),
+            "bookkeeping_fraction": round(bookkeeping, 4),
+            "prefill_reuse": round(total["prefill_reused"] / prefill, 3) if prefill else 0.0}
