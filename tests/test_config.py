@@ -1,5 +1,7 @@
 """Config: YAML and --set overrides; unknown keys and bad values stop with the key path."""
 
+from pathlib import Path
+
 import pytest
 
 from rftfast.cli import main
@@ -49,3 +51,9 @@ def test_bad_yaml_file(tmp_path):
 def test_run_command_reports_config_errors(capsys):
     assert main(["run", "--set", "search.rounds=many"]) == 2
     assert "config error: search.rounds: expected int" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml")))
+def test_shipped_example_configs_load(path):
+    cfg = load_config(path)
+    assert cfg.model.path and cfg.device == "cuda"
