@@ -53,6 +53,7 @@ class WarmupConfig:
     lr: float = 3e-3
     batch_size: int = 16
     warmup_steps: int = 20
+    length_group: int = 16  # sort this many batches' examples by length before batching (less padding); 1: off
 
 
 @dataclass
@@ -224,7 +225,7 @@ def _check_ranges(cfg: RunConfig) -> None:
         ("train.gradient_accumulation", cfg.train.gradient_accumulation >= 1),
         ("search.tensor_parallel_size", cfg.search.tensor_parallel_size >= 1),
         ("search.gpu_memory_utilization", 0 < cfg.search.gpu_memory_utilization <= 1),
-        ("train.lora_r", cfg.train.lora_r >= 0),
+        ("train.lora_r", cfg.train.lora_r >= 0), ("warmup.length_group", cfg.warmup.length_group >= 1),
     ]
     for key, ok in checks:
         if not ok:

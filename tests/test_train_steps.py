@@ -42,7 +42,7 @@ def test_sft_lowers_the_answer_loss():
     batch = pad_batch([e.input_ids for e in examples], [e.answer_start for e in examples], tok.pad_token_id)
     with torch.no_grad():
         before, n = answer_nll(model, batch)
-    cfg = WarmupConfig(epochs=6.0, batch_size=8, lr=3e-3, buckets=2, warmup_steps=2)
+    cfg = WarmupConfig(epochs=8.0, batch_size=8, lr=3e-3, buckets=2, warmup_steps=2)
     train_sft(model, tok, make_schedule(examples, [0.0] * len(examples), cfg, 0), cfg, seed=0)
     with torch.no_grad():
         after, _ = answer_nll(model, batch)
@@ -63,3 +63,24 @@ def test_precomputed_and_frozen_reference_agree():
     for a, b in zip(histories["precomputed"], histories["frozen"], strict=True):
         assert abs(a["loss"] - b["loss"]) < 1e-5
     assert abs(histories["frozen"][0]["rewards/margins"]) < 1e-6  # policy == reference before the first step
+
+
+def test_length_grouping_keeps_the_examples_and_cuts_padding():
+    records, tok, examples = _setup()
+    schedule = make_schedule(examples, [r.meta["level"] for r in records],
+                             WarmupConfig(buckets=2, epochs=3.0, batch_size=4, replay=0.3), seed=0)
+    plain = list(schedule.batches(4, seed=1))
+    grouped = list(schedule.batches(4, seed=1, length_group=3))
+    assert len(grouped) == len(plain) == schedule.total_steps
+    first = 0
+    for steps in schedule.steps_per_bucket:  # each window of 3 steps of a bucket draws the same examples, regrouped
+        for start in range(first, first + steps, 3):
+            window = slice(start, min(start + 3, first + steps))
+            assert sorted(map(id, (e for _, b in plain[window] for e in b))) == \
+                sorted(map(id, (e for _, b in grouped[window] for e in b)))
+        first += steps
+
+    def padded(batches):
+        return sum(len(b) * max(len(e.input_ids) for e in b) for _, b in batches)
+
+    assert padded(grouped) < padded(plain)

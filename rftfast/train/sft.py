@@ -84,22 +84,34 @@ class Schedule:
     def total_steps(self) -> int:
         return sum(self.steps_per_bucket)
 
-    def batches(self, batch_size: int, seed: int):
+    def batches(self, batch_size: int, seed: int, length_group: int = 1):
+        """Yield (bucket index, examples) per step.
+
+        `length_group` > 1 draws that many batches of one bucket at a time, sorts their examples by
+        length and cuts them into batches again, in random order: the same examples, far less padding.
+        """
         rng = random.Random(seed)
+        regroup = random.Random(seed + 1)  # its own stream: grouping never changes which examples are drawn
         for k, (bucket, steps) in enumerate(zip(self.buckets, self.steps_per_bucket, strict=True)):
             earlier = [e for b in self.buckets[:k] for e in b]
             order: list[Example] = []
-            for _ in range(steps):
-                batch = []
+            drawn = []
+            for step in range(steps):
                 for _ in range(batch_size):
                     if earlier and rng.random() < self.replay:
-                        batch.append(rng.choice(earlier))
+                        drawn.append(rng.choice(earlier))
                         continue
                     if not order:
                         order = list(bucket)
                         rng.shuffle(order)
-                    batch.append(order.pop())
-                yield k, batch
+                    drawn.append(order.pop())
+                if len(drawn) == batch_size * length_group or step == steps - 1:
+                    if length_group > 1:
+                        drawn.sort(key=lambda e: len(e.input_ids))
+                    group = [drawn[i: i + batch_size] for i in range(0, len(drawn), batch_size)]
+                    regroup.shuffle(group)
+                    yield from ((k, batch) for batch in group)
+                    drawn = []
 
 
 def make_schedule(examples: Sequence[Example], difficulty: Sequence[float], cfg: WarmupConfig, seed: int) -> Schedule:
@@ -136,8 +148,8 @@ def train_sft(model, tokenizer, schedule: Schedule, cfg: WarmupConfig, seed: int
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: cosine_lr(s, schedule.total_steps, cfg.warmup_steps))
-        bar = tqdm(schedule.batches(cfg.batch_size, seed), total=schedule.total_steps, desc=desc, unit="step",
-                   disable=not distributed.is_main())
+        bar = tqdm(schedule.batches(cfg.batch_size, seed, cfg.length_group), total=schedule.total_steps, desc=desc,
+                   unit="step", disable=not distributed.is_main())
         for step, (bucket, examples) in enumerate(bar):
             # Every rank draws the same batch and takes its share; dividing by the whole batch's token
             # count and multiplying by the world size (DDP and FSDP2 average gradients) makes the
