@@ -60,3 +60,32 @@ def test_pipeline_under_torchrun_completes_and_resumes(tmp_path):
     assert report["stages"]["warmup/eval"]["n"] == kept  # every held-out record judged once, across both ranks
     assert (tmp_path / "dist" / "iter_1" / "model" / "model.safetensors").exists()
     assert (tmp_path / "dist" / "report.png").exists()
+
+
+def test_vocab_parallel_logprobs_match_float64_reference(tmp_path):
+    from tests.dist_vocab_parallel import inputs
+
+    torchrun(str(ROOT / "tests" / "dist_vocab_parallel.py"), str(tmp_path))
+    hidden, weight, labels, upstream = inputs()
+    h, w = hidden.clone().requires_grad_(), weight.clone().requires_grad_()
+    keep = labels != -100
+    ref = torch.where(keep, torch.log_softmax(h @ w.T, -1).gather(1, labels.clamp(min=0)[:, None])[:, 0], 0.0)
+    (ref * upstream).sum().backward()
+    for r in range(2):
+        got = torch.load(tmp_path / f"rank{r}.pt")
+        rows = got["rows"]
+        torch.testing.assert_close(got["logp"], ref.detach(), rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(got["grad_hidden"], h.grad, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(got["grad_weight"], w.grad[r * rows: (r + 1) * rows], rtol=1e-10, atol=1e-10)
+
+
+def test_vocab_parallel_logprobs_in_one_process_is_plain_log_softmax():
+    from rftfast.vocab_parallel import vocab_parallel_logprobs
+    from tests.dist_vocab_parallel import inputs
+
+    hidden, weight, labels, _ = inputs(seed=1)
+    got = vocab_parallel_logprobs(hidden, weight, labels)
+    ref = torch.log_softmax(hidden @ weight.T, -1).gather(1, labels.clamp(min=0)[:, None])[:, 0]
+    torch.testing.assert_close(got, torch.where(labels != -100, ref, 0.0))
+    with pytest.raises(ValueError, match="labels"):
+        vocab_parallel_logprobs(hidden, weight, labels[:-1])
