@@ -8,6 +8,7 @@ seed and its own name, so a resumed run computes exactly what an uninterrupted o
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -274,9 +275,13 @@ def _extra_sft(run: Run, it: str, deficient: list[int]) -> None:
     from rftfast.train.sft import Schedule, train_sft
 
     def sft(seed):
+        # The preference step's budget and optimizer settings, so only the objective differs.
         examples = [run.train_examples[i] for i in deficient] or run.train_examples
-        steps = max(1, round(run.cfg.preference.epochs * len(examples) / run.cfg.warmup.batch_size))
-        losses = train_sft(run.model, run.tokenizer, Schedule([examples], [steps], 0.0), run.cfg.warmup, seed,
+        pref = run.cfg.preference
+        steps = max(1, round(pref.epochs * len(examples) / pref.batch_size))
+        cfg = dataclasses.replace(run.cfg.warmup, lr=pref.lr, batch_size=pref.batch_size,
+                                  warmup_steps=max(1, steps // 10), length_group=1)
+        losses = train_sft(run.model, run.tokenizer, Schedule([examples], [steps], 0.0), cfg, seed,
                            run.cfg.device, desc="extra SFT (ablation)", train=run.cfg.train,
                            log=run.step_log(f"{it}/extra_sft"))
         run.save_model(it)
@@ -289,11 +294,12 @@ def run(cfg: RunConfig, resume: bool = False, stop_after: str | None = None) -> 
     """Run (or resume) the whole method; returns the report (also written to report.json/.png)."""
     from rftfast.report import write_report
 
-    cfg.device = distributed.init(cfg.device)
+    as_given = cfg.to_dict()
+    cfg.device = distributed.init(cfg.device)  # e.g. cuda -> cuda:<local rank>
     main = distributed.is_main()
     if main:
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
-        (cfg.run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        (cfg.run_dir / "config.yaml").write_text(yaml.safe_dump(as_given, sort_keys=False))
         if not resume:
             (cfg.run_dir / "metrics.jsonl").unlink(missing_ok=True)
     distributed.barrier()

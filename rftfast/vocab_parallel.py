@@ -20,14 +20,16 @@ def vocab_parallel_logprobs(hidden: torch.Tensor, weight_shard: torch.Tensor, la
     """log p(labels[i] | hidden[i]) over the whole vocabulary, from this rank's `weight_shard` [V/P, H].
 
     `labels` are global token ids; every rank of `group` passes the same `hidden` and `labels` and an
-    equal-sized shard. Ignored positions give 0. Differentiable in `hidden` and `weight_shard`.
+    equal-sized shard. Ignored positions give 0. Returns fp32 (fp64 for fp64 inputs), computed in that
+    precision whatever the autocast state. Differentiable in `hidden` and `weight_shard`.
     """
     if hidden.dim() != 2 or weight_shard.dim() != 2 or hidden.shape[1] != weight_shard.shape[1]:
         raise ValueError(f"hidden [N, H] and weight_shard [V/P, H] expected, got {tuple(hidden.shape)} and "
                          f"{tuple(weight_shard.shape)}")
     if labels.shape != hidden.shape[:1]:
         raise ValueError(f"labels: shape {tuple(labels.shape)} does not match hidden's {hidden.shape[0]} rows")
-    return _VocabParallelLogprobs.apply(hidden, weight_shard, labels, group, ignore_index)
+    with torch.autocast(hidden.device.type, enabled=False):  # fp32 (or fp64) math in both directions
+        return _VocabParallelLogprobs.apply(hidden, weight_shard, labels, group, ignore_index)
 
 
 def _rows_per_chunk(shard_rows: int) -> int:
@@ -59,8 +61,9 @@ class _VocabParallelLogprobs(torch.autograd.Function):
                           device=hidden.device)
         target = torch.zeros_like(lse)
         step = _rows_per_chunk(rows)
+        w = weight.to(lse.dtype)
         for a in range(0, n, step):  # one pass over this shard: its own log-sum-exp and target logits
-            logits = hidden[a: a + step].to(lse.dtype) @ weight.to(lse.dtype).T
+            logits = hidden[a: a + step].to(lse.dtype) @ w.T
             lse[a: a + step] = logits.logsumexp(dim=1)
             rows_here = torch.arange(logits.shape[0], device=logits.device)
             target[a: a + step] = torch.where(mine[a: a + step], logits[rows_here, index[a: a + step]], 0.0)
@@ -73,7 +76,7 @@ class _VocabParallelLogprobs(torch.autograd.Function):
         out = torch.where(keep, target - lse, 0.0)
         ctx.save_for_backward(hidden, weight, labels, lse)
         ctx.group, ctx.ignore_index, ctx.start = group, ignore_index, start
-        return out.to(hidden.dtype)
+        return out  # fp32 (fp64 for fp64 inputs), like linear_logprobs: sequence sums keep their precision
 
     @staticmethod
     def backward(ctx, grad_out):

@@ -11,7 +11,7 @@ from rftfast.data.chat import render_example
 from rftfast.data.toolworld import generate
 from rftfast.train.preference import train_preference
 from rftfast.train.runtime import StepLog
-from rftfast.train.sft import make_schedule, micro_batches, train_sft
+from rftfast.train.sft import make_schedule, micro_batches, rank_micro_batches, train_sft
 from tests.tiny import tiny_llama, tiny_tokenizer
 
 
@@ -36,6 +36,7 @@ def _max_weight_diff(a, b) -> float:
 def test_micro_batches_cover_the_batch_in_order():
     assert micro_batches(list(range(7)), 3) == [[0, 1], [2, 3, 4], [5, 6]]
     assert micro_batches([1, 2], 5) == [[1], [2]]
+    assert rank_micro_batches([1, 2, 3], 2) == [[1, 2], [3]]  # one process: the whole batch
 
 
 @pytest.mark.parametrize("switch", [{"gradient_accumulation": 3}, {"gradient_checkpointing": True}])

@@ -19,7 +19,7 @@ from rftfast.logprob import sequence_logprobs
 from rftfast.losses import FusedDPOLoss
 from rftfast.train.batching import pad_batch
 from rftfast.train.runtime import autocast, gradient_sync, trainable
-from rftfast.train.sft import cosine_lr, hidden_states, lm_head_weight, micro_batches
+from rftfast.train.sft import cosine_lr, hidden_states, lm_head_weight, rank_micro_batches
 
 
 def pair_batch(pairs: Sequence[dict], pad_id: int, device="cpu") -> dict[str, torch.Tensor]:
@@ -53,12 +53,13 @@ def train_preference(model, tokenizer, pairs: Sequence[dict], cfg: PreferenceCon
 
     `train` sets precision, gradient checkpointing, accumulation and LoRA; `log(step, metrics)` sees
     every step. With accumulation, each micro-batch's loss is weighted by its share of the pairs, so
-    the update equals the full batch's for every objective that is a mean over pairs (the optional
-    NLL term is a mean over each micro-batch's chosen tokens, so it differs slightly).
+    the update equals the full batch's for every objective that is a mean over independent pairs (the
+    optional NLL term is a mean over each micro-batch's chosen tokens, so it differs slightly, and
+    `aot`, which sorts margins across the batch, sees each micro-batch on its own).
     """
     from tqdm.auto import tqdm
 
-    if not pairs:
+    if len(pairs) < distributed.world_size():  # too few to give every rank one (the same on all ranks)
         return []
     train = train or TrainConfig()
     torch.manual_seed(seed)
@@ -88,7 +89,7 @@ def train_preference(model, tokenizer, pairs: Sequence[dict], cfg: PreferenceCon
                 idx.append(order.pop())
             # Each rank takes its share of the batch; weights by share × world size make the (averaged)
             # gradient equal one process's on the whole batch.
-            local = micro_batches(distributed.shard(idx), train.gradient_accumulation, exact=True)
+            local = rank_micro_batches(idx, train.gradient_accumulation)
             parts = []
             for i, part in enumerate(local):
                 with gradient_sync(module, i == len(local) - 1):
@@ -97,6 +98,7 @@ def train_preference(model, tokenizer, pairs: Sequence[dict], cfg: PreferenceCon
                     (out.loss * (len(part) * distributed.world_size() / len(idx))).backward()
                 parts.append((len(part), out.metrics()))
             torch.nn.utils.clip_grad_norm_(params, 1.0)
+            lr = optimizer.param_groups[0]["lr"]  # the rate this step uses
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -105,7 +107,7 @@ def train_preference(model, tokenizer, pairs: Sequence[dict], cfg: PreferenceCon
             metrics = {k: v / len(idx) for k, v in zip(keys, sums, strict=True)}
             history.append(metrics)
             if log is not None:
-                log(step, {**metrics, "lr": scheduler.get_last_lr()[0]})
+                log(step, {**metrics, "lr": lr})
     return history
 
 

@@ -33,20 +33,23 @@ def trainable(model, cfg: TrainConfig) -> Iterator:
     and FSDP2's trained shards are gathered back into `model` on every rank, so the caller keeps one
     plain transformers model that saves, generates and serves as usual.
     """
-    if cfg.gradient_checkpointing:
-        _checkpointing(model, True)
-    wrapped = model
+    if cfg.lora_r > 0 and distributed.active() and cfg.parallel == "fsdp2":
+        raise ValueError("train.lora_r > 0 with several processes needs train.parallel=ddp (LoRA adapters are "
+                         "small enough to replicate; FSDP2 of a peft model is not supported here)")
     if cfg.lora_r > 0:
-        if distributed.active() and cfg.parallel == "fsdp2":
-            raise ValueError("train.lora_r > 0 with several processes needs train.parallel=ddp (LoRA adapters "
-                             "are small enough to replicate; FSDP2 of a peft model is not supported here)")
         try:
             from peft import LoraConfig, get_peft_model
         except ImportError:
             raise ImportError("train.lora_r > 0 needs peft: pip install 'rftfast[lora]'") from None
+    if cfg.gradient_checkpointing:
+        _checkpointing(model, True)
+    wrapped = model
+    trainable_before = {name for name, p in model.named_parameters() if p.requires_grad}
+    if cfg.lora_r > 0:
         lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules=list(cfg.lora_targets), task_type="CAUSAL_LM")
         wrapped = get_peft_model(model, lora)
+    finished = False
     try:
         if not distributed.active():
             yield wrapped
@@ -56,9 +59,18 @@ def trainable(model, cfg: TrainConfig) -> Iterator:
             yield DistributedDataParallel(wrapped)
         else:
             yield from _fsdp2(model)
+        finished = True
     finally:
         if wrapped is not model:
-            wrapped.merge_and_unload()  # merges in place: `model`'s linear layers are plain again
+            # In place: `model`'s linear layers are plain again. A failed stage drops its adapters.
+            if finished:
+                wrapped.merge_and_unload()
+            else:
+                wrapped.unload()
+            for name, p in model.named_parameters():  # peft froze the base weights; undo that
+                p.requires_grad_(name in trainable_before)
+            if hasattr(model, "disable_input_require_grads"):
+                model.disable_input_require_grads()
         if cfg.gradient_checkpointing:
             _checkpointing(model, False)
         model.eval()
@@ -66,24 +78,31 @@ def trainable(model, cfg: TrainConfig) -> Iterator:
 
 def _fsdp2(model) -> Iterator:
     """Train a sharded copy of `model` (each decoder layer, then the root, is one FSDP2 unit), then
-    load the gathered weights back. The plain model waits on the CPU meanwhile, so the accelerator
-    holds only shards, their gradients and optimizer state."""
+    load the gathered weights back. The plain model waits on the CPU meanwhile, and the copy is made
+    there, so the accelerator holds only shards, their gradients and optimizer state."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
     from torch.distributed.fsdp import fully_shard
 
     device = next(model.parameters()).device
-    sharded = copy.deepcopy(model)
     model.to("cpu")
-    layer_types = tuple(getattr(model, "_no_split_modules", None) or ())
-    for module in sharded.modules():
-        if type(module).__name__ in layer_types:
-            fully_shard(module)
-    fully_shard(sharded)
-    yield sharded
-    full = get_model_state_dict(sharded, options=StateDictOptions(full_state_dict=True))
-    model.load_state_dict({k: v.to("cpu") for k, v in full.items()})
-    del sharded, full
-    model.to(device)
+    try:
+        sharded = copy.deepcopy(model)
+        layer_types = tuple(getattr(model, "_no_split_modules", None) or ())
+        mesh = None
+        if device.type != "cpu":
+            from torch.distributed.device_mesh import init_device_mesh
+
+            mesh = init_device_mesh(device.type, (distributed.world_size(),))
+        for module in sharded.modules():
+            if type(module).__name__ in layer_types:
+                fully_shard(module, mesh=mesh)
+        fully_shard(sharded, mesh=mesh)  # moves each rank's shards to the mesh's device
+        yield sharded
+        full = get_model_state_dict(sharded, options=StateDictOptions(full_state_dict=True))
+        model.load_state_dict({k: v.to("cpu") for k, v in full.items()})
+        del sharded, full
+    finally:
+        model.to(device)
 
 
 def unwrap(module):

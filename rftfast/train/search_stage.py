@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,7 +17,8 @@ def search_pairs(model, tokenizer, records: Sequence[Record], cfg: SearchConfig,
 
     `cfg.backend` picks the generator: transformers on `model` (prefix KV reuse on), or vLLM on the
     checkpoint at `model_path`. With several processes the trees are split across ranks (across vLLM
-    data-parallel replicas) and every rank gets all the pairs back, in record order.
+    data-parallel replicas) and every rank gets all the pairs back, in record order (`Pair.tree` is
+    the record's index in `records`).
     """
     from rftfast.mcts import JudgeReward, MixedReward, PairConfig, ast_reward, search
     from rftfast.mcts import SearchConfig as TreeConfig
@@ -36,14 +38,30 @@ def search_pairs(model, tokenizer, records: Sequence[Record], cfg: SearchConfig,
     if local:
         result = search(local, generator, reward, tree, tokenizer=tokenizer)
         s, g = result.stats, generator.stats
-        pairs = list(result.pairs)
+        # `tree` indexes this share's records; make it the record's index in `records`.
+        pairs = [dataclasses.replace(p, tree=part + parts * p.tree) for p in result.pairs]
         stats = {"simulations": s.simulations, "nodes": s.nodes, "search_seconds": s.wall_seconds,
                  "generator_seconds": s.generator_seconds, "bookkeeping_seconds": s.bookkeeping_seconds,
                  "prefill_computed": g.prefill_computed, "prefill_reused": g.prefill_reused}
-    # One entry per record share: pairs in record order, stats summed (times: the slowest share).
+    _release(generator)
+    # One entry per record share: pairs put back in record order, stats summed (times: the slowest share).
     shares = distributed.gather([(pairs, stats)], part, parts)
-    pairs = [p for share, _ in shares for p in share]
+    pairs = sorted((p for share, _ in shares for p in share), key=lambda p: p.tree)  # stable: tree order kept
     return pairs, _merge_stats([st for _, st in shares])
+
+
+def _release(generator) -> None:
+    """Free a vLLM engine's GPU memory before training resumes (a new engine serves the next checkpoint)."""
+    if not hasattr(generator, "llm"):
+        return
+    import gc
+
+    import torch
+
+    del generator.llm
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _generator(model, tokenizer, cfg: SearchConfig, seed: int, model_path):
@@ -52,12 +70,10 @@ def _generator(model, tokenizer, cfg: SearchConfig, seed: int, model_path):
 
         if model_path is None:
             raise ValueError("search.backend=vllm needs a saved checkpoint: pass model_path")
-        tp = cfg.tensor_parallel_size
-        if distributed.world_size() % tp:
-            raise ValueError(f"search.tensor_parallel_size={tp} does not divide the {distributed.world_size()} "
-                             "processes")
-        return VLLMGenerator(str(model_path), tensor_parallel_size=tp,
-                             data_parallel_size=distributed.world_size() // tp,
+        tp, world = cfg.tensor_parallel_size, distributed.world_size()
+        if world > 1 and world % tp:  # one process: vLLM starts its own tensor-parallel workers
+            raise ValueError(f"search.tensor_parallel_size={tp} does not divide the {world} processes")
+        return VLLMGenerator(str(model_path), tensor_parallel_size=tp, data_parallel_size=max(1, world // tp),
                              gpu_memory_utilization=cfg.gpu_memory_utilization, seed=seed)
     from rftfast.generation import TransformersGenerator
 

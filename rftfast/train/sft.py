@@ -24,19 +24,30 @@ from rftfast.train.runtime import autocast, gradient_sync, trainable, unwrap
 def hidden_states(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """The last hidden states [B, T, H] (after the final norm); the LM head is applied by the fused kernels.
 
-    The call goes through the model's own forward, so DDP and FSDP2 wrappers see it; `logits_to_keep=1`
-    keeps the head's own matmul to one position per row.
+    A DDP- or FSDP2-wrapped model is called through its own forward, which the wrappers need to see
+    (with `logits_to_keep=1`, so the head's matmul covers one position per row); a plain or peft model
+    through its decoder, which keeps no other layer's activations.
     """
-    out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, logits_to_keep=1,
-                use_cache=False)
-    return out.hidden_states[-1]
+    if _wrapped_for_parallel(model):
+        out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
+                    logits_to_keep=1, use_cache=False)
+        return out.hidden_states[-1]
+    return model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+
+
+def _wrapped_for_parallel(model) -> bool:
+    from torch.nn.parallel import DistributedDataParallel
+
+    return isinstance(model, DistributedDataParallel) or hasattr(model, "set_requires_gradient_sync")
 
 
 def lm_head_weight(model, dtype: torch.dtype | None = None) -> torch.Tensor:
     """The LM head's weight, cast (differentiably) to `dtype`: the hidden states' under bf16 autocast."""
     weight = unwrap(model).get_output_embeddings().weight
-    if hasattr(weight, "full_tensor"):  # a sharded DTensor outside FSDP2's unshard window: gather it for the step
-        weight = weight.full_tensor()
+    if hasattr(weight, "full_tensor"):
+        # FSDP2 leaves the root's weights gathered after its forward; a DTensor here means the head was
+        # read outside that window, and gathering it ourselves would not reduce its gradient.
+        raise RuntimeError("the LM head weight is still sharded: run the model's forward before reading it")
     return weight if dtype is None else weight.to(dtype)
 
 
@@ -53,15 +64,20 @@ def answer_nll(model, batch: dict[str, torch.Tensor], denominator: int | None = 
     return -logp.float().sum() / max(denominator or n, 1), n
 
 
-def micro_batches(items: Sequence, parts: int, exact: bool = False) -> list[Sequence]:
-    """`items` cut into `parts` contiguous, non-empty, near-equal slices (fewer if there are fewer items,
-    unless `exact`: every rank must run the same number of forward passes, so too few items is an error)."""
-    if exact and len(items) < parts:
-        raise ValueError(f"a batch share of {len(items)} cannot make {parts} micro-batches: the batch size must "
-                         f"be at least train.gradient_accumulation × the number of processes")
+def micro_batches(items: Sequence, parts: int) -> list[Sequence]:
+    """`items` cut into `parts` contiguous, non-empty, near-equal slices (fewer if there are fewer items)."""
     parts = max(1, min(parts, len(items)))
     bounds = [round(i * len(items) / parts) for i in range(parts + 1)]
     return [items[bounds[i]: bounds[i + 1]] for i in range(parts)]
+
+
+def rank_micro_batches(batch: Sequence, accumulation: int) -> list[Sequence]:
+    """This rank's share of `batch`, cut into micro-batches. Every rank gets the same number of them
+    (DDP and FSDP2 need the same forwards on every rank), decided from the batch alone so all agree."""
+    world = distributed.world_size()
+    if len(batch) < world:
+        raise ValueError(f"a batch of {len(batch)} cannot be split across {world} processes")
+    return micro_batches(distributed.shard(batch), min(accumulation, len(batch) // world))
 
 
 def cosine_lr(step: int, total: int, warmup: int) -> float:
@@ -155,7 +171,7 @@ def train_sft(model, tokenizer, schedule: Schedule, cfg: WarmupConfig, seed: int
             # count and multiplying by the world size (DDP and FSDP2 average gradients) makes the
             # update equal one process's on the whole batch.
             tokens = sum(len(e.input_ids) - max(e.answer_start, 1) for e in examples)
-            parts = micro_batches(distributed.shard(examples), train.gradient_accumulation, exact=True)
+            parts = rank_micro_batches(examples, train.gradient_accumulation)
             loss = 0.0
             for i, part in enumerate(parts):
                 batch = pad_batch([e.input_ids for e in part], [e.answer_start for e in part],
@@ -166,6 +182,7 @@ def train_sft(model, tokenizer, schedule: Schedule, cfg: WarmupConfig, seed: int
                     (part_loss * distributed.world_size()).backward()
                 loss += part_loss.item()
             (loss,) = distributed.all_sum([loss])
+            lr = scheduler.get_last_lr()[0]  # the rate this step uses
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()
@@ -173,5 +190,5 @@ def train_sft(model, tokenizer, schedule: Schedule, cfg: WarmupConfig, seed: int
             losses.append(loss)
             bar.set_postfix(bucket=bucket, loss=f"{loss:.3f}")
             if log is not None:
-                log(step, {"loss": loss, "lr": scheduler.get_last_lr()[0], "bucket": bucket})
+                log(step, {"loss": loss, "lr": lr, "bucket": bucket})
     return losses
