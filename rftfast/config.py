@@ -25,19 +25,19 @@ class ConfigError(ValueError):
 class ModelConfig:
     path: str | None = None  # a local path or hub id for from_pretrained; None builds a tiny Llama from scratch
     hidden_size: int = 128
-    num_layers: int = 4
+    num_layers: int = 2
     num_heads: int = 4
     num_kv_heads: int = 2
     intermediate_size: int = 384
-    vocab_size: int = 1024  # of the tokenizer trained locally on the training corpus
-    tie_embeddings: bool = False
+    vocab_size: int = 4096  # of the tokenizer trained locally: whole words, so values copy as whole tokens
+    tie_embeddings: bool = True  # copying a prompt token into the answer is then one attention lookup
     max_length: int = 512  # records whose prompt + answer is longer are skipped (and counted)
 
 
 @dataclass
 class DataConfig:
     source: str = "toolworld"  # or a canonical .jsonl/.json/.parquet file
-    num_train: int = 3000
+    num_train: int = 8000
     num_heldout: int = 240
     levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6])
     seed: int = 0
@@ -48,9 +48,9 @@ class WarmupConfig:
     order: str = "easy_to_hard"  # or "shuffled" (the ablation)
     difficulty: str = "level"  # "level" (tool world), "steps" (calls and arguments), or "perplexity"
     buckets: int = 3
-    epochs: float = 2.0  # passes over the warm-up data, spread over the buckets
+    epochs: float = 8.0  # passes over the warm-up data, spread over the buckets
     replay: float = 0.25  # fraction of each later bucket's batches drawn from earlier buckets
-    lr: float = 3e-3
+    lr: float = 6e-3
     batch_size: int = 16
     warmup_steps: int = 20
     length_group: int = 16  # sort this many batches' examples by length before batching (less padding); 1: off
@@ -60,7 +60,7 @@ class WarmupConfig:
 class DeficiencyConfig:
     ratio: float = 0.3  # the worst fraction by answer perplexity, plus every greedy failure
     max_new_tokens: int = 64
-    max_records: int = 96  # score at most this many training records per iteration (a seeded sample)
+    max_records: int = 400  # score at most this many training records per iteration (a seeded sample)
 
 
 @dataclass
@@ -87,8 +87,8 @@ class PreferenceConfig:
     loss_type: str = "sigmoid"
     beta: float = 0.1
     gamma: float = 0.5
-    nll_weight: float = 0.2
-    lr: float = 5e-4
+    nll_weight: float = 1.0  # the chosen steps' NLL beside the preference loss keeps the policy on the data
+    lr: float = 5e-5
     epochs: float = 2.0
     batch_size: int = 8
     reference: str = "precomputed"  # "precomputed" (one pass per iteration) or "frozen" (a copy, per step)
