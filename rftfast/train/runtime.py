@@ -69,8 +69,8 @@ def trainable(model, cfg: TrainConfig) -> Iterator:
                 wrapped.unload()
             for name, p in model.named_parameters():  # peft froze the base weights; undo that
                 p.requires_grad_(name in trainable_before)
-            if hasattr(model, "disable_input_require_grads"):
-                model.disable_input_require_grads()
+            with contextlib.suppress(AttributeError):  # older transformers raise when peft added no hook
+                model.disable_input_require_grads()  # peft's hook for checkpointing with frozen embeddings
         if cfg.gradient_checkpointing:
             _checkpointing(model, False)
         model.eval()
