@@ -24,7 +24,7 @@ import yaml
 from rftfast import distributed
 from rftfast.config import RunConfig
 from rftfast.data.chat import Example, answer_content, fallback_prompt, render_example
-from rftfast.data.io import read_records, write_json_atomic, write_records
+from rftfast.data.io import read_records, write_json_atomic, write_jsonl_atomic, write_records
 from rftfast.data.record import Record
 from rftfast.train.runtime import StepLog
 
@@ -290,6 +290,18 @@ def _extra_sft(run: Run, it: str, deficient: list[int]) -> None:
     run.stage(f"{it}/extra_sft", sft, lambda: run.load_model(it))
 
 
+def _keep_finished_metrics(path: Path, manifest: Manifest | None) -> None:
+    """Drop the step metrics of stages the manifest does not have (a killed stage runs again from its
+    first step and logs its steps anew); a fresh run (no manifest) starts an empty log."""
+    if not path.exists():
+        return
+    if manifest is None:
+        path.unlink()
+        return
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    write_jsonl_atomic([r for r in rows if manifest.done(r["stage"])], path)
+
+
 def run(cfg: RunConfig, resume: bool = False, stop_after: str | None = None) -> dict:
     """Run (or resume) the whole method; returns the report (also written to report.json/.png)."""
     from rftfast.report import write_report
@@ -300,10 +312,11 @@ def run(cfg: RunConfig, resume: bool = False, stop_after: str | None = None) -> 
     if main:
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
         (cfg.run_dir / "config.yaml").write_text(yaml.safe_dump(as_given, sort_keys=False))
-        if not resume:
-            (cfg.run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    manifest = Manifest.open(cfg.run_dir, resume)
+    if main:
+        _keep_finished_metrics(cfg.run_dir / "metrics.jsonl", manifest if resume else None)
     distributed.barrier()
-    state = Run(cfg, Manifest.open(cfg.run_dir, resume), stop_after,
+    state = Run(cfg, manifest, stop_after,
                 log=StepLog(cfg.run_dir, cfg.tensorboard) if main else None)
     try:
         stage_data(state)

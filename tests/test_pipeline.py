@@ -60,7 +60,10 @@ def test_resume_after_kill_matches_uninterrupted(finished, tmp_path):
     with pytest.raises(StopRequested):
         run(cfg, stop_after="iter_1/search")
     assert not (cfg.run_dir / "iter_1" / "model").exists()
+    with (cfg.run_dir / "metrics.jsonl").open("a") as log:  # a preference stage killed after one step
+        log.write(json.dumps({"stage": "iter_1/preference", "step": 0, "loss": 9.9}) + "\n")
     run(cfg, resume=True)
+    assert (cfg.run_dir / "metrics.jsonl").read_text() == (full_cfg.run_dir / "metrics.jsonl").read_text()
     assert (cfg.run_dir / "iter_1" / "pairs.jsonl").read_text() == (
         full_cfg.run_dir / "iter_1" / "pairs.jsonl").read_text()
     from safetensors.torch import load_file
