@@ -17,9 +17,9 @@ from rftfast import distributed
 from rftfast.config import DeficiencyConfig
 from rftfast.data.chat import Example
 from rftfast.data.record import Record
-from rftfast.eval.runner import generate_greedy, judge
 from rftfast.logprob import sequence_logprobs
 from rftfast.train.batching import pad_batch
+from rftfast.train.evaluate import judge_greedy
 from rftfast.train.sft import hidden_states, lm_head_weight
 
 
@@ -53,18 +53,11 @@ class Deficiencies:
 
 def find_deficiencies(model, tokenizer, records: Sequence[Record], examples: Sequence[Example],
                       cfg: DeficiencyConfig, batch_size: int = 16, device: str = "cpu") -> Deficiencies:
-    from tqdm.auto import tqdm
-
     model.eval()
     local = distributed.shard(range(len(records)))  # split across ranks when several processes run
-    ppl = answer_perplexities(model, tokenizer, [examples[i] for i in local], batch_size, device)
-    valid = []
-    for start in tqdm(range(0, len(local), batch_size), desc="deficiency: greedy decoding", unit="batch",
-                      disable=not distributed.is_main()):
-        chunk = local[start: start + batch_size]
-        outputs = generate_greedy(model, tokenizer, [examples[i].prompt_ids for i in chunk], cfg.max_new_tokens)
-        valid.extend(judge(records[i], o).valid for i, o in zip(chunk, outputs, strict=True))
-    ppl, valid = distributed.gather(ppl), distributed.gather(valid)
+    ppl = distributed.gather(answer_perplexities(model, tokenizer, [examples[i] for i in local], batch_size, device))
+    valid = [r.valid for r in judge_greedy(model, tokenizer, records, examples, cfg.max_new_tokens, batch_size,
+                                           "deficiency: greedy decoding")]
     worst = sorted(range(len(records)), key=lambda i: -ppl[i])[: max(1, round(cfg.ratio * len(records)))]
     selected = sorted(set(worst) | {i for i, ok in enumerate(valid) if not ok})
     return Deficiencies(ppl, valid, selected)

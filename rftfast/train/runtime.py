@@ -112,6 +112,17 @@ def unwrap(module):
     return module.module if isinstance(module, DistributedDataParallel) else module
 
 
+def parallel_wrapped(module) -> bool:
+    """Wrapped by DDP or sharded by FSDP2 (whose forward must be called for its hooks to run)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return isinstance(module, DistributedDataParallel) or _is_fsdp2(module)
+
+
+def _is_fsdp2(module) -> bool:
+    return hasattr(module, "set_requires_gradient_sync")
+
+
 def gradient_sync(module, on: bool):
     """A context for one micro-batch's backward: `on=False` skips the gradient all-reduce, which only
     the last micro-batch of an accumulated step needs."""
@@ -119,7 +130,7 @@ def gradient_sync(module, on: bool):
 
     if isinstance(module, DistributedDataParallel) and not on:
         return module.no_sync()
-    if hasattr(module, "set_requires_gradient_sync"):  # FSDP2
+    if _is_fsdp2(module):
         module.set_requires_gradient_sync(on)
     return contextlib.nullcontext()
 

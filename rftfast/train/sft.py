@@ -18,7 +18,7 @@ from rftfast.config import TrainConfig, WarmupConfig
 from rftfast.data.chat import Example
 from rftfast.logprob import linear_logprobs
 from rftfast.train.batching import pad_batch
-from rftfast.train.runtime import autocast, gradient_sync, trainable, unwrap
+from rftfast.train.runtime import autocast, gradient_sync, parallel_wrapped, trainable, unwrap
 
 
 def hidden_states(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -28,17 +28,11 @@ def hidden_states(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) 
     (with `logits_to_keep=1`, so the head's matmul covers one position per row); a plain or peft model
     through its decoder, which keeps no other layer's activations.
     """
-    if _wrapped_for_parallel(model):
+    if parallel_wrapped(model):
         out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
                     logits_to_keep=1, use_cache=False)
         return out.hidden_states[-1]
     return model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-
-
-def _wrapped_for_parallel(model) -> bool:
-    from torch.nn.parallel import DistributedDataParallel
-
-    return isinstance(model, DistributedDataParallel) or hasattr(model, "set_requires_gradient_sync")
 
 
 def lm_head_weight(model, dtype: torch.dtype | None = None) -> torch.Tensor:
