@@ -34,6 +34,8 @@ def reference_logps(model, pairs: Sequence[dict], pad_id: int, batch_size: int, 
                     precision: str = "fp32") -> torch.Tensor:
     """[P, 2] summed log-probs of (chosen, rejected) continuations under `model`, in one pass (split
     across ranks when several processes run, and gathered)."""
+    # fp32 log-probs (a float64 model keeps float64: the equivalence tests run in it)
+    dtype = torch.promote_types(next(model.parameters()).dtype, torch.float32)
     local = distributed.shard(range(len(pairs)))
     out = []
     for start in range(0, len(local), batch_size):
@@ -41,9 +43,9 @@ def reference_logps(model, pairs: Sequence[dict], pad_id: int, batch_size: int, 
         batch = pair_batch(chunk, pad_id, device)
         with autocast(device, precision):
             hidden = hidden_states(model, batch["input_ids"], batch["attention_mask"])
-        seq = sequence_logprobs(hidden, lm_head_weight(model, hidden.dtype), batch["labels"]).float()
+        seq = sequence_logprobs(hidden, lm_head_weight(model, hidden.dtype), batch["labels"]).to(dtype)
         out.extend(torch.stack([seq[: len(chunk)], seq[len(chunk):]], 1).cpu().tolist())
-    return torch.tensor(distributed.gather(out), dtype=torch.float32).reshape(len(pairs), 2)
+    return torch.tensor(distributed.gather(out), dtype=dtype).reshape(len(pairs), 2)
 
 
 def train_preference(model, tokenizer, pairs: Sequence[dict], cfg: PreferenceConfig, seed: int,
