@@ -47,15 +47,32 @@ def _eval(args) -> int:
 
 
 def _run(args) -> int:
+    import errno
+
     from rftfast.config import ConfigError, load_config
     from rftfast.pipeline import run
+    from rftfast.run_dir import RunDirError
 
     try:
         cfg = load_config(args.config, args.set)
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    run(cfg, resume=args.resume)
+    try:
+        run(cfg, resume=args.resume, overwrite=args.overwrite, allow_config_change=args.allow_config_change)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    except (RunDirError, RecordError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = e.filename or cfg.run_dir
+        print(f"error: no space left on the device while writing {where} ({e.strerror}); the finished stages "
+              f"are kept in {cfg.run_dir / 'manifest.json'}: free some space, then add --resume", file=sys.stderr)
+        return 3
     return 0
 
 
@@ -90,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config value, e.g. --set search.rounds=8 (repeatable)")
     run.add_argument("--resume", action="store_true", help="continue a killed run from its manifest")
+    run.add_argument("--overwrite", action="store_true",
+                     help="delete an existing run of this name and start again (without it, a run is refused)")
+    run.add_argument("--allow-config-change", action="store_true",
+                     help="with --resume: accept a config that differs from the run's (logged to config_changes.jsonl)")
     run.set_defaults(func=_run)
 
     # `rftfast bench ARGS...` hands every argument to the script (see main), so it is only listed here.

@@ -8,6 +8,9 @@ default run: the tool world and a tiny Llama trained from scratch on CPU.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -15,6 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+
+# The byte-level tokenizer's floor: its 256 byte tokens and the special tokens (rftfast.train.model).
+MIN_VOCAB = 256 + 6
 
 
 class ConfigError(ValueError):
@@ -215,21 +222,101 @@ def _merge(base: dict, update: dict) -> dict:
     return out
 
 
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # one folder under out_dir: no separators, no `..`
+DEVICE = re.compile(r"cpu|cuda(:[0-9]+)?|mps")
+
+
 def _check_ranges(cfg: RunConfig) -> None:
+    """Every value's range, and the keys that must agree with each other, checked before anything runs."""
+    m, d, w, f, s, p, t, e = (cfg.model, cfg.data, cfg.warmup, cfg.deficiency, cfg.search, cfg.preference,
+                              cfg.train, cfg.eval)
     checks = [
-        ("iterations", cfg.iterations >= 0), ("deficiency.ratio", 0 < cfg.deficiency.ratio <= 1),
-        ("search.rounds", cfg.search.rounds >= 1), ("search.samples", cfg.search.samples >= 1),
-        ("search.max_depth", cfg.search.max_depth >= 1), ("warmup.buckets", cfg.warmup.buckets >= 1),
-        ("warmup.replay", 0 <= cfg.warmup.replay < 1), ("data.num_train", cfg.data.num_train >= 1),
-        ("data.num_heldout", cfg.data.num_heldout >= 1), ("preference.beta", cfg.preference.beta > 0),
-        ("train.gradient_accumulation", cfg.train.gradient_accumulation >= 1),
-        ("search.tensor_parallel_size", cfg.search.tensor_parallel_size >= 1),
-        ("search.gpu_memory_utilization", 0 < cfg.search.gpu_memory_utilization <= 1),
-        ("train.lora_r", cfg.train.lora_r >= 0), ("warmup.length_group", cfg.warmup.length_group >= 1),
+        ("name", RUN_NAME.fullmatch(cfg.name) is not None,
+         "a plain folder name under out_dir (letters, digits, '.', '_', '-'; no '/' or '..')"),
+        ("seed", cfg.seed >= 0, ">= 0"), ("iterations", cfg.iterations >= 0, ">= 0"),
+        ("device", DEVICE.fullmatch(cfg.device) is not None, "'cpu', 'cuda', 'cuda:N' or 'mps'"),
+        ("model.hidden_size", m.hidden_size >= 1, ">= 1"), ("model.num_layers", m.num_layers >= 1, ">= 1"),
+        ("model.num_heads", m.num_heads >= 1 and m.hidden_size % m.num_heads == 0,
+         ">= 1 and a divisor of model.hidden_size"),
+        ("model.num_kv_heads", m.num_kv_heads >= 1 and m.num_heads % max(1, m.num_kv_heads) == 0,
+         ">= 1 and a divisor of model.num_heads"),
+        ("model.intermediate_size", m.intermediate_size >= 1, ">= 1"),
+        ("model.vocab_size", m.path is not None or m.vocab_size >= MIN_VOCAB,
+         f">= {MIN_VOCAB} (the 256 bytes and the special tokens of the byte-level tokenizer)"),
+        ("model.max_length", m.max_length >= 2, ">= 2 (a prompt token and an answer token)"),
+        ("data.num_train", d.num_train >= 1, ">= 1"), ("data.num_heldout", d.num_heldout >= 1, ">= 1"),
+        ("data.levels", bool(d.levels) and set(d.levels) <= set(range(1, 7)), "a non-empty list of levels 1-6"),
+        ("warmup.buckets", w.buckets >= 1, ">= 1"), ("warmup.epochs", w.epochs > 0, "> 0"),
+        ("warmup.replay", 0 <= w.replay < 1, "in [0, 1)"), ("warmup.lr", w.lr > 0, "> 0"),
+        ("warmup.batch_size", w.batch_size >= 1, ">= 1"), ("warmup.warmup_steps", w.warmup_steps >= 0, ">= 0"),
+        ("warmup.length_group", w.length_group >= 1, ">= 1"),
+        ("deficiency.ratio", 0 < f.ratio <= 1, "in (0, 1]"),
+        ("deficiency.max_new_tokens", f.max_new_tokens >= 1, ">= 1"),
+        ("deficiency.max_records", f.max_records >= 1, ">= 1"),
+        ("search.rounds", s.rounds >= 1, ">= 1"), ("search.samples", s.samples >= 1, ">= 1"),
+        ("search.leaves_per_tree", s.leaves_per_tree >= 1, ">= 1"), ("search.max_depth", s.max_depth >= 1, ">= 1"),
+        ("search.c", s.c >= 0, ">= 0"), ("search.temperature", s.temperature > 0, "> 0"),
+        ("search.top_p", 0 < s.top_p <= 1, "in (0, 1]"), ("search.max_new_tokens", s.max_new_tokens >= 1, ">= 1"),
+        ("search.min_gap", s.min_gap >= 0, ">= 0"),
+        ("search.tensor_parallel_size", s.tensor_parallel_size >= 1, ">= 1"),
+        ("search.gpu_memory_utilization", 0 < s.gpu_memory_utilization <= 1, "in (0, 1]"),
+        ("preference.lr", p.lr > 0, "> 0"), ("preference.epochs", p.epochs > 0, "> 0"),
+        ("preference.batch_size", p.batch_size >= 1, ">= 1"), ("preference.nll_weight", p.nll_weight >= 0, ">= 0"),
+        ("train.gradient_accumulation", t.gradient_accumulation >= 1, ">= 1"),
+        ("train.lora_r", t.lora_r >= 0, ">= 0"), ("train.lora_alpha", t.lora_alpha >= 1, ">= 1"),
+        ("train.lora_dropout", 0 <= t.lora_dropout < 1, "in [0, 1)"),
+        ("train.lora_targets", t.lora_r == 0 or bool(t.lora_targets), "non-empty when train.lora_r > 0"),
+        ("eval.max_new_tokens", e.max_new_tokens >= 1, ">= 1"), ("eval.batch_size", e.batch_size >= 1, ">= 1"),
     ]
-    for key, ok in checks:
+    for key, ok, expected in checks:
         if not ok:
-            raise ConfigError(f"{key}: value out of range")
+            raise ConfigError(f"{key}: expected {expected}, got {_value(cfg, key)!r}")
+    _check_objective(p)
+
+
+def check_environment(cfg: RunConfig) -> None:
+    """What the config needs of this machine (packages, devices); `run()` checks it before any work.
+    Kept apart from the value checks so a GPU config can be loaded and checked on a laptop."""
+    source = Path(cfg.data.source)
+    if cfg.data.source != "toolworld" and source.suffix in (".json", ".jsonl", ".parquet") and not source.is_file():
+        raise ConfigError(f"data.source: no such file: {source}")
+    if cfg.search.backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise ConfigError("search.backend: 'vllm' needs the vllm package (pip install 'rftfast[vllm]'), "
+                          "which is not installed")
+    if cfg.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device: {cfg.device!r} asked for, but torch sees no CUDA device")
+
+
+def _check_objective(p: PreferenceConfig) -> None:
+    """The loss's own validation (one home for the objectives' rules), reported under `preference.`."""
+    from rftfast.losses import FusedDPOLoss
+
+    if p.loss_type == "dpo":
+        raise ConfigError("preference.loss_type: 'dpo' is called 'sigmoid' (TRL's name for the DPO loss)")
+    try:
+        FusedDPOLoss(p.loss_type, beta=p.beta, gamma=p.gamma, nll_weight=p.nll_weight)
+    except ValueError as err:
+        raise ConfigError(f"preference.{err}") from None
+
+
+def _value(cfg: RunConfig, key: str) -> Any:
+    value: Any = cfg
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _check_finite(cfg: Any, path: str = "") -> None:
+    """NaN or ±inf in any float key (YAML spells them .nan and .inf) is refused."""
+    for f in dataclasses.fields(cfg):
+        value, key = getattr(cfg, f.name), f"{path}{f.name}"
+        if dataclasses.is_dataclass(value):
+            _check_finite(value, f"{key}.")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
@@ -255,5 +342,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         cursor[parts[-1]] = yaml.safe_load(raw)
         values = _merge(values, nested)
     cfg = _build(RunConfig, values)
-    _check_ranges(cfg)
+    validate(cfg)
     return cfg
+
+
+def validate(cfg: RunConfig) -> None:
+    """Raise ConfigError, naming the key, for any value out of range (`run()` calls it too, so a config
+    built in Python is held to the same rules as a loaded one)."""
+    _check_finite(cfg)
+    _check_ranges(cfg)

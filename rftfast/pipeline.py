@@ -22,10 +22,11 @@ import torch
 import yaml
 
 from rftfast import distributed
-from rftfast.config import RunConfig
+from rftfast.config import ConfigError, RunConfig, check_environment, validate
 from rftfast.data.chat import Example, answer_content, fallback_prompt, render_example
-from rftfast.data.io import read_records, write_json_atomic, write_jsonl_atomic, write_records
+from rftfast.data.io import atomic_open, read_records, write_json_atomic, write_records
 from rftfast.data.record import Record
+from rftfast.run_dir import keep_finished_metrics, open_run_dir
 from rftfast.train.runtime import StepLog
 
 
@@ -135,19 +136,27 @@ def _records(cfg: RunConfig) -> tuple[list[Record], list[Record]]:
         train, heldout = split(records, heldout_fraction=cfg.data.num_heldout / (total * 1.3), seed=cfg.data.seed)
         return train[: cfg.data.num_train], heldout[: cfg.data.num_heldout]
     records = list(read_records(cfg.data.source))
+    if not records:
+        raise ConfigError(f"data.source: {cfg.data.source} holds no records")
+    if len(records) <= cfg.data.num_heldout:
+        raise ConfigError(f"data.num_heldout: {cfg.data.source} holds {len(records)} records; holding out "
+                          f"{cfg.data.num_heldout} leaves none to train on")
     rng = random.Random(cfg.data.seed)
     rng.shuffle(records)
     return records[cfg.data.num_heldout:][: cfg.data.num_train], records[: cfg.data.num_heldout]
 
 
-def _render(run: Run, records: list[Record]) -> tuple[list[Record], list[Example], int]:
-    """Examples that fit `model.max_length`; the rest are dropped and counted."""
+def _render(run: Run, records: list[Record], split: str) -> tuple[list[Record], list[Example], int]:
+    """Examples that fit `model.max_length`; the rest are dropped and counted (none fitting is an error)."""
     kept, examples = [], []
     for r in records:
         ex = render_example(r, run.tokenizer)
         if len(ex.input_ids) <= run.cfg.model.max_length:
             kept.append(r)
             examples.append(ex)
+    if not kept:
+        raise ConfigError(f"model.max_length: 0 of {len(records)} {split} records fit in "
+                          f"model.max_length={run.cfg.model.max_length}")
     return kept, examples, len(records) - len(kept)
 
 
@@ -165,6 +174,8 @@ def stage_data(run: Run) -> None:
             write_records(heldout, run.dir / "data" / "heldout.jsonl")
             corpus = [fallback_prompt(r.messages, r.tools) + answer_content(r) for r in train]
             run.model, run.tokenizer = load_policy(cfg.model, corpus, seed, cfg.device)
+            _render(run, train, "training")  # refused here, before the stage counts as done
+            _render(run, heldout, "held-out")
             run.save_model("initial")
             counts = {"train": len(train), "heldout": len(heldout)}
         distributed.barrier()
@@ -178,8 +189,8 @@ def stage_data(run: Run) -> None:
     summary = run.stage("data", build, load)
     run.train = list(read_records(run.dir / "data" / "train.jsonl"))
     run.heldout = list(read_records(run.dir / "data" / "heldout.jsonl"))
-    run.train, run.train_examples, skipped_train = _render(run, run.train)
-    run.heldout, run.heldout_examples, skipped_heldout = _render(run, run.heldout)
+    run.train, run.train_examples, skipped_train = _render(run, run.train, "training")
+    run.heldout, run.heldout_examples, skipped_heldout = _render(run, run.heldout, "held-out")
     summary.update(skipped_too_long={"train": skipped_train, "heldout": skipped_heldout})
 
 
@@ -290,42 +301,49 @@ def _extra_sft(run: Run, it: str, deficient: list[int]) -> None:
     run.stage(f"{it}/extra_sft", sft, lambda: run.load_model(it))
 
 
-def _keep_finished_metrics(path: Path, manifest: Manifest | None) -> None:
-    """Drop the step metrics of stages the manifest does not have (a killed stage runs again from its
-    first step and logs its steps anew); a fresh run (no manifest) starts an empty log."""
-    if not path.exists():
-        return
-    if manifest is None:
-        path.unlink()
-        return
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    write_jsonl_atomic([r for r in rows if manifest.done(r["stage"])], path)
+def run(cfg: RunConfig, resume: bool = False, stop_after: str | None = None, *, overwrite: bool = False,
+        allow_config_change: bool = False) -> dict:
+    """Run (or resume) the whole method; returns the report (also written to report.json/.png).
 
-
-def run(cfg: RunConfig, resume: bool = False, stop_after: str | None = None) -> dict:
-    """Run (or resume) the whole method; returns the report (also written to report.json/.png)."""
+    The run directory is locked for the run's lifetime; a finished run there is only continued
+    (`resume`) or replaced (`overwrite`) when asked, and resumed only under the config it was made
+    with (`allow_config_change` to override); see `rftfast.run_dir`.
+    """
     from rftfast.report import write_report
 
+    validate(cfg)
+    check_environment(cfg)
     as_given = cfg.to_dict()
     cfg.device = distributed.init(cfg.device)  # e.g. cuda -> cuda:<local rank>
     main = distributed.is_main()
+    lock = None
     if main:
-        cfg.run_dir.mkdir(parents=True, exist_ok=True)
-        (cfg.run_dir / "config.yaml").write_text(yaml.safe_dump(as_given, sort_keys=False))
-    manifest = Manifest.open(cfg.run_dir, resume)
-    if main:
-        _keep_finished_metrics(cfg.run_dir / "metrics.jsonl", manifest if resume else None)
-    distributed.barrier()
-    state = Run(cfg, manifest, stop_after,
-                log=StepLog(cfg.run_dir, cfg.tensorboard) if main else None)
+        lock = open_run_dir(cfg.run_dir, as_given, resume=resume, overwrite=overwrite,
+                            allow_config_change=allow_config_change)
     try:
-        stage_data(state)
-        stage_warmup(state)
-        stage_eval(state, "warmup")
-        for k in range(1, cfg.iterations + 1):
-            stage_iteration(state, k)
-            stage_eval(state, f"iter_{k}")
+        if main:
+            with atomic_open(cfg.run_dir / "config.yaml") as f:
+                f.write(yaml.safe_dump(as_given, sort_keys=False))
+        manifest = Manifest.open(cfg.run_dir, resume)
+        if main:
+            metrics = cfg.run_dir / "metrics.jsonl"
+            damaged = keep_finished_metrics(metrics, manifest.done if resume else lambda stage: False)
+            if damaged:
+                print(f"warning: {metrics}: dropped {damaged} damaged line(s) (a torn write after a kill or full disk)")
+        distributed.barrier()
+        state = Run(cfg, manifest, stop_after,
+                    log=StepLog(cfg.run_dir, cfg.tensorboard) if main else None)
+        try:
+            stage_data(state)
+            stage_warmup(state)
+            stage_eval(state, "warmup")
+            for k in range(1, cfg.iterations + 1):
+                stage_iteration(state, k)
+                stage_eval(state, f"iter_{k}")
+        finally:
+            if state.log is not None:
+                state.log.close()
+        return write_report(cfg, state.manifest.stages, write=main)
     finally:
-        if state.log is not None:
-            state.log.close()
-    return write_report(cfg, state.manifest.stages, write=main)
+        if lock is not None:
+            lock.release()

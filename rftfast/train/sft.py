@@ -126,6 +126,12 @@ class Schedule:
 
 def make_schedule(examples: Sequence[Example], difficulty: Sequence[float], cfg: WarmupConfig, seed: int) -> Schedule:
     """Easy-to-hard buckets of equal size (or one shuffled bucket), `cfg.epochs` passes in all."""
+    if not examples:
+        raise ValueError("make_schedule: no examples to train on")
+    if len(difficulty) != len(examples):
+        raise ValueError(f"make_schedule: {len(difficulty)} difficulties for {len(examples)} examples")
+    if cfg.batch_size < 1 or not cfg.epochs > 0:
+        raise ValueError(f"make_schedule: batch_size must be >= 1 and epochs > 0, got {cfg.batch_size}, {cfg.epochs}")
     total = max(1, round(cfg.epochs * len(examples) / cfg.batch_size))
     if cfg.order == "shuffled":
         return Schedule([list(examples)], [total], 0.0)
