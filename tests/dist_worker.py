@@ -18,19 +18,12 @@ from rftfast.data.chat import render_example  # noqa: E402
 from rftfast.data.toolworld import generate  # noqa: E402
 from rftfast.train.preference import train_preference  # noqa: E402
 from rftfast.train.sft import make_schedule, train_sft  # noqa: E402
+from tests.same_update import sgd  # noqa: E402
 from tests.tiny import tiny_llama, tiny_tokenizer  # noqa: E402
 
 
-def sgd(params, lr, weight_decay=0.0):
-    """The optimiser of both runs. Its update is linear in the gradient, so one and two processes differ
-    by lr × (the gradients' fp32 round-off), a bound the test can state. AdamW divides by sqrt(v) + eps
-    and turns the round-off of near-zero gradients (reduction order differs between one process with
-    two threads and two processes with one) into update-sized differences on some CPUs."""
-    return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
-
-
 def main(out: Path, parallel: str) -> None:
-    torch.optim.AdamW = sgd  # the training loops build their optimiser by this name
+    torch.optim.AdamW = sgd  # the loops build their optimiser by this name; tests/same_update.py says why
     distributed.init("cpu")
     torch.manual_seed(0)
     tok = tiny_tokenizer()
