@@ -5,7 +5,9 @@ logp[i] = z[i, labels[i]] - logsumexp(z[i, :]).
 
 Forward: one program per block of BLOCK_M tokens walks the vocabulary in BLOCK_V tiles, each tile a
 K-loop of ``tl.dot`` over the hidden size with fp32 accumulation, folded into an online (running max,
-running sum) log-sum-exp. An optional second set of rows (``ref_hidden``) reuses every weight tile.
+running sum) log-sum-exp whose sum leaves the label's own term out, so that the host can finish with
+log1p and keep a confident token's tiny log-prob exact. An optional second set of rows (``ref_hidden``)
+reuses every weight tile.
 Backward: one program per (token block, vocab block) recomputes its logits tile, forms dz in fp32 and
 scatters dz @ W into grad_hidden and dz^T @ h into grad_weight with fp32 atomics.
 """
@@ -52,7 +54,7 @@ def _finish_logits(acc, bias, v_mask, inv_temp, softcap, HAS_SOFTCAP: tl.constex
 
 @triton.jit
 def _linear_logprobs_fwd_kernel(
-    h_ptr, r_ptr, w_ptr, b_ptr, lab_ptr, logp_ptr, lse_ptr, ref_logp_ptr,
+    h_ptr, r_ptr, w_ptr, b_ptr, lab_ptr, zlab_ptr, max_ptr, rest_ptr, ref_zlab_ptr, ref_max_ptr, ref_rest_ptr,
     M, V, H, stride_hm, stride_rm, stride_wv, inv_temp, softcap,
     HAS_BIAS: tl.constexpr, HAS_SOFTCAP: tl.constexpr, HAS_REF: tl.constexpr,
     DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
@@ -65,6 +67,8 @@ def _linear_logprobs_fwd_kernel(
     labels = tl.load(lab_ptr + offs_m, mask=m_mask, other=0)
 
     # Running state of the online log-sum-exp, and the picked label logit, for policy (and reference) rows.
+    # The sum leaves the label's own term out: for a confident token (label = max) 1 + rest would round
+    # rest away, so the host finishes with log1p (see _finish_rows).
     run_max = tl.full((BLOCK_M,), NEG_BIG, dtype=tl.float32)
     run_sum = tl.zeros((BLOCK_M,), dtype=tl.float32)
     z_label = tl.zeros((BLOCK_M,), dtype=tl.float32)
@@ -98,29 +102,34 @@ def _linear_logprobs_fwd_kernel(
         z, _ = _finish_logits(acc, bias, v_mask, inv_temp, softcap, HAS_SOFTCAP)
         # Every tile has >= 1 valid column, so new_max is a real logit and both exps are well defined.
         new_max = tl.maximum(run_max, tl.max(z, axis=1))
-        run_sum = run_sum * tl.exp(run_max - new_max) + tl.sum(tl.exp(z - new_max[:, None]), axis=1)
+        run_sum = run_sum * tl.exp(run_max - new_max) + tl.sum(
+            tl.where(is_label, 0.0, tl.exp(z - new_max[:, None])), axis=1)
         run_max = new_max
         z_label += tl.sum(tl.where(is_label, z, 0.0), axis=1)
 
         if HAS_REF:
             zr, _ = _finish_logits(ref_acc, bias, v_mask, inv_temp, softcap, HAS_SOFTCAP)
             new_max = tl.maximum(ref_max, tl.max(zr, axis=1))
-            ref_sum = ref_sum * tl.exp(ref_max - new_max) + tl.sum(tl.exp(zr - new_max[:, None]), axis=1)
+            ref_sum = ref_sum * tl.exp(ref_max - new_max) + tl.sum(
+                tl.where(is_label, 0.0, tl.exp(zr - new_max[:, None])), axis=1)
             ref_max = new_max
             ref_label += tl.sum(tl.where(is_label, zr, 0.0), axis=1)
 
-    lse = run_max + tl.log(run_sum)
-    tl.store(lse_ptr + offs_m, lse, mask=m_mask)
-    tl.store(logp_ptr + offs_m, z_label - lse, mask=m_mask)
+    tl.store(zlab_ptr + offs_m, z_label, mask=m_mask)
+    tl.store(max_ptr + offs_m, run_max, mask=m_mask)
+    tl.store(rest_ptr + offs_m, run_sum, mask=m_mask)
     if HAS_REF:
-        tl.store(ref_logp_ptr + offs_m, ref_label - (ref_max + tl.log(ref_sum)), mask=m_mask)
+        tl.store(ref_zlab_ptr + offs_m, ref_label, mask=m_mask)
+        tl.store(ref_max_ptr + offs_m, ref_max, mask=m_mask)
+        tl.store(ref_rest_ptr + offs_m, ref_sum, mask=m_mask)
 
 
 @triton.jit
 def _linear_logprobs_bwd_kernel(
-    h_ptr, w_ptr, b_ptr, lab_ptr, lse_ptr, g_ptr, gh_ptr, gw_ptr, gb_ptr,
+    h_ptr, w_ptr, b_ptr, lab_ptr, lse_ptr, g_ptr, lg_ptr, gh_ptr, gw_ptr, gb_ptr,
     M, V, H, stride_hm, stride_wv, inv_temp, softcap,
-    HAS_BIAS: tl.constexpr, HAS_SOFTCAP: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_SOFTCAP: tl.constexpr, HAS_LABEL_GRAD: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
@@ -150,8 +159,12 @@ def _linear_logprobs_bwd_kernel(
     # Padded rows get g = 0 and padded columns are masked, so their dz is exactly 0 (no atomics pollution).
     g = tl.load(g_ptr + offs_m, mask=m_mask, other=0.0).to(tl.float32)
     prob = tl.exp(tl.minimum(z - lse[:, None], 0.0))  # z <= lse up to rounding; the clamp keeps it <= 1
-    onehot = (offs_v[None, :] == labels[:, None]).to(tl.float32)
-    dz = g[:, None] * (onehot - prob)
+    is_label = offs_v[None, :] == labels[:, None]
+    if HAS_LABEL_GRAD:  # the host's g * (1 - p_label) = -g * expm1(logp): exact where p_label rounds to 1
+        lg = tl.load(lg_ptr + offs_m, mask=m_mask, other=0.0)
+        dz = tl.where(is_label, lg[:, None], -g[:, None] * prob)
+    else:
+        dz = g[:, None] * (is_label.to(tl.float32) - prob)
     dz = tl.where(m_mask[:, None] & v_mask[None, :], dz * dcap * inv_temp, 0.0)
 
     if HAS_BIAS:
@@ -199,36 +212,49 @@ def linear_logprobs_forward(
     ref_hidden = ref_hidden.contiguous() if ref_hidden is not None else None
     M, H = hidden.shape
     V = weight.shape[0]
-    logp = torch.empty(M, dtype=torch.float32, device=hidden.device)
-    lse = torch.empty(M, dtype=torch.float32, device=hidden.device)
-    ref_logp = torch.empty_like(logp) if ref_hidden is not None else None
-    if M == 0:
-        return logp, lse, ref_logp
-    cfg = _launch_config(hidden)
-    grid = (triton.cdiv(M, cfg["BLOCK_M"]),)
     has_ref = ref_hidden is not None
-    # Unused pointer arguments get a harmless stand-in; the constexpr flags compile their uses away.
-    _linear_logprobs_fwd_kernel[grid](
-        hidden, ref_hidden if has_ref else hidden, weight, bias if bias is not None else weight,
-        labels, logp, lse, ref_logp if has_ref else logp,
-        M, V, H, hidden.stride(0), ref_hidden.stride(0) if has_ref else 0, weight.stride(0),
-        1.0 / float(temperature), float(softcap) if softcap else 1.0,
-        HAS_BIAS=bias is not None, HAS_SOFTCAP=bool(softcap), HAS_REF=has_ref, **cfg,
-    )
+    # Per row: the label's logit, the row max and the sum of exp(z - max) over the other columns.
+    f32 = dict(dtype=torch.float32, device=hidden.device)
+    parts = torch.empty(6 if has_ref else 3, M, **f32)
+    if M > 0:
+        cfg = _launch_config(hidden)
+        grid = (triton.cdiv(M, cfg["BLOCK_M"]),)
+        # Unused pointer arguments get a harmless stand-in; the constexpr flags compile their uses away.
+        ref_parts = parts[3:] if has_ref else parts
+        _linear_logprobs_fwd_kernel[grid](
+            hidden, ref_hidden if has_ref else hidden, weight, bias if bias is not None else weight,
+            labels, parts[0], parts[1], parts[2], ref_parts[0], ref_parts[1], ref_parts[2],
+            M, V, H, hidden.stride(0), ref_hidden.stride(0) if has_ref else 0, weight.stride(0),
+            1.0 / float(temperature), float(softcap) if softcap else 1.0,
+            HAS_BIAS=bias is not None, HAS_SOFTCAP=bool(softcap), HAS_REF=has_ref, **cfg,
+        )
+    logp, lse = _finish_rows(*parts[:3])
+    ref_logp = _finish_rows(*parts[3:])[0] if has_ref else None
     return logp, lse, ref_logp
 
 
+def _finish_rows(label_logit, row_max, rest):
+    """(logp, lse) from the kernel's per-row parts: log Σ exp(z - max) = log1p(rest + expm1(label - max)),
+    which keeps a confident token's logp (≈ -rest, far below fp32's eps next to 1) exact; the same
+    formula as `rftfast.head.log_softmax_parts`. Done here in torch for its accurate log1p and expm1."""
+    shifted = label_logit - row_max
+    log_sum = torch.log1p(rest + torch.expm1(shifted))
+    return shifted - log_sum, row_max + log_sum
+
+
 def linear_logprobs_backward(
-    hidden, weight, labels, lse, grad_logp, bias=None, temperature=1.0, softcap=None
+    hidden, weight, labels, lse, grad_logp, bias=None, temperature=1.0, softcap=None, logp=None
 ):
     """Gradients of sum_i grad_logp[i] * logp[i] with respect to hidden, weight and bias.
     Returns (grad_hidden [M,H] in hidden.dtype, grad_weight [V,H] in weight.dtype, grad_bias [V] in bias.dtype
     or None).
     dz[i,v] = grad_logp[i] * (onehot(labels[i])[v] - exp(z[i,v] - lse[i])); then through softcap (multiply by
-    1 - tanh(raw/softcap)**2) and the temperature (divide by temperature)."""
+    1 - tanh(raw/softcap)**2) and the temperature (divide by temperature). With the forward's `logp`, the
+    label's entry grad_logp * (1 - p) is taken as -grad_logp * expm1(logp), exact where p rounds to 1."""
     hidden, weight, labels = hidden.contiguous(), weight.contiguous(), labels.contiguous()
     lse, grad_logp = lse.contiguous(), grad_logp.contiguous()
     bias = bias.contiguous() if bias is not None else None
+    label_grad = (-grad_logp * torch.expm1(logp.to(torch.float32))).contiguous() if logp is not None else None
     M, H = hidden.shape
     V = weight.shape[0]
     # fp32 buffers for the atomics; cast once at the end.
@@ -240,9 +266,10 @@ def linear_logprobs_backward(
         grid = (triton.cdiv(M, cfg["BLOCK_M"]), triton.cdiv(V, cfg["BLOCK_V"]))
         _linear_logprobs_bwd_kernel[grid](
             hidden, weight, bias if bias is not None else weight, labels, lse, grad_logp,
+            label_grad if label_grad is not None else grad_logp,
             gh, gw, gb if gb is not None else gw,
             M, V, H, hidden.stride(0), weight.stride(0),
             1.0 / float(temperature), float(softcap) if softcap else 1.0,
-            HAS_BIAS=bias is not None, HAS_SOFTCAP=bool(softcap), **cfg,
+            HAS_BIAS=bias is not None, HAS_SOFTCAP=bool(softcap), HAS_LABEL_GRAD=label_grad is not None, **cfg,
         )
     return gh.to(hidden.dtype), gw.to(weight.dtype), gb.to(bias.dtype) if gb is not None else None

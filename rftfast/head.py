@@ -60,18 +60,39 @@ def logits_into(
     return tanh
 
 
+def log_softmax_parts(
+    label_logit: torch.Tensor, row_max: torch.Tensor, rest: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(logp, lse, log_sum) of rows given the label's logit, the row max and rest = Σ_{v≠label} exp(z_v - max).
+
+    Σ_v exp(z_v - max) = e + rest with e = exp(label - max), and log_sum is its log. A confident token's label
+    is the max (e = 1) and rest is tiny: 1 + rest in fp32 rounds away anything under 6e-8, so its logp
+    (≈ -rest, -8e-7 at a logit margin of 16) would come out 0, and subtracting a rounded lse from the label
+    logit loses it again. log1p(rest + expm1(label - max)) keeps rest to full relative precision; when the
+    label is not the max, rest >= 1 (it holds the max's own term) and no small term is at stake.
+    """
+    shifted = label_logit - row_max
+    log_sum = torch.log1p(rest + torch.expm1(shifted))
+    return shifted - log_sum, row_max + log_sum, log_sum
+
+
 def softmax_(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Label log-probs and log-sum-exp of each row; `logits` becomes exp(z - rowmax) in place.
 
     Returns (logp, lse, inv_sum), each fp32 [rows]; softmax = logits * inv_sum[:, None]. Working in
     place spares the `rows × V` temporary that `torch.logsumexp` allocates, and the one exp pass
-    serves both the log-sum-exp and the gradient.
+    serves both the log-sum-exp and the gradient. The label's own term is left out of the sum (and
+    put back after) so that `log_softmax_parts` can keep a confident token's log-prob exact.
     """
-    label_logits = logits.gather(1, labels[:, None]).squeeze(1)
+    at_label = labels[:, None]
+    label_logits = logits.gather(1, at_label).squeeze(1)
     row_max = logits.amax(dim=1)
-    row_sum = logits.sub_(row_max[:, None]).exp_().sum(dim=1)
-    lse = row_max + row_sum.log()
-    return label_logits - lse, lse, row_sum.reciprocal()
+    logits.sub_(row_max[:, None]).exp_()
+    label_terms = logits.gather(1, at_label)
+    rest = logits.scatter_(1, at_label, 0.0).sum(dim=1)
+    logits.scatter_(1, at_label, label_terms)
+    logp, lse, log_sum = log_softmax_parts(label_logits, row_max, rest)
+    return logp, lse, torch.exp(-log_sum)
 
 
 def probs_from_lse_(logits: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
@@ -84,6 +105,7 @@ def logit_grad_(
     row_scale: torch.Tensor | None,
     labels: torch.Tensor,
     grad_logp: torch.Tensor,
+    label_logp: torch.Tensor,
     temperature: float,
     tanh: torch.Tensor | None,
 ) -> torch.Tensor:
@@ -91,11 +113,14 @@ def logit_grad_(
 
     `probs * row_scale` is the softmax (row_scale None: already normalised). d logp_i / d z_i is
     onehot(y_i) - softmax(z_i); then through the softcap (1 - tanh²) and the temperature (1/τ).
-    The raw logits are `hidden @ W.T + bias`, so the result feeds both gradient matmuls.
+    The label's entry 1 - p_y is taken as -expm1(logp_y) from the label's log-prob: 1 - p_y from a
+    p_y that rounds to 1 would be 0 or eps for a confident token, and losses such as ORPO's scale
+    that entry by a large upstream gradient. The raw logits are `hidden @ W.T + bias`, so the
+    result feeds both gradient matmuls.
     """
     scale = -grad_logp if row_scale is None else -grad_logp * row_scale
     grad = probs.mul_(scale[:, None])
-    grad.scatter_add_(1, labels[:, None], grad_logp[:, None])
+    grad.scatter_(1, labels[:, None], (-grad_logp * torch.expm1(label_logp))[:, None])
     if tanh is not None:
         grad.mul_(tanh.mul_(tanh).neg_().add_(1.0))
     if temperature != 1.0:

@@ -11,6 +11,8 @@ gradient. Ignored tokens are compacted away before any matmul. Two backends, one
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from rftfast import head
@@ -62,18 +64,37 @@ def check_head_inputs(
             _fail("bias", f"expected shape ({weight.shape[0]},), got {tuple(bias.shape)}")
         if bias.device != weight.device:
             _fail("bias", f"on {bias.device}, but weight is on {weight.device}")
-    if not temperature > 0:
-        _fail("temperature", f"must be > 0, got {temperature}")
-    if softcap is not None and not softcap > 0:
-        _fail("softcap", f"must be > 0 or None, got {softcap}")
-    if backend not in BACKENDS:
-        _fail("backend", f"unknown backend {backend!r}; expected one of {BACKENDS}")
+    check_head_options(temperature, softcap, backend)
     if backend == "triton" and weight.device.type != "cuda" and not _triton_interpreted():
         _fail("backend", "'triton' needs CUDA tensors (or TRITON_INTERPRET=1 for testing on CPU)")
     kept = labels[labels != ignore_index]
     if kept.numel() and (int(kept.min()) < 0 or int(kept.max()) >= weight.shape[0]):
         bad = kept[(kept < 0) | (kept >= weight.shape[0])][0].item()
         _fail("labels", f"label {bad} is out of range [0, {weight.shape[0]}) and is not ignore_index={ignore_index}")
+
+
+def check_head_options(temperature: float, softcap: float | None, backend: str) -> None:
+    """The head's options alone (so a module can refuse them when it is built, before any input)."""
+    # inf would make every logit 0 (temperature) or NaN (softcap: inf · tanh(0)); NaN poisons all of them.
+    if not _finite_positive(temperature):
+        _fail("temperature", f"must be > 0 and finite, got {temperature}")
+    if softcap is not None and not _finite_positive(softcap):
+        _fail("softcap", f"must be > 0 or None, and finite; got {softcap}")
+    if backend not in BACKENDS:
+        _fail("backend", f"unknown backend {backend!r}; expected one of {BACKENDS}")
+
+
+def check_chunk_rows(chunk_rows: int | None, name: str = "chunk_rows") -> None:
+    if chunk_rows is not None and not (isinstance(chunk_rows, int) and not isinstance(chunk_rows, bool)
+                                       and chunk_rows > 0):
+        _fail(name, f"must be a positive int or None, got {chunk_rows!r}")
+
+
+def _finite_positive(x) -> bool:
+    try:
+        return not isinstance(x, bool) and math.isfinite(x) and bool(x > 0)
+    except TypeError:  # not a real number at all
+        return False
 
 
 def _triton_interpreted() -> bool:
@@ -122,13 +143,13 @@ class _TorchLinearLogprobs(torch.autograd.Function):
             logp[sl], lse[sl] = lp[:n], chunk_lse[:n]
             if ref_logp is not None:
                 ref_logp[sl] = lp[n:]
-        ctx.save_for_backward(hidden, weight, bias, labels, positions, lse)
+        ctx.save_for_backward(hidden, weight, bias, labels, positions, lse, logp)
         ctx.temperature, ctx.softcap, ctx.rows = temperature, softcap, rows
         return _outputs(ctx, logp, ref_logp)
 
     @staticmethod
     def backward(ctx, grad_logp, _grad_ref):
-        hidden, weight, bias, labels, positions, lse = ctx.saved_tensors
+        hidden, weight, bias, labels, positions, lse, logp = ctx.saved_tensors
         operand = head.fp32_operand(weight)
         grad_logp = grad_logp.to(torch.float32).contiguous()
         want_hidden, want_weight, want_bias = ctx.needs_input_grad[:3]
@@ -143,7 +164,7 @@ class _TorchLinearLogprobs(torch.autograd.Function):
             z = buf[: h.shape[0]]
             tanh = head.logits_into(z, h, operand, bias, ctx.temperature, ctx.softcap)
             probs = head.probs_from_lse_(z, lse[sl])
-            dz = head.logit_grad_(probs, None, labels[sl], grad_logp[sl], ctx.temperature, tanh)
+            dz = head.logit_grad_(probs, None, labels[sl], grad_logp[sl], logp[sl], ctx.temperature, tanh)
             dh = head.accumulate_head_grads(dz, h, operand, grad_weight, grad_bias, want_hidden)
             if want_hidden:
                 grad_hidden.index_copy_(0, _rows(positions, sl, hidden.device), dh)
@@ -186,7 +207,7 @@ class _TritonLinearLogprobs(torch.autograd.Function):
         logp, lse, ref_logp = linear_logprobs_forward(
             hidden, weight, labels, bias=bias, temperature=temperature, softcap=softcap, ref_hidden=ref_hidden
         )
-        ctx.save_for_backward(hidden, weight, bias, labels, lse)
+        ctx.save_for_backward(hidden, weight, bias, labels, lse, logp)
         ctx.temperature, ctx.softcap = temperature, softcap
         return _outputs(ctx, logp, ref_logp)
 
@@ -194,10 +215,10 @@ class _TritonLinearLogprobs(torch.autograd.Function):
     def backward(ctx, grad_logp, _grad_ref):
         from rftfast.kernels.linear_logprobs import linear_logprobs_backward
 
-        hidden, weight, bias, labels, lse = ctx.saved_tensors
+        hidden, weight, bias, labels, lse, logp = ctx.saved_tensors
         grad_hidden, grad_weight, grad_bias = linear_logprobs_backward(
             hidden, weight, labels, lse, grad_logp.to(torch.float32).contiguous(),
-            bias=bias, temperature=ctx.temperature, softcap=ctx.softcap,
+            bias=bias, temperature=ctx.temperature, softcap=ctx.softcap, logp=logp,
         )
         return grad_hidden, grad_weight, grad_bias, None, None, None, None
 
@@ -225,7 +246,7 @@ def _run(hidden, weight, labels, bias, ignore_index, temperature, softcap, backe
         logp, ref_logp = _TritonLinearLogprobs.apply(hidden, weight, bias, kept, float(temperature), softcap,
                                                      ref_hidden)
     else:
-        rows = chunk_rows or head.chunk_rows(weight.shape[0])
+        rows = chunk_rows if chunk_rows is not None else head.chunk_rows(weight.shape[0])
         if ref_hidden is not None:
             rows = max(2, rows - rows % 2)
         logp, ref_logp = _TorchLinearLogprobs.apply(hidden, weight, bias, kept, positions, float(temperature),
@@ -263,9 +284,11 @@ def linear_logprobs(
         temperature: logits are divided by it before the softmax.
         softcap: if set, logits become `softcap * tanh(logits / softcap)` (Gemma-2 style).
         backend: "auto" (Triton on CUDA, torch otherwise), "torch" or "triton".
-        chunk_rows: rows of logits held at once by the torch backend (default: ~64 MiB worth).
+        chunk_rows: rows of logits held at once by the torch backend, a positive int (default:
+            ~64 MiB worth).
     """
     check_head_inputs(hidden, weight, labels, bias, ignore_index, temperature, softcap, backend)
+    check_chunk_rows(chunk_rows)
     return _run(hidden, weight, labels, bias, ignore_index, temperature, softcap, backend, chunk_rows, None)[0]
 
 
@@ -291,6 +314,9 @@ def linear_logprobs_with_reference(
     each weight tile together, so the weight is read once per tile instead of twice.
     """
     check_head_inputs(hidden, weight, labels, bias, ignore_index, temperature, softcap, backend)
+    check_chunk_rows(chunk_rows)
+    if not isinstance(ref_hidden, torch.Tensor):
+        _fail("ref_hidden", f"expected a torch.Tensor, got {type(ref_hidden).__name__}")
     if ref_hidden.shape != hidden.shape:
         _fail("ref_hidden", f"shape {tuple(ref_hidden.shape)} differs from hidden's {tuple(hidden.shape)}")
     if ref_hidden.dtype != hidden.dtype or ref_hidden.device != hidden.device:

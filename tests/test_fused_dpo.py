@@ -174,16 +174,22 @@ def test_matches_liger_dpo(loss_type):
     assert_close(weight.grad, w2.grad, atol=1e-5, what="grad weight vs Liger")
 
 
+@pytest.mark.parametrize("strategy", ["fused", "recompute"])
+@pytest.mark.parametrize("average_logprobs", [False, True])
 @pytest.mark.parametrize("loss_type", ["simpo", "orpo"])
-def test_simpo_orpo_match_liger(loss_type):
+def test_simpo_orpo_match_liger(loss_type, average_logprobs, strategy):
+    """Liger's SimPO and ORPO length-average once (its average_log_prob=True), whatever our
+    average_logprobs says (it used to divide a second time, silently), and
+    report rewards β × the mean log-prob."""
     liger = pytest.importorskip("liger_kernel.chunked_loss")
     hidden, weight, _, _, labels = _batch(seed=17)
+    kw = dict(average_logprobs=average_logprobs, strategy=strategy)
     if loss_type == "simpo":
         theirs_fn = liger.LigerFusedLinearSimPOLoss(beta=2.0, gamma=0.7, alpha=1.0, compiled=False)
-        ours_fn = FusedDPOLoss("simpo", beta=2.0, gamma=0.7, nll_weight=1.0)
+        ours_fn = FusedDPOLoss("simpo", beta=2.0, gamma=0.7, nll_weight=1.0, **kw)
     else:
         theirs_fn = liger.LigerFusedLinearORPOLoss(beta=0.3, compiled=False)
-        ours_fn = FusedDPOLoss("orpo", beta=0.3)  # nll_weight defaults to 1 for ORPO, as in the paper
+        ours_fn = FusedDPOLoss("orpo", beta=0.3, **kw)  # nll_weight defaults to 1 for ORPO, as in the paper
     h2, w2 = hidden.detach().clone().requires_grad_(), weight.detach().clone().requires_grad_()
     theirs, aux = theirs_fn(w2, h2, labels)
     theirs.backward()
@@ -191,8 +197,104 @@ def test_simpo_orpo_match_liger(loss_type):
     ours.loss.backward()
     assert_close(ours.loss, theirs, atol=1e-5, what=f"{loss_type} loss vs Liger")
     assert_close(ours.nll, aux[4], atol=1e-5, what=f"{loss_type} NLL vs Liger")
+    assert_close(ours.chosen_rewards, aux[5], atol=1e-5, what=f"{loss_type} chosen rewards vs Liger")
+    assert_close(ours.rejected_rewards, aux[6], atol=1e-5, what=f"{loss_type} rejected rewards vs Liger")
     assert_close(hidden.grad, h2.grad, atol=1e-5, what="grad hidden vs Liger")
     assert_close(weight.grad, w2.grad, atol=1e-5, what="grad weight vs Liger")
+
+
+@pytest.mark.parametrize("strategy", ["fused", "recompute"])
+@pytest.mark.parametrize("loss_type", ["ipo", "sigmoid_norm"])
+def test_average_logprobs_normalises_ipo_and_sigmoid_norm_once(loss_type, strategy):
+    """TRL's DPO trainer length-normalises ipo and sigmoid_norm once; average_logprobs must not add a
+    second division (it did, silently). Float64 through TRL's own loss code."""
+    from tests.trl_oracle import trl_dpo_loss  # skips without TRL
+    hidden, weight, _, ref_hidden, labels = _batch(seed=41)
+    h64, w64 = f64_leaf(hidden), f64_leaf(weight)
+    seq = logprobs_f64(h64, w64, labels).sum(1)
+    ref = logprobs_f64(ref_hidden.double(), weight.detach().double(), labels).sum(1)
+    lengths = (labels != IGNORE).sum(1).double()
+    p = seq.shape[0] // 2
+    theirs = trl_dpo_loss(seq[:p], seq[p:], ref[:p], ref[p:], lengths[:p], lengths[p:], loss_type=loss_type,
+                          beta=0.5)
+    rh, rw = torch.autograd.grad(theirs, (h64, w64))
+    for average in (False, True):
+        fn = FusedDPOLoss(loss_type, beta=0.5, strategy=strategy, average_logprobs=average)
+        out = fn(hidden, weight, labels, ref_hidden=ref_hidden)
+        gh, gw = torch.autograd.grad(out.loss, (hidden, weight))
+        assert_close(out.loss, theirs, atol=1e-5, what=f"loss (average_logprobs={average})")
+        assert_close(gh, rh, atol=2e-5 * float(rh.abs().max()), what=f"grad hidden (average_logprobs={average})")
+        assert_close(gw, rw, atol=2e-5 * float(rw.abs().max()), what=f"grad weight (average_logprobs={average})")
+        # Rewards: β × log-ratio, summed as in TRL's DPO trainer, or averaged when asked to.
+        ratio = (seq - ref).detach() / (lengths if average else 1)
+        assert_close(out.chosen_rewards, 0.5 * ratio[:p], atol=1e-5, what="chosen rewards")
+        assert_close(out.rejected_rewards, 0.5 * ratio[p:], atol=1e-5, what="rejected rewards")
+
+
+@pytest.mark.parametrize("average_logprobs", [False, True])
+def test_average_logprobs_sigmoid_matches_liger_dpo(average_logprobs):
+    liger = pytest.importorskip("liger_kernel.chunked_loss")
+    hidden, weight, bias, ref_hidden, labels = _batch(seed=43)
+    theirs_fn = liger.LigerFusedLinearDPOLoss(beta=0.2, compiled=False, average_log_prob=average_logprobs)
+    h2, w2 = hidden.detach().clone().requires_grad_(), weight.detach().clone().requires_grad_()
+    theirs, aux = theirs_fn(w2, h2, labels, None, ref_hidden, weight.detach())
+    theirs.backward()
+    ours = FusedDPOLoss("sigmoid", beta=0.2, average_logprobs=average_logprobs)(hidden, weight, labels,
+                                                                                 ref_hidden=ref_hidden)
+    ours.loss.backward()
+    assert_close(ours.loss, theirs, atol=1e-5, what="loss vs Liger")
+    assert_close(ours.chosen_rewards, aux[5], atol=1e-5, what="chosen rewards vs Liger")
+    assert_close(ours.rejected_rewards, aux[6], atol=1e-5, what="rejected rewards vs Liger")
+    assert_close(hidden.grad, h2.grad, atol=1e-5, what="grad hidden vs Liger")
+    assert_close(weight.grad, w2.grad, atol=1e-5, what="grad weight vs Liger")
+
+
+@pytest.mark.parametrize("average_logprobs", [False, True])
+def test_reference_free_sigmoid_is_cpo_with_summed_rewards(average_logprobs):
+    """Reference-free DPO objectives are CPO: Liger's CPO (and TRL's CPO trainer) report β × Σ logp, not
+    β × the mean (as before), unless log-probs are averaged; cDPO label smoothing as in both."""
+    liger = pytest.importorskip("liger_kernel.chunked_loss")
+    hidden, weight, _, _, labels = _batch(seed=47)
+    theirs_fn = liger.LigerFusedLinearCPOLoss(beta=0.2, alpha=1.0, label_smoothing=0.1, compiled=False,
+                                              average_log_prob=average_logprobs)
+    h2, w2 = hidden.detach().clone().requires_grad_(), weight.detach().clone().requires_grad_()
+    theirs, aux = theirs_fn(w2, h2, labels)
+    theirs.backward()
+    ours = FusedDPOLoss("sigmoid", beta=0.2, label_smoothing=0.1, nll_weight=1.0, reference_free=True,
+                        average_logprobs=average_logprobs)(hidden, weight, labels)
+    ours.loss.backward()
+    lengths = (labels != IGNORE).sum(1).float()
+    p = lengths.shape[0] // 2
+    expected = 0.2 * torch.cat([ours.chosen_logps, ours.rejected_logps]) / (lengths if average_logprobs else 1)
+    assert_close(ours.chosen_rewards, expected[:p], atol=1e-6, what="chosen rewards")
+    assert_close(ours.loss, theirs, atol=1e-5, what="loss vs Liger CPO")
+    assert_close(ours.chosen_rewards, aux[5], atol=1e-5, what="chosen rewards vs Liger CPO")
+    assert_close(ours.rejected_rewards, aux[6], atol=1e-5, what="rejected rewards vs Liger CPO")
+    assert_close(hidden.grad, h2.grad, atol=1e-5, what="grad hidden vs Liger CPO")
+    assert_close(weight.grad, w2.grad, atol=1e-5, what="grad weight vs Liger CPO")
+
+
+@pytest.mark.parametrize("loss_type", ["sigmoid", "simpo"])
+def test_reference_free_losses_and_rewards_match_trl_cpo(loss_type):
+    """TRL's CPO trainer (its `cpo_loss`, run for real on float64 sequence log-probs): sigmoid on summed
+    log-probs with summed rewards, SimPO on averaged ones with averaged rewards; cDPO smoothing in both."""
+    cpo = pytest.importorskip("trl.experimental.cpo.cpo_trainer")
+    hidden, weight, _, _, labels = _batch(seed=53)
+    beta, gamma, eps = 0.4, 0.3, 0.1
+    fn = FusedDPOLoss(loss_type, beta=beta, gamma=gamma, label_smoothing=eps, nll_weight=0.0,
+                      reference_free=True)
+    out = fn(hidden, weight, labels)
+    seq = logprobs_f64(hidden.detach().double(), weight.detach().double(), labels).sum(1)
+    lengths = (labels != IGNORE).sum(1).double()
+    logps = seq / lengths if loss_type == "simpo" else seq  # CPO averages for simpo (and ipo) only
+    p = seq.shape[0] // 2
+    trainer = object.__new__(cpo.CPOTrainer)
+    trainer.__dict__.update(alpha=0.0, beta=beta, loss_type=loss_type, label_smoothing=eps, simpo_gamma=gamma,
+                            accelerator=type("A", (), {"device": torch.device("cpu")})())
+    losses, chosen_rewards, rejected_rewards = cpo.CPOTrainer.cpo_loss(trainer, logps[:p], logps[p:])
+    assert_close(out.loss, losses.mean(), atol=1e-5, what="loss vs TRL CPO")
+    assert_close(out.chosen_rewards, chosen_rewards, atol=1e-5, what="chosen rewards vs TRL CPO")
+    assert_close(out.rejected_rewards, rejected_rewards, atol=1e-5, what="rejected rewards vs TRL CPO")
 
 
 def test_objective_helpers_are_the_ones_the_module_uses():

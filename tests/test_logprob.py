@@ -131,3 +131,68 @@ def test_triton_backend_matches_torch_backend(dtype):
     tol = TOL[dtype]
     for name, a, b in zip(["logp", "hidden", "weight", "bias"], outs["triton"], outs["torch"]):
         assert_close(a, b, atol=tol * max(1.0, float(b.abs().max())), what=f"triton vs torch {name}")
+
+
+# ----------------------------------------------------------------------------- confident tokens
+
+U32 = 2.0**-24  # fp32 unit round-off
+U64 = 2.0**-53
+
+
+def _confident_rows(n, v, margin, seed):
+    """Logits that are exact in fp32 (multiples of 1/256) reached through one-hot hidden states, so the
+    matmul adds no error and what is measured is the log-softmax's own; each label is `margin` above
+    the rest of its row."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randint(-1024, 1025, (n, v), generator=g).double() / 256
+    labels = torch.randint(0, v, (n,), generator=g)
+    logits[torch.arange(n), labels] = logits.max(1).values + margin
+    return torch.eye(n), logits.T.contiguous().float(), labels, logits, torch.randn(n, generator=g)
+
+
+def _exact_logp_and_dz(logits, labels, upstream):
+    """float64 log-prob of the label as -log1p(Σ_{v≠y} exp(z_v - z_y)): every term keeps its relative
+    precision however small (log_softmax's 1 + Σ loses what is under 2^-53 of it), and the logit
+    gradient g·(onehot - p) with the label's entry g·(1 - p_y) = -g·expm1(logp_y)."""
+    rows = torch.arange(logits.shape[0])
+    shifted = logits - logits[rows, labels][:, None]
+    terms = shifted.exp()
+    terms[rows, labels] = 0
+    logp = -torch.log1p(terms.sum(1))
+    dz = -upstream.double()[:, None] * terms * logp.exp()[:, None]
+    dz[rows, labels] = -upstream.double() * torch.expm1(logp)
+    return logp, dz
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("margin", [16.0, 20.0, 30.0])
+def test_confident_tokens_keep_relative_precision(backend, margin):
+    """A logit margin of 16 makes logp ≈ -8e-7·(V-1)/7: below fp32's eps next to 1, so 1 + Σ rounds
+    it away (the old head returned exactly 0). It must come out to fp32 relative precision, and so
+    must the label's gradient 1 - p, which ORPO multiplies by ~1/|mean logp|."""
+    if backend == "triton":
+        pytest.importorskip("triton")
+    device = "cuda" if backend == "triton" and torch.cuda.is_available() else "cpu"  # else the interpreter
+    n, v = 12, 64
+    hidden, weight, labels, logits, upstream = _confident_rows(n, v, margin, seed=int(margin))
+    hidden, weight = hidden.to(device).requires_grad_(), weight.to(device).requires_grad_()
+    out = linear_logprobs(hidden, weight, labels.to(device), backend=backend)
+    gh, gw = torch.autograd.grad((out * upstream.to(device)).sum(), (hidden, weight))
+    out, gh, gw = out.cpu(), gh.cpu(), gw.cpu()
+    exact, dz = _exact_logp_and_dz(logits, labels, upstream)
+
+    # Round-off of the fp32 path: up to V - 1 additions in the sum, a few ulps in exp/log1p/expm1, and
+    # the (GPU: approximate) exp of arguments up to |z - max| and of z - lse, whose rounding is |lse|·u.
+    lse = logits.logsumexp(1)
+    spread = (logits - lse[:, None]).abs().max()
+    rel = 4 * U32 * (v + 8 + float(lse.abs().max()) + float(spread))
+    assert (out < 0).all()
+    assert_close(out, exact, atol=0, rtol=rel, what=f"logp at margin {margin}")
+    # float64 log_softmax agrees within its own round-off (a few 2^-53 next to 1: 1e-4 relative at margin 30).
+    lsm = logits.log_softmax(1)[torch.arange(n), labels]
+    assert_close(out, lsm, atol=8 * U64 * float(lse.abs().max() + 1), rtol=rel, what="logp vs float64 log_softmax")
+    # Weight gradient: d/dW[v, i] = dz[i, v] (one-hot hidden), entry by entry, the tiny label entries included.
+    assert_close(gw.T, dz, atol=0, rtol=rel, what=f"logit grad at margin {margin}")
+    # Hidden gradient: dz @ W sums V products of either sign; bound by the sum of their magnitudes.
+    bound = (rel + 2 * v * U32) * (dz.abs() @ logits.T.abs()) + 1e-45
+    assert ((gh.double() - dz @ logits.T).abs() <= bound).all(), "hidden grad at margin"

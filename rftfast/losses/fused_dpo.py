@@ -25,6 +25,7 @@ from rftfast import head
 from rftfast.logprob import (
     _fail,
     check_head_inputs,
+    check_head_options,
     linear_logprobs,
     linear_logprobs_with_reference,
     segment_ids,
@@ -34,6 +35,7 @@ from rftfast.losses.objectives import (
     REFERENCE_FREE,
     ObjectiveParams,
     Pairs,
+    _is_finite,
     check_objective,
     preference_losses,
 )
@@ -105,6 +107,8 @@ def _layout(hidden, labels, cu_seqlens, pair_ids, name="policy_hidden") -> _Layo
         num_pairs = num_seqs // 2
     else:
         canonical, num_pairs = _canonical_from_pair_ids(pair_ids, num_seqs, labels.device)
+    if num_pairs == 0:
+        _fail(name, "the batch holds no pairs: there is no mean loss over zero pairs to take")
     flat = hidden.reshape(-1, hidden.shape[-1])
     return _Layout(flat, labels.reshape(-1), canonical[segment], num_pairs)
 
@@ -124,6 +128,13 @@ def _canonical_from_pair_ids(pair_ids: torch.Tensor, num_seqs: int, device) -> t
         second[s] = int(seen[p])
         seen[p] = True
     return ids + second * num_pairs, num_pairs
+
+
+def _require_tensors(optional: bool = False, **tensors) -> None:
+    """ValueError naming the first argument that is not a torch.Tensor (None allowed if `optional`)."""
+    for name, t in tensors.items():
+        if not (isinstance(t, torch.Tensor) or (optional and t is None)):
+            _fail(name, f"expected a torch.Tensor{' or None' if optional else ''}, got {type(t).__name__}")
 
 
 # ----------------------------------------------------------------------------- fused strategy
@@ -188,9 +199,7 @@ class _FusedEngine:
         widest = max((b - a for *_, a, b in groups), default=0)
         buf = torch.empty((widest, weight.shape[0]), dtype=torch.float32, device=device)
 
-        for p0, p1, a, b in groups:
-            if a == b:
-                continue
+        for p0, p1, a, b in groups:  # every pair has tokens (forward checks), so no group is empty
             rows, y = tokens[a:b], lay.labels[tokens[a:b]].to(torch.int64)
             h = hidden.index_select(0, rows)
             z = buf[: b - a]
@@ -216,7 +225,7 @@ class _FusedEngine:
             g_tok = torch.where(rejected[a:b], g_rejected[local], g_chosen[local])
             if self.nll_weight:
                 g_tok = g_tok - (~rejected[a:b]).to(torch.float32) * (self.nll_weight / chosen_tokens)
-            dz = head.logit_grad_(z, inv_sum, y, g_tok.to(torch.float32), self.temperature, tanh)
+            dz = head.logit_grad_(z, inv_sum, y, g_tok.to(torch.float32), tok_logp, self.temperature, tanh)
             dh = head.accumulate_head_grads(dz, h, operand, grad_weight, grad_bias, want_hidden)
             if want_hidden:
                 grad_hidden.index_copy_(0, rows, dh)
@@ -262,12 +271,25 @@ class FusedDPOLoss(torch.nn.Module):
         nll_weight: weight of the mean NLL of the chosen tokens added to the loss (default: 1 for
             ORPO, as in its paper; 0 otherwise).
         average_logprobs: length-average every sequence log-prob before the objective (Liger's
-            `average_log_prob`); objectives that normalise on their own do so regardless.
-        reference_free: allow reference-based objectives without a reference (its log-probs are 0).
+            `average_log_prob`). Objectives that normalise on their own (ipo, sigmoid_norm, simpo,
+            orpo) are then not divided again: every objective normalises exactly once.
+        reference_free: allow reference-based objectives without a reference (its log-probs are 0,
+            as in TRL's CPO trainer and Liger's CPO loss).
         ignore_index, temperature, softcap: as in `linear_logprobs`.
         strategy: "auto" (fused where the objective allows), "fused" or "recompute".
         backend: kernel backend of the recompute strategy and the reference forward.
         group_bytes: fp32 logits the fused strategy keeps per group of pairs (at least one pair).
+
+    Rewards follow each objective's own convention: β × (log-prob − reference log-prob), summed
+    over the completion (length-averaged with `average_logprobs`), the reference being 0 when
+    reference-free (TRL's DPO and CPO trainers, Liger's DPO and CPO); for SimPO and ORPO, which are
+    defined on length-averaged log-probs, β × the mean log-prob (TRL's CPO/ORPO trainers, Liger).
+
+    Every option is checked when the module is built (ValueError naming it). A batch must hold at
+    least one pair, and every chosen and rejected sequence at least one counted (non-ignored)
+    label: an empty completion has no log-prob to prefer or not, ORPO's odds of it are infinite and
+    the length-normalising objectives would divide by zero, so such a batch is refused with a
+    ValueError naming the pair, whatever the strategy.
     """
 
     def __init__(
@@ -294,6 +316,13 @@ class FusedDPOLoss(torch.nn.Module):
         self.loss_weights = list(loss_weights) if loss_weights is not None else None
         self.params = ObjectiveParams(beta, label_smoothing, gamma, discopop_tau)
         check_objective(self.loss_types, self.loss_weights, self.params)
+        check_head_options(temperature, softcap, backend)
+        if nll_weight is not None and not (_is_finite(nll_weight) and nll_weight >= 0):
+            raise ValueError(f"nll_weight: must be >= 0 and finite, or None, got {nll_weight}")
+        if not (isinstance(ignore_index, int) and not isinstance(ignore_index, bool)):
+            raise ValueError(f"ignore_index: must be an int, got {ignore_index!r}")
+        if not (isinstance(group_bytes, int) and not isinstance(group_bytes, bool) and group_bytes > 0):
+            raise ValueError(f"group_bytes: must be a positive int, got {group_bytes!r}")
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy: unknown strategy {strategy!r}; expected one of {STRATEGIES}")
         if strategy == "fused" and BATCH_COUPLED.intersection(self.loss_types):
@@ -311,11 +340,14 @@ class FusedDPOLoss(torch.nn.Module):
     # The per-pair losses of canonical-order sequence log-probs; shared by both strategies.
     def _pair_losses(self, pairs: Pairs) -> torch.Tensor:
         if self.average_logprobs:
-            lc, lr = pairs.chosen_lengths.clamp(min=1), pairs.rejected_lengths.clamp(min=1)
+            # Averaged here, the objectives that length-normalise themselves see lengths of 1: each
+            # objective divides by the length exactly once.
+            lc, lr = pairs.chosen_lengths, pairs.rejected_lengths
+            ones = torch.ones_like(lc)
             pairs = Pairs(pairs.chosen / lc, pairs.rejected / lr,
                           None if pairs.ref_chosen is None else pairs.ref_chosen / lc,
                           None if pairs.ref_rejected is None else pairs.ref_rejected / lr,
-                          pairs.chosen_lengths, pairs.rejected_lengths)
+                          ones, ones)
         return preference_losses(pairs, self.loss_types, loss_weights=self.loss_weights, params=self.params)
 
     def forward(
@@ -340,8 +372,12 @@ class FusedDPOLoss(torch.nn.Module):
         second rejected; without pair_ids the first S/2 sequences are the chosen ones). Labels are
         aligned with the hidden states. The reference comes as `ref_hidden` (same layout; with
         `ref_weight`, default the policy head) or as precomputed `ref_logps` [2B] (chosen first)
-        or a (chosen, rejected) tuple.
+        or a (chosen, rejected) tuple of [B] tensors. Every sequence needs at least one counted label
+        (see the class docstring).
         """
+        _require_tensors(policy_hidden=policy_hidden, lm_head_weight=lm_head_weight, labels=labels)
+        _require_tensors(optional=True, ref_hidden=ref_hidden, ref_weight=ref_weight, bias=bias, ref_bias=ref_bias,
+                         cu_seqlens=cu_seqlens, pair_ids=pair_ids)
         lay = _layout(policy_hidden, labels, cu_seqlens, pair_ids)
         check_head_inputs(lay.hidden, lm_head_weight, lay.labels, bias, self.ignore_index, self.temperature,
                           self.softcap, self.backend, hidden_name="policy_hidden")
@@ -356,6 +392,7 @@ class FusedDPOLoss(torch.nn.Module):
                                "(or reference_free=True)")
         lengths = torch.zeros(2 * p, dtype=torch.float32, device=labels.device).index_add_(
             0, lay.seq, (lay.labels != self.ignore_index).to(torch.float32))
+        self._check_lengths(lengths)
         ref = self._precomputed_reference(ref_logps, p, labels.device)
 
         strategy = self.strategy
@@ -370,16 +407,43 @@ class FusedDPOLoss(torch.nn.Module):
         return self._output(loss, seq_logps.detach(), losses.detach(), nll.detach(),
                             None if ref is None else ref.detach(), lengths)
 
+    def _check_lengths(self, lengths: torch.Tensor) -> None:
+        empty = (lengths == 0).nonzero().squeeze(1).tolist()
+        if empty:
+            p = lengths.shape[0] // 2
+            which = [f"pair {s % p}'s {'rejected' if s >= p else 'chosen'}" for s in empty]
+            _fail("labels", f"{len(which)} sequence(s) have no counted tokens (every label is ignore_index="
+                            f"{self.ignore_index}): {', '.join(which[:4])}{', ...' if len(which) > 4 else ''}; "
+                            "each chosen and rejected sequence needs at least one")
+
     @staticmethod
     def _precomputed_reference(ref_logps, p, device):
+        """Precomputed reference log-probs in canonical order [2P]: a [2P] tensor, chosen first, or a
+        (chosen [P], rejected [P]) pair of tensors. Other containers (lists of numbers, numpy arrays)
+        are refused like every other non-tensor input, rather than guessed at."""
         if ref_logps is None:
             return None
         if isinstance(ref_logps, (tuple, list)):
-            ref_logps = torch.cat([torch.as_tensor(r) for r in ref_logps])
+            if len(ref_logps) != 2 or not all(isinstance(r, torch.Tensor) for r in ref_logps):
+                kinds = sorted({type(r).__name__ for r in ref_logps})
+                _fail("ref_logps", f"a {type(ref_logps).__name__} must be (chosen, rejected): two tensors of shape "
+                                   f"({p},); got {len(ref_logps)} items of type {', '.join(kinds)}")
+            if any(r.shape != (p,) for r in ref_logps):
+                _fail("ref_logps", f"(chosen, rejected) must both have shape ({p},) for {p} pairs; got "
+                                   f"{[tuple(r.shape) for r in ref_logps]}")
+            ref_logps = torch.cat([r.to(ref_logps[0].device) for r in ref_logps])
+        elif not isinstance(ref_logps, torch.Tensor):
+            _fail("ref_logps", f"expected a torch.Tensor of shape ({2 * p},) or a (chosen, rejected) tuple of "
+                               f"tensors, got {type(ref_logps).__name__}")
         if ref_logps.shape != (2 * p,):
             _fail("ref_logps", f"expected shape ({2 * p},) (chosen first, then rejected), got "
                                f"{tuple(ref_logps.shape)}")
-        return ref_logps.detach().to(device=device, dtype=torch.float32)
+        if not ref_logps.is_floating_point():
+            _fail("ref_logps", f"expected a floating dtype, got {ref_logps.dtype}")
+        ref = ref_logps.detach().to(device=device, dtype=torch.float32)
+        if not bool(torch.isfinite(ref).all()):
+            _fail("ref_logps", "must be finite (log-probs of sequences the reference can produce)")
+        return ref
 
     def _reference(self, lay, ref_hidden, ref_weight, ref_bias, ref, weight, bias):
         """Reference sequence log-probs [2P] in canonical order: `ref` if given, else from ref_hidden."""
@@ -426,12 +490,12 @@ class FusedDPOLoss(torch.nn.Module):
     def _output(self, loss, seq_logps, losses, nll, ref, lengths) -> PreferenceOutput:
         p = seq_logps.shape[0] // 2
         beta = self.params.beta
-        if ref is None or all(t in REFERENCE_FREE for t in self.loss_types):
-            rewards = beta * seq_logps / lengths.clamp(min=1)
-        else:
-            rewards = beta * (seq_logps - ref)
+        if all(t in REFERENCE_FREE for t in self.loss_types):  # SimPO, ORPO: β × mean log-prob
+            rewards = beta * seq_logps / lengths
+        else:  # β × log-ratio; the reference is 0 when reference-free (CPO style), and sums stay sums
+            rewards = beta * (seq_logps if ref is None else seq_logps - ref)
             if self.average_logprobs:
-                rewards = rewards / lengths.clamp(min=1)
+                rewards = rewards / lengths
         chosen, rejected = rewards[:p], rewards[p:]
         return PreferenceOutput(
             loss=loss, losses=losses, chosen_rewards=chosen, rejected_rewards=rejected, margins=chosen - rejected,

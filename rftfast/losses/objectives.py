@@ -5,6 +5,10 @@ Each objective maps one batch of pairs to a loss per pair. The formulas follow T
 tests check them against TRL and Liger-Kernel. Log-probs are *summed* over each completion;
 objectives that length-normalise (ipo, sigmoid_norm, simpo, orpo) divide by the lengths
 themselves, so one gradient path serves them all.
+
+`label_smoothing` ε: robust and exo_pair use it as TRL does; sigmoid, simpo and aot turn it into
+the conservative (cDPO) mix (1 - ε)·loss(x) + ε·loss(-x), as TRL's CPO trainer and its aot loss
+do. TRL >= 1.0's DPO trainer (1.16 checked) ignores ε for sigmoid; here it is never ignored.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+_LN2 = math.log(2.0)
 
 
 @dataclass
@@ -67,7 +73,9 @@ def _smoothed_logistic(x: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 def sigmoid(p: Pairs, k: ObjectiveParams) -> torch.Tensor:
-    """DPO; with label smoothing ε it is conservative DPO (cDPO)."""
+    """DPO; with label smoothing ε it is conservative DPO (cDPO): (1 - ε)·DPO(chosen, rejected) +
+    ε·DPO(rejected, chosen). TRL >= 1.0's DPO trainer silently ignores ε for sigmoid (only robust and
+    exo_pair read it there), so for ε > 0 this differs from it by design; at ε = 0 both agree."""
     return _smoothed_logistic(k.beta * p.delta, k.label_smoothing)
 
 
@@ -136,10 +144,25 @@ def simpo(p: Pairs, k: ObjectiveParams) -> torch.Tensor:
     return _smoothed_logistic(k.beta * (chosen - rejected) - k.gamma, k.label_smoothing)
 
 
+def log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """log(1 - exp(x)) for x <= 0, accurate everywhere (Mächler's log1mexp).
+
+    Above -ln 2, 1 - exp(x) cancels (at x = -1e-8 it is exactly 0 in fp32), so use log(-expm1(x));
+    below, exp(x) is small and log1p(-exp(x)) is the accurate one. Each branch gets an input clamped
+    into its own range, so the branch `torch.where` drops cannot put inf or NaN into the gradient; and
+    x is kept below 0 by the smallest normal number, so a sequence whose mean log-prob is 0 to working
+    precision (certain) gives a finite, if large, log-odds instead of an infinite one.
+    """
+    tiny = torch.finfo(x.dtype).tiny
+    near = torch.log(-torch.expm1(x.clamp(min=-_LN2, max=-tiny)))
+    far = torch.log1p(-torch.exp(x.clamp(max=-_LN2)))
+    return torch.where(x > -_LN2, near, far)
+
+
 def orpo(p: Pairs, k: ObjectiveParams) -> torch.Tensor:
     """ORPO's odds-ratio term (add the NLL on chosen through `nll_weight`, as the paper does)."""
     chosen, rejected = p.per_token(p.chosen, p.rejected)
-    log_odds = (chosen - rejected) - (torch.log1p(-torch.exp(chosen)) - torch.log1p(-torch.exp(rejected)))
+    log_odds = (chosen - rejected) - (log1mexp(chosen) - log1mexp(rejected))
     return -k.beta * F.logsigmoid(log_odds)
 
 
@@ -149,7 +172,8 @@ OBJECTIVES: dict[str, Objective] = {f.__name__: f for f in (
     sigmoid, hinge, ipo, exo_pair, nca_pair, robust, bco_pair, sppo_hard, aot, apo_zero, apo_down,
     discopop, sigmoid_norm, simpo, orpo)}
 
-# Objectives that need no reference model; rewards are then β × the length-averaged log-prob.
+# Objectives that need no reference model. They are defined on length-averaged log-probs, and report
+# rewards β × those (TRL's CPO/ORPO trainers and Liger do the same for SimPO and ORPO).
 REFERENCE_FREE = frozenset({"simpo", "orpo"})
 # Objectives whose loss couples pairs; every other one is a sum of independent per-pair terms,
 # which is what lets the fused step finish a pair's gradients before it sees the next pair.
@@ -165,15 +189,27 @@ def check_objective(loss_types: Sequence[str], weights: Sequence[float] | None, 
             raise ValueError(f"loss_type: unknown loss type {t!r}; expected one of {sorted(OBJECTIVES)}")
     if weights is not None and len(weights) != len(loss_types):
         raise ValueError(f"loss_weights: {len(weights)} weights for {len(loss_types)} loss types")
-    if not params.beta > 0:
-        raise ValueError(f"beta: must be > 0, got {params.beta}")
+    if weights is not None and not all(_is_finite(w) for w in weights):
+        raise ValueError(f"loss_weights: must be finite numbers, got {list(weights)}")
+    # inf or NaN parameters give NaN losses (β = inf: inf · 0 at a zero margin), so they are refused here.
+    if not (_is_finite(params.beta) and params.beta > 0):
+        raise ValueError(f"beta: must be > 0 and finite, got {params.beta}")
     eps = params.label_smoothing
-    if not 0.0 <= eps < 0.5:
+    if not (_is_finite(eps) and 0.0 <= eps < 0.5):
         raise ValueError(f"label_smoothing: must lie in [0, 0.5), got {eps}")
     if "exo_pair" in loss_types and eps <= 0:
         raise ValueError("label_smoothing: exo_pair needs label_smoothing > 0 (the EXO paper uses 1e-3)")
-    if "discopop" in loss_types and not params.discopop_tau > 0:
-        raise ValueError(f"discopop_tau: must be > 0, got {params.discopop_tau}")
+    if not _is_finite(params.gamma):
+        raise ValueError(f"gamma: must be finite, got {params.gamma}")
+    if not (_is_finite(params.discopop_tau) and params.discopop_tau > 0):
+        raise ValueError(f"discopop_tau: must be > 0 and finite, got {params.discopop_tau}")
+
+
+def _is_finite(x) -> bool:
+    try:
+        return math.isfinite(x)
+    except TypeError:  # not a real number at all
+        return False
 
 
 def preference_losses(
