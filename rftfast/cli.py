@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from rftfast.data.record import RecordError
 
 
 def _convert(args) -> int:
+    import re
+    from pathlib import Path
+
     from rftfast.data.convert import convert_file
 
     try:
         report = convert_file(args.format, args.input, args.output, args.on_error)
-    except RecordError as e:
+    except RecordError as e:  # bad input: the message starts with its file and line
         print(f"error: {e}", file=sys.stderr)
-        print("(use --on-error skip to skip bad records; they are counted)", file=sys.stderr)
+        if args.on_error == "stop" and re.match(re.escape(str(Path(args.input))) + r"(:\d|\[)", str(e)):
+            # One record is bad (it has a line or index), not the file: skipping may help.
+            print("(use --on-error skip to skip bad records; they are counted)", file=sys.stderr)
+        return 2
+    except OSError as e:  # the output cannot be written
+        print(f"error: {e.filename or args.output}: cannot write: {e.strerror or e}", file=sys.stderr)
         return 2
     print(report.summary())
     print(f"wrote {args.output}")
@@ -24,24 +31,31 @@ def _convert(args) -> int:
 
 
 def _eval(args) -> int:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from rftfast.data.io import ensure_writable, write_jsonl_atomic
+    from rftfast.eval.runner import evaluate, load_eval_records, load_model
 
-    from rftfast.eval.runner import evaluate, load_eval_records
-
-    records, skipped = load_eval_records(args.data, args.limit)
-    if skipped.skipped:
-        print(skipped.summary())
-    if not records:
-        print("error: no records to evaluate", file=sys.stderr)
+    # Everything that can be wrong with the arguments is found before the (long) evaluation.
+    try:
+        if args.output:
+            ensure_writable(args.output)
+        records, skipped = load_eval_records(args.data, args.limit)
+        if skipped.skipped:
+            print(skipped.summary())
+        if not records:
+            print("error: no records to evaluate", file=sys.stderr)
+            return 2
+        model, tokenizer = load_model(args.model, args.device)
+    except OSError as e:
+        print(f"error: {e.filename}: {e.strerror}" if e.filename else f"error: {e}", file=sys.stderr)
         return 2
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
-    model = AutoModelForCausalLM.from_pretrained(args.model).to(args.device).eval()
+    except ValueError as e:  # RecordError included: bad data, named by file and line
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     report, rows = evaluate(model, tokenizer, records, max_new_tokens=args.max_new_tokens,
                             batch_size=args.batch_size)
     print(report.table())
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        write_jsonl_atomic(rows, args.output)
         print(f"wrote {len(rows)} judged outputs to {args.output}")
     return 0
 
@@ -120,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="score a model on BFCL directories or canonical files")
     ev.add_argument("--model", required=True, help="path or hub id of a transformers causal LM")
     ev.add_argument("--data", required=True, nargs="+", help="BFCL data directories/files or canonical files")
-    ev.add_argument("--limit", type=int, help="at most this many records per file")
+    ev.add_argument("--limit", type=int, help="at most this many records per file (at least 1)")
     ev.add_argument("--max-new-tokens", type=int, default=128)
     ev.add_argument("--batch-size", type=int, default=8)
     ev.add_argument("--device", default="cpu")

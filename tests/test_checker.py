@@ -339,6 +339,62 @@ def test_inputs_are_not_modified():
     assert (docs, calls, answer) == before
 
 
+WRONG_SHAPES = (None, True, 0, -1, 2.5, "", "x", [], {}, [None], ["x"], {"k": None}, [[]], {"k": []}, [{}])
+FUZZ_BASES = (  # (docs, decoded calls, possible answer, category), each judged "ok" before mutation
+    ([WEATHER], [{"weather.forecast": {"city": "NYC", "days": 3, "filters": {"a": "b"}, "stops": [{"s": "x"}],
+                                       "temps": [1.0]}}],
+     weather_answer(filters=[{"a": ["b"]}, ""], stops=[[{"s": ["x"]}]], temps=[[1.0]]), "simple"),
+    ([JAVA_DOC], [{"Store.put": {"size": "5L", "ids": "new int[]{1, 2}",
+                                 "opts": 'new HashMap<String, String>() {{ put("k", "v"); }}'}}], JAVA_ANSWER,
+     "simple_java"),
+    ([JS_DOC], [{"render": {"count": "7n", "tags": "['x', 'y']", "style": "{color: 'red'}"}}], JS_ANSWER,
+     "simple_javascript"),
+    ([WEATHER], [{"weather.forecast": {"city": "NYC", "days": 3}}] * 2, weather_answer() * 2, "parallel"),
+    ([JS_DOC, WEATHER], [{"weather.forecast": {"city": "NYC", "days": 3}}], weather_answer(), "multiple"),
+)
+
+
+def _key_paths(value, path=()):
+    yield path
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        yield from _key_paths(item, (*path, key))
+
+
+def _replaced(root, path, value, delete):
+    if not path:
+        return value
+    root = copy.deepcopy(root)
+    parent = functools.reduce(lambda node, key: node[key], path[:-1], root)
+    if delete:
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = value
+    return root
+
+
+def test_malformed_docs_or_answers_raise_value_error_and_malformed_calls_fail():
+    """Fuzz (fixed seed): a wrong type or a missing key anywhere. Docs and answers of the wrong shape raise
+    the documented ValueError (never TypeError or AttributeError); the model's calls never raise."""
+    rng = random.Random(11)
+    for base in FUZZ_BASES:
+        assert check(base[0], base[1], base[2], base[3]).valid
+    escaped = Counter()
+    for _ in range(4000):
+        inputs = list(rng.choice(FUZZ_BASES))
+        which = rng.randrange(3)  # docs, calls or answer
+        path = rng.choice(list(_key_paths(inputs[which])))
+        inputs[which] = _replaced(inputs[which], path, rng.choice(WRONG_SHAPES), bool(path) and rng.random() < 0.2)
+        try:
+            assert check(*inputs).category in CATEGORIES
+        except ValueError:
+            if which == 1:
+                escaped["ValueError for malformed calls"] += 1
+        except Exception as e:  # noqa: BLE001 - what the test looks for
+            escaped[f"{type(e).__name__} for malformed {('docs', 'calls', 'answer')[which]}"] += 1
+    assert not escaped, escaped
+
+
 # --- Agreement with BFCL's own checker -----------------------------------------------------------------
 
 AST_SETS = ("simple_python", "multiple", "parallel", "parallel_multiple", "live_simple", "live_multiple",

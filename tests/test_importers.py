@@ -154,7 +154,7 @@ def test_convert_stops_or_skips_and_counts(tmp_path, capsys):
     bad = dict(XLAM, answers="[{\"name\": 3}]")
     src.write_text("\n".join(json.dumps(r) for r in (XLAM, bad, XLAM, bad, bad)) + "\n")
     out = tmp_path / "out.jsonl"
-    with pytest.raises(RecordError, match=r"record 1 \(.*xlam.jsonl:2.answers\[0\]"):
+    with pytest.raises(RecordError, match=r"^\S*xlam.jsonl:2.answers\[0\]: expected"):  # file:line first
         convert_file("xlam", src, out)
     assert not out.exists()  # nothing half-written
     report = convert_file("xlam", src, out, on_error="skip")
@@ -165,17 +165,18 @@ def test_convert_stops_or_skips_and_counts(tmp_path, capsys):
     assert main(["data", "convert", "--format", "xlam", "--on-error", "skip", str(src), str(out)]) == 0
     assert "read 5 raw records, wrote 2 canonical records, skipped 3" in capsys.readouterr().out
     assert main(["data", "convert", "--format", "xlam", str(src), str(out)]) == 2
-    assert "record 1" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith(f"error: {src}:2.answers[0]: ")
 
 
 def test_bfcl_directory_layout_and_json_array_input(tmp_path):
     (tmp_path / "possible_answer").mkdir()
     (tmp_path / "BFCL_v3_simple.json").write_text(json.dumps(BFCL_TEST) + "\n" + json.dumps(
         dict(BFCL_TEST, id="simple_13")) + "\n")
-    (tmp_path / "possible_answer" / "BFCL_v3_simple.json").write_text(json.dumps(BFCL_ANSWER) + "\n")
+    (tmp_path / "possible_answer" / "BFCL_v3_simple.json").write_text(json.dumps(BFCL_ANSWER) + "\n" + json.dumps(
+        dict(BFCL_ANSWER, id="simple_13")) + "\n")
     report = convert_file("bfcl", tmp_path / "BFCL_v3_simple.json", tmp_path / "out.jsonl")
     records = list(read_records(tmp_path / "out.jsonl"))
-    assert report.written == 2 and records[0].is_call and not records[1].is_call
+    assert report.written == 2 and records[0].is_call and records[1].id == "simple_13" and records[1].is_call
     array = tmp_path / "glaive.json"
     array.write_text(json.dumps([GLAIVE, GLAIVE]))
     assert convert_file("glaive", array, tmp_path / "g.jsonl").written == 6

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rftfast.data.importers import IMPORTERS, import_bfcl
-from rftfast.data.io import read_raw, write_records
+from rftfast.data.io import iter_raw, read_raw, write_records
 from rftfast.data.record import Record, RecordError
 
 FORMATS = (*IMPORTERS, "bfcl")
@@ -44,41 +46,87 @@ def _reason(error: RecordError) -> str:
 
 def import_file(fmt: str, src: str | os.PathLike, on_error: str = "stop",
                 report: ConvertReport | None = None) -> list[Record]:
-    """Canonical records of a raw file. `on_error="stop"` raises on the first bad record (with its
-    index and location); `"skip"` skips it and counts it in `report`."""
+    """Canonical records of a raw file. `on_error="stop"` raises RecordError on the first bad record (its
+    message starts with the file and line, or index); `"skip"` skips it and counts it in `report`.
+
+    A bad record is one that does not read (not UTF-8, not strict JSON), does not fit its format, or
+    would not read back from the output. Problems of the file itself (missing, empty, a directory)
+    raise RecordError in both modes.
+    """
     if fmt not in FORMATS:
         raise ValueError(f"format: unknown format {fmt!r}; expected one of {FORMATS}")
     if on_error not in ("stop", "skip"):
         raise ValueError(f"on_error: expected 'stop' or 'skip', got {on_error!r}")
     report = report if report is not None else ConvertReport()
-    answers = {}
-    if fmt == "bfcl":
-        answer_file = bfcl_possible_answer_path(Path(src))
-        if answer_file.exists():
-            answers = {raw["id"]: raw for _, raw in read_raw(answer_file)}
-    out = []
-    for index, (where, raw) in enumerate(read_raw(src)):
+    answers = _bfcl_answers(Path(src)) if fmt == "bfcl" else {}
+    out, read = [], 0
+    for where, raw in iter_raw(src):
+        read += 1
         report.read += 1
         try:
-            if fmt == "bfcl":
-                records = import_bfcl(raw, answers.get(raw.get("id")) if isinstance(raw, dict) else None, where)
-            else:
-                records = IMPORTERS[fmt](raw, where)
-        except RecordError as e:
+            out.extend(_import_record(fmt, raw, answers, where))
+        except RecordError as error:
             if on_error == "stop":
-                raise RecordError(f"record {index} ({e})") from None
+                raise
             report.skipped += 1
-            report.reasons[_reason(e)] += 1
+            report.reasons[_reason(error)] += 1
             if len(report.examples) < 3:
-                report.examples.append(f"record {index}: {e}")
-            continue
-        out.extend(records)
+                report.examples.append(str(error))
+    if not read:
+        raise RecordError(f"{src}: no records in the file")
     return out
 
 
+def _import_record(fmt: str, raw: Any, answers: dict[str, dict], where: str) -> list[Record]:
+    """All canonical records of one raw record, each as it will be written, or RecordError."""
+    if isinstance(raw, RecordError):  # the line did not read
+        raise raw
+    try:
+        if fmt == "bfcl":
+            entry_id = raw.get("id") if isinstance(raw, dict) else None
+            records = import_bfcl(raw, answers.get(entry_id) if isinstance(entry_id, str) else None, where)
+        else:
+            records = IMPORTERS[fmt](raw, where)
+        return [_as_written(r, where) for r in records]
+    except RecursionError:  # nesting json read, but too deep for the importers' own recursion
+        raise RecordError(f"{where}: nested too deeply") from None
+
+
+def _bfcl_answers(test_file: Path) -> dict[str, dict]:
+    """The possible-answer entries beside a BFCL test file, by id; none when it has no such file."""
+    answer_file = bfcl_possible_answer_path(test_file)
+    if not answer_file.exists():
+        return {}
+    answers = {}
+    for where, raw in read_raw(answer_file):
+        if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
+            raise RecordError(f"{where}: expected a possible answer {{'id': str, 'ground_truth': list}}, "
+                              f"got {type(raw).__name__}")
+        answers[raw["id"]] = raw
+    return answers
+
+
+def _as_written(record: Record, where: str) -> Record:
+    """`record` as it will read back from the output: strict JSON in the canonical shape, or RecordError.
+
+    Importers build records field by field; this is the one place that checks the result whole.
+    """
+    try:
+        text = json.dumps(record.to_json(), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as e:  # NaN or Infinity, or a value JSON has no form for (parquet bytes)
+        raise RecordError(f"{where}: cannot be written as JSON: {e}") from None
+    return Record.from_json(json.loads(text), where)
+
+
 def convert_file(fmt: str, src: str | os.PathLike, dst: str | os.PathLike, on_error: str = "stop") -> ConvertReport:
-    """Convert `src` (format `fmt`) to canonical JSONL at `dst`, written atomically."""
+    """Convert `src` (format `fmt`) to canonical JSONL at `dst`, written atomically.
+
+    Bad input raises RecordError (see `import_file`), as does a conversion with no record to write.
+    """
     report = ConvertReport()
     records = import_file(fmt, src, on_error, report)
+    if not records:  # every record was skipped: an empty output helps no one
+        raise RecordError(f"{src}: no record converted, all {report.skipped} skipped as bad ("
+                          f"{'; '.join(report.examples)})")
     report.written = write_records(records, dst)
     return report

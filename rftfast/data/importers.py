@@ -84,6 +84,13 @@ def _per_assistant_turn(messages: list[dict], tools: list[dict], record_id: str,
     return out
 
 
+def _role(turn: Any, roles: dict[str, str]) -> str | None:
+    """The canonical role of a `{"from": .., "value": str}` turn, or None when it is not one."""
+    if not isinstance(turn, dict) or not isinstance(turn.get("from"), str) or not isinstance(turn.get("value"), str):
+        return None
+    return roles.get(turn["from"])
+
+
 def _assistant(calls_or_text: list[Call] | str) -> dict:
     if isinstance(calls_or_text, str):
         return {"role": "assistant", "content": calls_or_text}
@@ -153,8 +160,8 @@ def import_toolace(raw: dict, where: str = "record") -> list[Record]:
     messages = [{"role": "system", "content": system}]
     for i, turn in enumerate(turns):
         w = f"{where}.conversations[{i}]"
-        role = roles.get(turn.get("from")) if isinstance(turn, dict) else None
-        if role is None or not isinstance(turn.get("value"), str):
+        role = _role(turn, roles)
+        if role is None:
             raise RecordError(f"{w}: expected {{'from': user|assistant|tool, 'value': str}}, got {turn!r:.100}")
         value = turn["value"].strip()
         if role == "assistant" and value.startswith("[") and value.endswith("]"):
@@ -170,9 +177,13 @@ def import_toolace(raw: dict, where: str = "record") -> list[Record]:
 # ----------------------------------------------------------------------------- xLAM / APIGen
 
 
-def _xlam_tool(tool: dict, where: str) -> dict:
+def _xlam_tool(tool: Any, where: str) -> dict:
+    if not isinstance(tool, dict):
+        raise RecordError(f"{where}: expected a function schema, got {tool!r:.80}")
     params = tool.get("parameters") or {}
-    if isinstance(params, dict) and params.get("type") == "object":
+    if not isinstance(params, dict):
+        raise RecordError(f"{where}.parameters: expected an object, got {type(params).__name__}")
+    if params.get("type") == "object":
         return normalize_tool(tool, where)  # already JSON Schema
     properties, required = {}, []
     for name, spec in params.items():
@@ -225,9 +236,11 @@ def _glaive_call(text: str, where: str) -> Call:
 
 
 def import_glaive(raw: dict, where: str = "record") -> list[Record]:
-    system = raw.get("system", "")
     chat = _require(raw, "chat", str, where)
-    system_text = re.sub(r"^\s*SYSTEM:\s*", "", system or "")
+    system = raw.get("system") or ""
+    if not isinstance(system, str):
+        raise RecordError(f"{where}.system: expected str, got {type(system).__name__}")
+    system_text = re.sub(r"^\s*SYSTEM:\s*", "", system)
     tools = [normalize_tool(t, f"{where}.system[{i}]") for i, t in enumerate(
         v for v in _json_values(system_text) if isinstance(v, dict) and "name" in v)]
     messages = [{"role": "system", "content": system_text.strip()}] if system_text.strip() else []
@@ -272,13 +285,13 @@ def import_hermes(raw: dict, where: str = "record") -> list[Record]:
     turns = _require(raw, "conversations", list, where)
     roles = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
              "tool": "tool"}
-    system = next((t.get("value", "") for t in turns if isinstance(t, dict) and t.get("from") == "system"), "")
+    system = next((t["value"] for t in turns if _role(t, roles) == "system"), "")
     tools = _hermes_tools(raw, system, where)
     messages = []
     for i, turn in enumerate(turns):
         w = f"{where}.conversations[{i}]"
-        role = roles.get(turn.get("from")) if isinstance(turn, dict) else None
-        if role is None or not isinstance(turn.get("value"), str):
+        role = _role(turn, roles)
+        if role is None:
             raise RecordError(f"{w}: expected {{'from': system|human|gpt|tool, 'value': str}}, got {turn!r:.100}")
         value = turn["value"]
         blocks = _HERMES_CALL.findall(value) if role == "assistant" else []
@@ -310,18 +323,32 @@ def import_bfcl(raw: dict, possible_answer: dict | None = None, where: str = "re
         if len(question) != 1:
             raise RecordError(f"{where} ({entry_id}): multi-turn entries are not supported")
         question = question[0]
+    for i, m in enumerate(question):
+        if not isinstance(m, dict):
+            raise RecordError(f"{where}.question[{i}]: expected a message {{'role': .., 'content': ..}}, got {m!r:.80}")
     messages = [dict(m) for m in question]
     tools = [_bfcl_tool(f, f"{where}.function[{i}]") for i, f in enumerate(functions)]
-    truth = (possible_answer or {}).get("ground_truth", [])
-    if possible_answer is not None and possible_answer.get("id") not in (None, entry_id):
-        raise RecordError(f"{where}: possible answer id {possible_answer.get('id')!r} does not match {entry_id!r}")
+    category = bfcl_category(entry_id)
+    if possible_answer is None:
+        # Only the (ir)relevance categories have no possible answer; any other entry would become a
+        # record whose answer is "" (no call), which is wrong, not missing.
+        if "relevance" not in category:
+            raise RecordError(f"{where} ({entry_id}): no possible answer for this entry (BFCL keeps them in "
+                              "possible_answer/<the test file's name>)")
+        truth = []
+    else:
+        if possible_answer.get("id") not in (None, entry_id):
+            raise RecordError(f"{where}: possible answer id {possible_answer.get('id')!r} does not match {entry_id!r}")
+        truth = _require(possible_answer, "ground_truth", list, f"{where} (possible answer {entry_id})")
     calls = []
     for i, item in enumerate(truth):
-        if not isinstance(item, dict) or len(item) != 1:
-            raise RecordError(f"{where}.ground_truth[{i}]: expected {{function: {{param: [values]}}}}")
-        (name, params), = item.items()
+        name, params = next(iter(item.items())) if isinstance(item, dict) and len(item) == 1 else (None, None)
+        if not isinstance(name, str) or not isinstance(params, dict) or not all(
+                isinstance(values, list) for values in params.values()):
+            raise RecordError(f"{where}.ground_truth[{i}]: expected {{function: {{param: [values]}}}}, "
+                              f"got {item!r:.100}")
         calls.append(Call(name, {k: v[0] for k, v in params.items() if isinstance(v, list) and v and v[0] != ""}))
-    meta = {"source": "bfcl", "category": bfcl_category(entry_id), "functions": functions, "possible_answer": truth}
+    meta = {"source": "bfcl", "category": category, "functions": functions, "possible_answer": truth}
     return [Record(messages, tools, calls if calls else "", entry_id, meta)]
 
 

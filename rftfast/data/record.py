@@ -105,6 +105,8 @@ class Record:
             if not isinstance(m, dict) or m.get("role") not in ROLES:
                 raise RecordError(f"{where}.messages[{i}]: expected a role in {ROLES}, got {m!r:.120}")
             if "tool_calls" in m:
+                if not isinstance(m["tool_calls"] or [], list):
+                    raise RecordError(f"{where}.messages[{i}].tool_calls: expected a list, got {m['tool_calls']!r:.80}")
                 m = dict(m, tool_calls=[Call.from_json(c, f"{where}.messages[{i}].tool_calls[{j}]").to_openai()
                                         for j, c in enumerate(m["tool_calls"] or [])])
                 messages[i] = m

@@ -156,7 +156,8 @@ def check(
     anything else is a parse failure. `possible_answer` may be None for (ir)relevance categories.
     `dots_to_underscores`: the model's API cannot put dots in function names, so the expected name's
     dots are read as underscores (BFCL's per-model `underscore_to_dot` switch).
-    Raises ValueError for a category it does not know or docs that do not fit the answer.
+    Raises ValueError for a category it does not know, docs or a possible answer of the wrong shape, or
+    docs that do not fit the answer; malformed `calls` (the model's output) never raise, they fail.
     """
     kind, language = category_kind(category), category_language(category)
     decoded = _decoded_calls(calls)
@@ -166,17 +167,16 @@ def check(
         return _check_some_call(decoded)
     if isinstance(decoded, str):
         return CheckResult(False, "parse_failure", decoded)
-    if not isinstance(possible_answer, list) or not possible_answer:
-        raise ValueError(f"a {kind} test needs a non-empty list of expected calls, got {possible_answer!r:.120}")
+    expected = _expected_calls(possible_answer, kind)
     docs = _function_docs(functions)
     rules = _CallRules(language, dots_to_underscores)
     try:
         if kind == "parallel":
-            _check_parallel(docs, decoded, possible_answer, rules)
+            _check_parallel(docs, decoded, expected, rules)
         elif kind == "multiple":
-            _check_multiple(docs, decoded, possible_answer, rules)
+            _check_multiple(docs, decoded, expected, rules)
         else:
-            _check_simple(docs, decoded, possible_answer, rules)
+            _check_simple(docs, decoded, expected, rules)
     except _Mismatch as failure:
         return CheckResult(False, failure.category, failure.message)
     return CheckResult(True, "ok", "")
@@ -212,10 +212,52 @@ def _function_docs(functions: list[dict] | dict) -> list[dict]:
         doc = item["function"] if isinstance(item, dict) and isinstance(item.get("function"), dict) else item
         if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
             raise ValueError(f"function doc without a name: {item!r:.120}")
+        _check_doc_shape(doc)
         docs.append(doc)
     if not docs:
         raise ValueError("no function docs to judge the calls against")
     return docs
+
+
+def _check_doc_shape(doc: dict) -> None:
+    """Raise ValueError unless the parts of a doc the rules read have the shapes they expect.
+
+    Falsy parts (a missing or empty `parameters`, `properties`, `required`, `items`) mean none, as before.
+    """
+    where = f"function doc {doc['name']!r}"
+    parameters = doc.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise ValueError(f"{where}: parameters must be an object, got {parameters!r:.80}")
+    properties = parameters.get("properties") or {}
+    if not isinstance(properties, dict):
+        raise ValueError(f"{where}: parameters.properties must be an object, got {properties!r:.80}")
+    required = parameters.get("required") or []
+    if not isinstance(required, list) or not all(isinstance(param, str) for param in required):
+        raise ValueError(f"{where}: parameters.required must be a list of names, got {required!r:.80}")
+    for param, spec in properties.items():
+        if not isinstance(spec, dict):
+            raise ValueError(f"{where}: parameter {param!r} must be an object, got {spec!r:.80}")
+        if spec.get("items") and not isinstance(spec["items"], dict):
+            raise ValueError(f"{where}: parameter {param!r}: items must be an object, got {spec['items']!r:.80}")
+
+
+def _expected_calls(possible_answer: Any, kind: str) -> list[tuple[str, dict]]:
+    """BFCL's `[{name: {param: [acceptable values]}}]` as (name, acceptable) pairs; ValueError if malformed."""
+    if not isinstance(possible_answer, list) or not possible_answer:
+        raise ValueError(f"a {kind} test needs a non-empty list of expected calls, got {possible_answer!r:.120}")
+    expected = []
+    for index, item in enumerate(possible_answer):
+        if not isinstance(item, dict) or len(item) != 1:
+            raise ValueError(f"expected call {index} must be {{name: {{param: [values]}}}}, got {item!r:.120}")
+        (name, acceptable), = item.items()
+        if not isinstance(name, str) or not isinstance(acceptable, dict):
+            raise ValueError(f"expected call {index} must be {{name: {{param: [values]}}}}, got {item!r:.120}")
+        for param, options in acceptable.items():
+            if not isinstance(options, list):
+                raise ValueError(f"expected call {index} ({name}): the acceptable values of {param!r} must be a "
+                                 f"list, got {options!r:.80}")
+        expected.append((name, acceptable))
+    return expected
 
 
 def _decoded_calls(calls: Any) -> list[tuple[str, dict]] | str:
@@ -277,27 +319,26 @@ class _CallRules:
     dots_to_underscores: bool
 
 
-def _check_simple(docs: list[dict], calls: list, possible_answer: list, rules: _CallRules) -> None:
+def _check_simple(docs: list[dict], calls: list, expected: list[tuple[str, dict]], rules: _CallRules) -> None:
     if len(calls) != 1:
         raise _Mismatch("wrong_count", f"expected 1 call, got {len(calls)}")
     # BFCL judges a simple test against its first (only) function doc.
-    _check_call(docs[0], calls[0], _only_expected_call(possible_answer[0])[1], rules)
+    _check_call(docs[0], calls[0], expected[0][1], rules)
 
 
-def _check_multiple(docs: list[dict], calls: list, possible_answer: list, rules: _CallRules) -> None:
-    if len(calls) != len(possible_answer):
-        raise _Mismatch("wrong_count", f"expected {len(possible_answer)} call(s), got {len(calls)}")
+def _check_multiple(docs: list[dict], calls: list, expected: list[tuple[str, dict]], rules: _CallRules) -> None:
+    if len(calls) != len(expected):
+        raise _Mismatch("wrong_count", f"expected {len(expected)} call(s), got {len(calls)}")
     # The answer holds one call; BFCL judges the first call only.
-    name, expected_args = _only_expected_call(possible_answer[0])
+    name, expected_args = expected[0]
     _check_call(_doc_named(docs, name), calls[0], expected_args, rules)
 
 
-def _check_parallel(docs: list[dict], calls: list, possible_answer: list, rules: _CallRules) -> None:
-    if len(calls) != len(possible_answer):
-        raise _Mismatch("wrong_count", f"expected {len(possible_answer)} call(s), got {len(calls)}")
+def _check_parallel(docs: list[dict], calls: list, expected: list[tuple[str, dict]], rules: _CallRules) -> None:
+    if len(calls) != len(expected):
+        raise _Mismatch("wrong_count", f"expected {len(expected)} call(s), got {len(calls)}")
     taken: set[int] = set()
-    for expected_index, expected in enumerate(possible_answer):
-        name, expected_args = _only_expected_call(expected)
+    for expected_index, (name, expected_args) in enumerate(expected):
         doc = _doc_named(docs, name)
         failures = []
         for index, call in enumerate(calls):
@@ -319,12 +360,6 @@ def _closest_failure(failures: list[_Mismatch], expected_index: int, name: str) 
     named = [failure for failure in failures if failure.category != "wrong_function"]
     reason = named[0] if named else _Mismatch("wrong_function", f"no call to {name!r}")
     return _Mismatch(reason.category, f"no call matches expected call {expected_index} ({name}): {reason.message}")
-
-
-def _only_expected_call(expected: dict) -> tuple[str, dict]:
-    if not isinstance(expected, dict) or len(expected) != 1:
-        raise ValueError(f"an expected call must be {{name: {{param: [values]}}}}, got {expected!r:.120}")
-    return next(iter(expected.items()))
 
 
 def _doc_named(docs: list[dict], name: str) -> dict:
@@ -395,7 +430,7 @@ def _item_type(param: str, spec: dict, language: str) -> type | None:
     item_declared = (spec.get("items") or {}).get("type")
     if item_declared is None and language == "python":
         return None  # beyond BFCL's data: an array without an item type takes any items
-    if item_declared not in TYPE_TABLES[language]:
+    if not isinstance(item_declared, str) or item_declared not in TYPE_TABLES[language]:
         raise ValueError(f"parameter {param!r}: item type {item_declared!r} is not a {language} type BFCL knows")
     return TYPE_TABLES[language][item_declared]
 
@@ -506,6 +541,12 @@ def _dict_mismatch(param: str, value: dict, option: Any) -> _Mismatch | None:
     """Why dict `value` does not match the acceptable dict `option` ({key: [acceptable values]}), or None."""
     if not isinstance(option, dict) or not isinstance(value, dict):
         return _Mismatch("wrong_value", f"{param!r}: {value!r:.80} does not equal {option!r:.80}")
+    for key, choices in option.items():
+        # Malformed ground truth, not a wrong answer. A string passes: BFCL's Java data holds some
+        # (`{"format": "epoch_millis"}`) and BFCL compares against its characters, as happens below.
+        if not isinstance(choices, (list, str)):
+            raise ValueError(f"parameter {param!r}: the acceptable values of key {key!r} must be a list, "
+                             f"got {choices!r:.80}")
     for key, item in value.items():
         if key not in option:
             return _Mismatch("wrong_value", f"{param!r}: unexpected key {key!r}")

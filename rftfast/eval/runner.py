@@ -42,7 +42,7 @@ def possible_answer(record: Record) -> list[dict]:
 def judge(record: Record, output: str) -> CheckResult:
     """Parse the model's text and check it against the record's possible answer."""
     category = infer_category(record)
-    functions = record.meta.get("functions") or [t["function"] for t in record.tools]
+    functions = _functions(record)
     try:
         calls = parse_calls(output.strip(), "pythonic")
     except ParseError as e:
@@ -50,6 +50,16 @@ def judge(record: Record, output: str) -> CheckResult:
             return CheckResult(True, "ok", "answered in text, no call")
         return CheckResult(False, "parse_failure", str(e))
     return check(functions, calls, possible_answer(record), category)
+
+
+def _functions(record: Record) -> list[dict]:
+    return record.meta.get("functions") or [t["function"] for t in record.tools]
+
+
+def check_judgeable(record: Record) -> None:
+    """Raise ValueError unless `judge` can judge `record`: its category, possible answer and function docs
+    have the shapes the checker needs. Found before generating, not halfway through an evaluation."""
+    check(_functions(record), [], possible_answer(record), infer_category(record))  # no calls: a dry run
 
 
 @dataclass
@@ -131,6 +141,8 @@ def load_eval_records(paths: Sequence[str | Path], limit: int | None = None):
     from rftfast.data.convert import ConvertReport, import_file
     from rftfast.data.io import read_records
 
+    if limit is not None and limit < 1:  # a slice would read -1 as "all but the last"
+        raise ValueError(f"limit: expected at least 1 record per file, got {limit}")
     records, report = [], ConvertReport()
     for path in map(Path, paths):
         files = sorted(path.glob("BFCL_*.json")) if path.is_dir() else [path]
@@ -138,5 +150,49 @@ def load_eval_records(paths: Sequence[str | Path], limit: int | None = None):
             raise FileNotFoundError(f"{path}: no BFCL_*.json test files in this directory")
         for f in files:
             rs = import_file("bfcl", f, "skip", report) if f.name.startswith("BFCL_") else list(read_records(f))
-            records.extend(rs[:limit] if limit else rs)
+            rs = rs[:limit] if limit is not None else rs
+            for r in rs:
+                try:
+                    check_judgeable(r)
+                except ValueError as e:
+                    raise ValueError(f"{f}: record {r.id!r} cannot be judged: {e}") from None
+            records.extend(rs)
     return records, report
+
+
+# Any of these beside a model's weights lets AutoTokenizer load it.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt",
+                   "spiece.model", "tekken.json")
+
+
+def load_model(path: str, device: str = "cpu"):
+    """(model, tokenizer) of a causal LM to evaluate, from a folder or a hub id.
+
+    Raises ValueError saying what is wrong: no such folder, no tokenizer beside the weights (transformers
+    would blame a missing sentencepiece), or a checkpoint without tensors the model needs (transformers
+    would initialise them at random and evaluate that).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rftfast.data.io import looks_like_hub_id
+
+    folder = Path(path)
+    if folder.is_dir():
+        if not any((folder / name).exists() for name in TOKENIZER_FILES):
+            raise ValueError(f"{folder}: no tokenizer files (expected one of {', '.join(TOKENIZER_FILES)}); save "
+                             "the tokenizer beside the model with tokenizer.save_pretrained(folder)")
+    elif folder.exists():
+        raise ValueError(f"{path}: not a folder; expected a model folder (config.json, weights, tokenizer)")
+    elif not looks_like_hub_id(str(path)):
+        raise ValueError(f"{path}: no such model folder")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model, info = AutoModelForCausalLM.from_pretrained(path, output_loading_info=True)
+    except Exception as e:  # noqa: BLE001 - whatever transformers raises, name the model and the cause
+        raise ValueError(f"{path}: cannot load the model: {type(e).__name__}: {e}") from None
+    missing = sorted(map(str, info.get("missing_keys") or ())) + sorted(map(str, info.get("mismatched_keys") or ()))
+    if missing:
+        shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        raise ValueError(f"{path}: the checkpoint lacks {len(missing)} tensor(s) the model needs, or has them in "
+                         f"another shape (they would be random): {shown}")
+    return model.to(device).eval(), tokenizer
