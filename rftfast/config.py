@@ -19,7 +19,6 @@ from typing import Any
 
 import yaml
 
-
 # The byte-level tokenizer's floor: its 256 byte tokens and the special tokens (rftfast.train.model).
 MIN_VOCAB = 256 + 6
 

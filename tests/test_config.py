@@ -85,7 +85,7 @@ def test_vocab_floor_is_the_tokenizers():
     from rftfast.config import MIN_VOCAB
     from rftfast.train.model import SPECIAL_TOKENS
 
-    assert MIN_VOCAB == 256 + len(SPECIAL_TOKENS)
+    assert 256 + len(SPECIAL_TOKENS) == MIN_VOCAB
 
 
 def test_bad_yaml_file(tmp_path):
