@@ -166,6 +166,19 @@ def test_satisfies_the_generator_protocol(tok, random_model):
     assert isinstance(TransformersGenerator(random_model, tok), Generator)
 
 
+def test_data_parallel_and_close(tok, random_model):
+    generator = TransformersGenerator(random_model, tok)
+    assert generator.data_parallel == (0, 1)  # one process: the whole of the work
+    request = ExpandRequest(tuple(_ids(tok, PROMPT)), max_new_tokens=2, temperature=0)
+    generator.expand([request])
+    assert generator.pool is not None
+    generator.close()
+    generator.close()  # idempotent
+    assert generator.pool is None and generator.cache is None
+    with pytest.raises(RuntimeError, match="closed"):
+        generator.expand([request])
+
+
 def test_steps_of_a_trained_answer(tok, answering_model):
     """Greedy expansion one step at a time rebuilds the trained answer, each piece ending at a step boundary."""
     prompt = _ids(tok, PROMPT)
@@ -328,3 +341,8 @@ def test_vllm_generator_end_to_end(tok, random_model, tmp_path):
     assert [len(row) for row in children] == [3, 2]
     assert all(len(c.logprobs) == len(c.token_ids) and all(math.isfinite(x) for x in c.logprobs)
                for row in children for c in row)
+    assert generator.data_parallel == (0, 1)
+    generator.close()
+    generator.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        generator.expand([ExpandRequest(prompt)])

@@ -99,6 +99,11 @@ class FakeGenerator:
         self.outputs += out
         return out
 
+    data_parallel = (0, 1)
+
+    def close(self):
+        pass
+
     def _child(self, text, finish, logprob):
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] + ([self.end_id] if finish == "stop" else [])
         return Child(ids, text, [logprob] * len(ids), finish)

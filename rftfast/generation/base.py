@@ -4,6 +4,10 @@
 request, `n` sampled continuations. A continuation may stop at the end of the next answer step
 (`stop_at_step`), so the search grows the answer one semantic step at a time. Backends report how
 many prefill tokens they computed and how many they reused from a prefix cache.
+
+The protocol is the whole of what a caller may use: `expand`, `logprobs` (for the judge reward),
+`stats`, `data_parallel` (which share of the work this process serves) and `close` (free the engine
+before training resumes). A caller never reaches into a backend's attributes.
 """
 
 from __future__ import annotations
@@ -76,7 +80,14 @@ class GenerationStats:
 
 @runtime_checkable
 class Generator(Protocol):
+    """What the search needs of a generation backend (see the module docstring)."""
+
     stats: GenerationStats
+
+    @property
+    def data_parallel(self) -> tuple[int, int]:
+        """(this replica's index, the number of replicas): the caller serves share `index` of `number`."""
+        ...
 
     def expand(self, requests: Sequence[ExpandRequest]) -> list[list[Child]]:
         """Per request, `request.n` children, in request order."""
@@ -84,4 +95,8 @@ class Generator(Protocol):
 
     def logprobs(self, prefix_ids: Sequence[int], continuations: Sequence[Sequence[int]]) -> list[list[float]]:
         """Per-token log-probs of each continuation after `prefix_ids` (used by the judge reward)."""
+        ...
+
+    def close(self) -> None:
+        """Free the engine and the device memory it holds; idempotent. A closed generator does not expand."""
         ...

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from rftfast import distributed
 from rftfast.generation.base import Child, ExpandRequest, GenerationStats
 from rftfast.generation.kv_pool import KVPool, LayerKV
 from rftfast.generation.prefix_cache import PrefixCache, as_token_array, depth_first_order
@@ -72,7 +73,8 @@ class TransformersGenerator:
     `num_blocks` x `block_size` positions of KV are kept for reuse (the pool is allocated on first use, shaped
     like the model's KV); `cache_backend` picks the C++ tree or the Python reference; `cache_children` also
     stores each child's KV for its own later expansion. `stop_token_ids` defaults to the tokenizer's EOS and
-    `<|end|>`.
+    `<|end|>`. Under `torchrun` every process holds the model and serves its own share (`data_parallel`).
+    `close` frees the KV pool; the model is the caller's and stays as it is.
     """
 
     def __init__(self, model, tokenizer, prefix_cache: bool = True, *, num_blocks: int = 4096, block_size: int = 16,
@@ -87,14 +89,26 @@ class TransformersGenerator:
         self.cache_children = cache_children and prefix_cache
         self.pool: KVPool | None = None  # made on the first store, once the KV's shapes are known
         self._logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self.closed = False
         if prefix_cache:
             _check_cacheable(model)
 
     # -- the Generator protocol --------------------------------------------------------------------------------
 
+    @property
+    def data_parallel(self) -> tuple[int, int]:
+        """(rank, world size): one replica per process."""
+        return distributed.rank(), distributed.world_size()
+
+    def close(self) -> None:
+        """Drop the KV pool and the cached prefixes (the model stays); idempotent."""
+        self.cache = self.pool = None
+        self.closed = True
+
     @torch.inference_mode()
     def expand(self, requests: Sequence[ExpandRequest]) -> list[list[Child]]:
         """Per request, `request.n` children, in request order (served in depth-first order of the prefixes)."""
+        self._check_open()
         started = time.perf_counter()
         children: list[list[Child]] = [[] for _ in requests]
         for i in depth_first_order([r.prefix_ids for r in requests]):
@@ -107,6 +121,7 @@ class TransformersGenerator:
     @torch.inference_mode()
     def logprobs(self, prefix_ids: Sequence[int], continuations: Sequence[Sequence[int]]) -> list[list[float]]:
         """Teacher-forced per-token log-probs (temperature 1) of each continuation after `prefix_ids`."""
+        self._check_open()
         started = time.perf_counter()
         prefix = _check_prefix(prefix_ids)
         continuations = [[int(t) for t in c] for c in continuations]
@@ -121,6 +136,10 @@ class TransformersGenerator:
         self.stats.extra["scored_tokens"] = self.stats.extra.get("scored_tokens", 0) + sum(map(len, continuations))
         self._record_cache_stats()
         return out
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RuntimeError("TransformersGenerator: closed (close() freed its KV pool)")
 
     # -- prefill with reuse ------------------------------------------------------------------------------------
 

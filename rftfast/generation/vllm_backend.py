@@ -95,7 +95,8 @@ class VLLMGenerator:
     Under `torchrun` (WORLD_SIZE > 1) every process builds its own engine with vLLM's
     `distributed_executor_backend="external_launcher"`: the world is `tensor_parallel_size ×
     data_parallel_size` processes, each tensor-parallel group is one replica, and `data_parallel`
-    says which share of the work this replica takes.
+    says which share of the work this replica takes. `close` shuts the engine down and frees its GPU
+    memory, so that training (or the next checkpoint's engine) gets it back.
     """
 
     def __init__(self, model_path: str, tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9,
@@ -116,8 +117,26 @@ class VLLMGenerator:
     @property
     def data_parallel(self) -> tuple[int, int]:
         """(this replica's data-parallel rank, the number of replicas)."""
-        config = self.llm.llm_engine.vllm_config.parallel_config
+        config = self._engine().llm_engine.vllm_config.parallel_config
         return config.data_parallel_rank, config.data_parallel_size
+
+    def close(self) -> None:
+        """Drop the engine and return its GPU memory; idempotent."""
+        if self.llm is None:
+            return
+        import gc
+
+        import torch
+
+        self.llm = None
+        gc.collect()  # the engine's tensors are freed only once nothing refers to them
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _engine(self):
+        if self.llm is None:
+            raise RuntimeError("VLLMGenerator: closed (close() shut its engine down)")
+        return self.llm
 
     def _decode(self, token_ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
@@ -129,7 +148,7 @@ class VLLMGenerator:
         order = depth_first_order([r.prefix_ids for r in requests])
         prompts = [{"prompt_token_ids": list(requests[i].prefix_ids)} for i in order]
         params = [SamplingParams(**sampling_params_kwargs(requests[i], self.stop_token_ids)) for i in order]
-        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        outputs = self._engine().generate(prompts, params, use_tqdm=False)
         children: list[list[Child]] = [[] for _ in requests]
         for i, output in zip(order, outputs):
             request = requests[i]
@@ -157,7 +176,7 @@ class VLLMGenerator:
             return out
         prompts = [{"prompt_token_ids": prefix + list(continuations[i])} for i in rows]
         params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0)
-        for i, output in zip(rows, self.llm.generate(prompts, params, use_tqdm=False)):
+        for i, output in zip(rows, self._engine().generate(prompts, params, use_tqdm=False)):
             tokens = list(continuations[i])
             steps = output.prompt_logprobs[len(prefix):]
             out[i] = [float(step[token].logprob) for token, step in zip(tokens, steps)]

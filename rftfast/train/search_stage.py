@@ -24,7 +24,7 @@ def search_pairs(model, tokenizer, records: Sequence[Record], cfg: SearchConfig,
     from rftfast.mcts import SearchConfig as TreeConfig
 
     generator = _generator(model, tokenizer, cfg, seed, model_path)
-    part, parts = getattr(generator, "data_parallel", (distributed.rank(), distributed.world_size()))
+    part, parts = generator.data_parallel
     local = distributed.shard(records, part, parts)
     reward = ast_reward
     if cfg.reward in ("judge", "mix"):
@@ -43,25 +43,11 @@ def search_pairs(model, tokenizer, records: Sequence[Record], cfg: SearchConfig,
         stats = {"simulations": s.simulations, "nodes": s.nodes, "search_seconds": s.wall_seconds,
                  "generator_seconds": s.generator_seconds, "bookkeeping_seconds": s.bookkeeping_seconds,
                  "prefill_computed": g.prefill_computed, "prefill_reused": g.prefill_reused}
-    _release(generator)
+    generator.close()  # frees a vLLM engine's GPU memory before training resumes
     # One entry per record share: pairs put back in record order, stats summed (times: the slowest share).
     shares = distributed.gather([(pairs, stats)], part, parts)
     pairs = sorted((p for share, _ in shares for p in share), key=lambda p: p.tree)  # stable: tree order kept
     return pairs, _merge_stats([st for _, st in shares])
-
-
-def _release(generator) -> None:
-    """Free a vLLM engine's GPU memory before training resumes (a new engine serves the next checkpoint)."""
-    if not hasattr(generator, "llm"):
-        return
-    import gc
-
-    import torch
-
-    del generator.llm
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def _generator(model, tokenizer, cfg: SearchConfig, seed: int, model_path):
