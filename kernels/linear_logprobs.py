@@ -9,7 +9,9 @@ running sum) log-sum-exp whose sum leaves the label's own term out, so that the 
 log1p and keep a confident token's tiny log-prob exact. An optional second set of rows (``ref_hidden``)
 reuses every weight tile.
 Backward: one program per (token block, vocab block) recomputes its logits tile, forms dz in fp32 and
-scatters dz @ W into grad_hidden and dz^T @ h into grad_weight with fp32 atomics.
+scatters dz @ W into grad_hidden and dz^T @ h into grad_weight with fp32 atomics. Only the gradients
+asked for are formed (a frozen head under LoRA skips the weight's product, its atomics and its V x H
+buffer), the rule the torch backend follows through `needs_input_grad`.
 """
 
 import torch
@@ -129,6 +131,7 @@ def _linear_logprobs_bwd_kernel(
     h_ptr, w_ptr, b_ptr, lab_ptr, lse_ptr, g_ptr, lg_ptr, gh_ptr, gw_ptr, gb_ptr,
     M, V, H, stride_hm, stride_wv, inv_temp, softcap,
     HAS_BIAS: tl.constexpr, HAS_SOFTCAP: tl.constexpr, HAS_LABEL_GRAD: tl.constexpr,
+    NEED_GH: tl.constexpr, NEED_GW: tl.constexpr, NEED_GB: tl.constexpr,
     DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
@@ -167,22 +170,26 @@ def _linear_logprobs_bwd_kernel(
         dz = g[:, None] * (is_label.to(tl.float32) - prob)
     dz = tl.where(m_mask[:, None] & v_mask[None, :], dz * dcap * inv_temp, 0.0)
 
-    if HAS_BIAS:
+    if NEED_GB:
         tl.atomic_add(gb_ptr + offs_v, tl.sum(dz, axis=0), mask=v_mask)
     # Feed the tensor cores in the input dtype (as a bf16 matmul would); accumulation stays fp32.
     dz_in = dz.to(h_ptr.dtype.element_ty)
+    # grad_hidden[m, k] += sum_v dz[m, v] W[v, k];  grad_weight[v, k] += sum_m dz[m, v] h[m, k]
     for k0 in range(0, H, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         k_mask = offs_k < H
-        hk_mask = m_mask[:, None] & k_mask[None, :]
-        wk_mask = v_mask[:, None] & k_mask[None, :]
-        h = tl.load(h_ptr + offs_m[:, None] * stride_hm + offs_k[None, :], mask=hk_mask, other=0.0)
-        w = tl.load(w_ptr + offs_v[:, None] * stride_wv + offs_k[None, :], mask=wk_mask, other=0.0)
-        # grad_hidden[m, k] += sum_v dz[m, v] W[v, k];  grad_weight[v, k] += sum_m dz[m, v] h[m, k]
-        gh = _dot(dz_in, w, None, DOT_PRECISION, UPCAST)
-        gw = _dot(tl.trans(dz_in), h, None, DOT_PRECISION, UPCAST)
-        tl.atomic_add(gh_ptr + offs_m[:, None] * H + offs_k[None, :], gh, mask=hk_mask)
-        tl.atomic_add(gw_ptr + offs_v[:, None] * H + offs_k[None, :], gw, mask=wk_mask)
+        if NEED_GH:
+            hk_mask = m_mask[:, None] & k_mask[None, :]
+            w = tl.load(w_ptr + offs_v[:, None] * stride_wv + offs_k[None, :],
+                        mask=v_mask[:, None] & k_mask[None, :], other=0.0)
+            gh = _dot(dz_in, w, None, DOT_PRECISION, UPCAST)
+            tl.atomic_add(gh_ptr + offs_m[:, None] * H + offs_k[None, :], gh, mask=hk_mask)
+        if NEED_GW:
+            wk_mask = v_mask[:, None] & k_mask[None, :]
+            h = tl.load(h_ptr + offs_m[:, None] * stride_hm + offs_k[None, :],
+                        mask=m_mask[:, None] & k_mask[None, :], other=0.0)
+            gw = _dot(tl.trans(dz_in), h, None, DOT_PRECISION, UPCAST)
+            tl.atomic_add(gw_ptr + offs_v[:, None] * H + offs_k[None, :], gw, mask=wk_mask)
 
 
 def _launch_config(t: torch.Tensor):
@@ -243,11 +250,12 @@ def _finish_rows(label_logit, row_max, rest):
 
 
 def linear_logprobs_backward(
-    hidden, weight, labels, lse, grad_logp, bias=None, temperature=1.0, softcap=None, logp=None
+    hidden, weight, labels, lse, grad_logp, bias=None, temperature=1.0, softcap=None, logp=None, *,
+    need_hidden=True, need_weight=True, need_bias=True,
 ):
     """Gradients of sum_i grad_logp[i] * logp[i] with respect to hidden, weight and bias.
-    Returns (grad_hidden [M,H] in hidden.dtype, grad_weight [V,H] in weight.dtype, grad_bias [V] in bias.dtype
-    or None).
+    Returns (grad_hidden [M,H] in hidden.dtype, grad_weight [V,H] in weight.dtype, grad_bias [V] in bias.dtype);
+    each is None when not asked for (`need_*` False; grad_bias also without a bias), and is then not computed.
     dz[i,v] = grad_logp[i] * (onehot(labels[i])[v] - exp(z[i,v] - lse[i])); then through softcap (multiply by
     1 - tanh(raw/softcap)**2) and the temperature (divide by temperature). With the forward's `logp`, the
     label's entry grad_logp * (1 - p) is taken as -grad_logp * expm1(logp), exact where p rounds to 1."""
@@ -257,19 +265,24 @@ def linear_logprobs_backward(
     label_grad = (-grad_logp * torch.expm1(logp.to(torch.float32))).contiguous() if logp is not None else None
     M, H = hidden.shape
     V = weight.shape[0]
-    # fp32 buffers for the atomics; cast once at the end.
-    gh = torch.zeros(M, H, dtype=torch.float32, device=hidden.device)
-    gw = torch.zeros(V, H, dtype=torch.float32, device=hidden.device)
-    gb = torch.zeros(V, dtype=torch.float32, device=hidden.device) if bias is not None else None
-    if M > 0:
+    need_hidden, need_weight, need_bias = bool(need_hidden), bool(need_weight), bool(need_bias and bias is not None)
+    # fp32 buffers for the atomics, only for the gradients asked for; cast once at the end.
+    f32 = dict(dtype=torch.float32, device=hidden.device)
+    gh = torch.zeros(M, H, **f32) if need_hidden else None
+    gw = torch.zeros(V, H, **f32) if need_weight else None
+    gb = torch.zeros(V, **f32) if need_bias else None
+    if M > 0 and (need_hidden or need_weight or need_bias):
         cfg = _launch_config(hidden)
         grid = (triton.cdiv(M, cfg["BLOCK_M"]), triton.cdiv(V, cfg["BLOCK_V"]))
+        # Unused pointer arguments get a harmless stand-in; the constexpr flags compile their uses away.
         _linear_logprobs_bwd_kernel[grid](
             hidden, weight, bias if bias is not None else weight, labels, lse, grad_logp,
             label_grad if label_grad is not None else grad_logp,
-            gh, gw, gb if gb is not None else gw,
+            *(g if g is not None else lse for g in (gh, gw, gb)),
             M, V, H, hidden.stride(0), weight.stride(0),
             1.0 / float(temperature), float(softcap) if softcap else 1.0,
-            HAS_BIAS=bias is not None, HAS_SOFTCAP=bool(softcap), HAS_LABEL_GRAD=label_grad is not None, **cfg,
+            HAS_BIAS=bias is not None, HAS_SOFTCAP=bool(softcap), HAS_LABEL_GRAD=label_grad is not None,
+            NEED_GH=need_hidden, NEED_GW=need_weight, NEED_GB=need_bias, **cfg,
         )
-    return gh.to(hidden.dtype), gw.to(weight.dtype), gb.to(bias.dtype) if gb is not None else None
+    return (gh.to(hidden.dtype) if gh is not None else None, gw.to(weight.dtype) if gw is not None else None,
+            gb.to(bias.dtype) if gb is not None else None)

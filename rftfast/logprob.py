@@ -2,15 +2,18 @@
 
 `linear_logprobs(hidden, weight, labels)` is `log_softmax(hidden @ weight.T)[i, labels[i]]` in
 fp32, 0 where the label is ignored, differentiable in hidden, weight and bias for any upstream
-gradient. Ignored tokens are compacted away before any matmul. Two backends, one semantics:
+gradient. Ignored tokens are compacted away before any matmul. Two backends, one semantics,
+including which gradients they skip (only those of inputs that need one are computed):
 
-- ``"triton"``: the kernels in `rftfast.kernels` (CUDA; on CPU only under TRITON_INTERPRET=1).
-- ``"torch"``: chunked torch (`rftfast.head`), what CPU uses. The forward keeps one chunk of
-  logits at a time and saves only the log-sum-exp; the backward recomputes each chunk.
+- ``"triton"``: the kernels in `rftfast.kernels`, what "auto" picks on CUDA (on CPU only under
+  TRITON_INTERPRET=1).
+- ``"torch"``: chunked torch (`rftfast.head`), what "auto" picks elsewhere. The forward keeps one
+  chunk of logits at a time and saves only the log-sum-exp; the backward recomputes each chunk.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -18,6 +21,9 @@ import torch
 from rftfast import head
 
 BACKENDS = ("auto", "torch", "triton")
+# The label of a position that is not scored (prompt, padding): torch's cross-entropy default, so
+# labels made for `torch.nn.functional.cross_entropy` or a transformers model work as they are.
+IGNORE_INDEX = -100
 
 
 # ----------------------------------------------------------------------------- validation
@@ -198,7 +204,8 @@ def _gather(hidden: torch.Tensor, positions: torch.Tensor | None, sl: slice) -> 
 
 
 class _TritonLinearLogprobs(torch.autograd.Function):
-    """Triton kernels: a tiled online log-sum-exp forward and a recomputing backward."""
+    """Triton kernels: a tiled online log-sum-exp forward and a recomputing backward that forms only
+    the gradients `needs_input_grad` asks for, as the torch backend does."""
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, labels, temperature, softcap, ref_hidden):
@@ -216,9 +223,11 @@ class _TritonLinearLogprobs(torch.autograd.Function):
         from rftfast.kernels.linear_logprobs import linear_logprobs_backward
 
         hidden, weight, bias, labels, lse, logp = ctx.saved_tensors
+        want_hidden, want_weight, want_bias = ctx.needs_input_grad[:3]
         grad_hidden, grad_weight, grad_bias = linear_logprobs_backward(
             hidden, weight, labels, lse, grad_logp.to(torch.float32).contiguous(),
             bias=bias, temperature=ctx.temperature, softcap=ctx.softcap, logp=logp,
+            need_hidden=want_hidden, need_weight=want_weight, need_bias=want_bias,
         )
         return grad_hidden, grad_weight, grad_bias, None, None, None, None
 
@@ -234,7 +243,7 @@ def _kept_positions(labels: torch.Tensor, ignore_index: int) -> torch.Tensor | N
     return keep.nonzero().squeeze(1)
 
 
-def _run(hidden, weight, labels, bias, ignore_index, temperature, softcap, backend, chunk_rows, ref_hidden):
+def _run(hidden, weight, labels, *, bias, ignore_index, temperature, softcap, backend, chunk_rows, ref_hidden=None):
     """Compact, dispatch, scatter back. Returns (logp [N], ref_logp [N] or None)."""
     n = hidden.shape[0]
     positions = _kept_positions(labels, ignore_index)
@@ -263,15 +272,8 @@ def _run(hidden, weight, labels, bias, ignore_index, temperature, softcap, backe
 
 
 def linear_logprobs(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    bias: torch.Tensor | None = None,
-    ignore_index: int = -100,
-    temperature: float = 1.0,
-    softcap: float | None = None,
-    backend: str = "auto",
+    hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, *, bias: torch.Tensor | None = None,
+    ignore_index: int = IGNORE_INDEX, temperature: float = 1.0, softcap: float | None = None, backend: str = "auto",
     chunk_rows: int | None = None,
 ) -> torch.Tensor:
     """Log-probability of each label under `hidden @ weight.T (+ bias)`, fp32 [N].
@@ -289,22 +291,14 @@ def linear_logprobs(
     """
     check_head_inputs(hidden, weight, labels, bias, ignore_index, temperature, softcap, backend)
     check_chunk_rows(chunk_rows)
-    return _run(hidden, weight, labels, bias, ignore_index, temperature, softcap, backend, chunk_rows, None)[0]
+    return _run(hidden, weight, labels, bias=bias, ignore_index=ignore_index, temperature=temperature,
+                softcap=softcap, backend=backend, chunk_rows=chunk_rows)[0]
 
 
 def linear_logprobs_with_reference(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    labels: torch.Tensor,
-    ref_hidden: torch.Tensor,
-    ref_weight: torch.Tensor | None = None,
-    *,
-    bias: torch.Tensor | None = None,
-    ref_bias: torch.Tensor | None = None,
-    ignore_index: int = -100,
-    temperature: float = 1.0,
-    softcap: float | None = None,
-    backend: str = "auto",
+    hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, ref_hidden: torch.Tensor,
+    ref_weight: torch.Tensor | None = None, *, bias: torch.Tensor | None = None, ref_bias: torch.Tensor | None = None,
+    ignore_index: int = IGNORE_INDEX, temperature: float = 1.0, softcap: float | None = None, backend: str = "auto",
     chunk_rows: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Policy log-probs (with grad) and reference log-probs (without) in one call.
@@ -321,16 +315,16 @@ def linear_logprobs_with_reference(
         _fail("ref_hidden", f"shape {tuple(ref_hidden.shape)} differs from hidden's {tuple(hidden.shape)}")
     if ref_hidden.dtype != hidden.dtype or ref_hidden.device != hidden.device:
         _fail("ref_hidden", f"{ref_hidden.dtype} on {ref_hidden.device}; expected {hidden.dtype} on {hidden.device}")
+    run = functools.partial(_run, ignore_index=ignore_index, temperature=temperature, softcap=softcap,
+                            backend=backend, chunk_rows=chunk_rows)
     shared = (ref_weight is None or ref_weight is weight) and (ref_bias is None or ref_bias is bias)
     if shared:
-        return _run(hidden, weight, labels, bias, ignore_index, temperature, softcap, backend, chunk_rows,
-                    ref_hidden.detach())
+        return run(hidden, weight, labels, bias=bias, ref_hidden=ref_hidden.detach())
     check_head_inputs(ref_hidden, ref_weight, labels, ref_bias, ignore_index, temperature, softcap, backend,
                       hidden_name="ref_hidden")
-    logp = _run(hidden, weight, labels, bias, ignore_index, temperature, softcap, backend, chunk_rows, None)[0]
+    logp = run(hidden, weight, labels, bias=bias)[0]
     with torch.no_grad():
-        ref = _run(ref_hidden, ref_weight, labels, ref_bias, ignore_index, temperature, softcap, backend,
-                   chunk_rows, None)[0]
+        ref = run(ref_hidden, ref_weight, labels, bias=ref_bias)[0]
     return logp, ref
 
 
@@ -357,7 +351,7 @@ def segment_ids(labels: torch.Tensor, cu_seqlens: torch.Tensor | None) -> tuple[
 
 
 def sequence_lengths(labels: torch.Tensor, cu_seqlens: torch.Tensor | None = None,
-                     ignore_index: int = -100) -> torch.Tensor:
+                     ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """Number of counted (non-ignored) labels of each sequence, int64 [S]."""
     seq, s = segment_ids(labels, cu_seqlens)
     kept = (labels.reshape(-1) != ignore_index).to(torch.int64)
@@ -372,7 +366,7 @@ def sequence_logprobs(
     cu_seqlens: torch.Tensor | None = None,
     average: bool = False,
     bias: torch.Tensor | None = None,
-    ignore_index: int = -100,
+    ignore_index: int = IGNORE_INDEX,
     temperature: float = 1.0,
     softcap: float | None = None,
     backend: str = "auto",

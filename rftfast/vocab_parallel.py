@@ -12,11 +12,12 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-CHUNK_BYTES = 64 * 2**20
+from rftfast.head import CHUNK_BYTES
+from rftfast.logprob import IGNORE_INDEX
 
 
-def vocab_parallel_logprobs(hidden: torch.Tensor, weight_shard: torch.Tensor, labels: torch.Tensor,
-                            group=None, ignore_index: int = -100) -> torch.Tensor:
+def vocab_parallel_logprobs(hidden: torch.Tensor, weight_shard: torch.Tensor, labels: torch.Tensor, *,
+                            group=None, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """log p(labels[i] | hidden[i]) over the whole vocabulary, from this rank's `weight_shard` [V/P, H].
 
     `labels` are global token ids; every rank of `group` passes the same `hidden` and `labels` and an

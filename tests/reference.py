@@ -2,10 +2,10 @@
 
 import torch
 
-IGNORE = -100
+from rftfast.logprob import IGNORE_INDEX
 
 
-def logprobs_f64(hidden, weight, labels, bias=None, temperature=1.0, softcap=None, ignore_index=IGNORE):
+def logprobs_f64(hidden, weight, labels, bias=None, temperature=1.0, softcap=None, ignore_index=IGNORE_INDEX):
     """Per-token label log-probs in float64 (0 where ignored); differentiable in its float64 inputs."""
     z = hidden @ weight.T
     if bias is not None:

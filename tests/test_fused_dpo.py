@@ -6,7 +6,7 @@ import torch
 from rftfast import FusedDPOLoss
 from rftfast.losses import Pairs, preference_losses
 from rftfast.losses.objectives import ObjectiveParams
-from tests.reference import IGNORE, assert_close, f64_leaf, logprobs_f64
+from tests.reference import IGNORE_INDEX, assert_close, f64_leaf, logprobs_f64
 
 
 def _batch(b=3, t=11, h=16, v=41, seed=0, dtype=torch.float32):
@@ -17,7 +17,7 @@ def _batch(b=3, t=11, h=16, v=41, seed=0, dtype=torch.float32):
     ref_hidden = (hidden.detach() + 0.3 * torch.randn(hidden.shape, generator=g).to(dtype))
     labels = torch.randint(0, v, (2 * b, t), generator=g)
     for row in range(2 * b):  # a prompt of random length, then the completion
-        labels[row, : int(torch.randint(1, t // 2, (1,), generator=g))] = IGNORE
+        labels[row, : int(torch.randint(1, t // 2, (1,), generator=g))] = IGNORE_INDEX
     return hidden, weight, bias, ref_hidden, labels
 
 
@@ -28,14 +28,14 @@ def _reference_dpo(hidden, weight, labels, ref_hidden, ref_weight, bias, loss_fn
     tok = logprobs_f64(h64, w64, labels, b64, **head)
     seq = tok.sum(1)
     p = seq.shape[0] // 2
-    lengths = (labels != IGNORE).sum(1).double()
+    lengths = (labels != IGNORE_INDEX).sum(1).double()
     ref = None
     if ref_hidden is not None:
         ref = logprobs_f64(ref_hidden.double(), ref_weight.double(), labels, b64.detach() if b64 is not None else None,
                            **head).sum(1)
     pairs = Pairs(seq[:p], seq[p:], None if ref is None else ref[:p], None if ref is None else ref[p:],
                   lengths[:p], lengths[p:])
-    chosen = (labels[:p] != IGNORE)
+    chosen = (labels[:p] != IGNORE_INDEX)
     nll = -(tok[:p] * chosen).sum() / chosen.sum()
     loss = loss_fn._pair_losses(pairs).mean() + loss_fn.nll_weight * nll
     params = [h64, w64] + ([b64] if b64 is not None else [])
@@ -109,12 +109,12 @@ def test_packed_layout_with_pair_ids_matches_padded():
     pieces_r = [ref_hidden[r, :n] for r, n in zip(order, lengths)]
     pieces_y = [labels[r].clone() for r in order]
     for y, n in zip(pieces_y, lengths):
-        y[n:] = IGNORE
+        y[n:] = IGNORE_INDEX
     cut = [y[:n] for y, n in zip(pieces_y, lengths)]
     # Labels beyond each cut must not count in the padded run either.
     padded_labels = labels.clone()
     for r, n in zip(order, lengths):
-        padded_labels[r, n:] = IGNORE
+        padded_labels[r, n:] = IGNORE_INDEX
     padded = fn(hidden, weight, padded_labels, ref_hidden=ref_hidden, bias=bias)
     g_padded = torch.autograd.grad(padded.loss, (hidden, weight))
     cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()])
@@ -213,7 +213,7 @@ def test_average_logprobs_normalises_ipo_and_sigmoid_norm_once(loss_type, strate
     h64, w64 = f64_leaf(hidden), f64_leaf(weight)
     seq = logprobs_f64(h64, w64, labels).sum(1)
     ref = logprobs_f64(ref_hidden.double(), weight.detach().double(), labels).sum(1)
-    lengths = (labels != IGNORE).sum(1).double()
+    lengths = (labels != IGNORE_INDEX).sum(1).double()
     p = seq.shape[0] // 2
     theirs = trl_dpo_loss(seq[:p], seq[p:], ref[:p], ref[p:], lengths[:p], lengths[p:], loss_type=loss_type,
                           beta=0.5)
@@ -263,7 +263,7 @@ def test_reference_free_sigmoid_is_cpo_with_summed_rewards(average_logprobs):
     ours = FusedDPOLoss("sigmoid", beta=0.2, label_smoothing=0.1, nll_weight=1.0, reference_free=True,
                         average_logprobs=average_logprobs)(hidden, weight, labels)
     ours.loss.backward()
-    lengths = (labels != IGNORE).sum(1).float()
+    lengths = (labels != IGNORE_INDEX).sum(1).float()
     p = lengths.shape[0] // 2
     expected = 0.2 * torch.cat([ours.chosen_logps, ours.rejected_logps]) / (lengths if average_logprobs else 1)
     assert_close(ours.chosen_rewards, expected[:p], atol=1e-6, what="chosen rewards")
@@ -285,7 +285,7 @@ def test_reference_free_losses_and_rewards_match_trl_cpo(loss_type):
                       reference_free=True)
     out = fn(hidden, weight, labels)
     seq = logprobs_f64(hidden.detach().double(), weight.detach().double(), labels).sum(1)
-    lengths = (labels != IGNORE).sum(1).double()
+    lengths = (labels != IGNORE_INDEX).sum(1).double()
     logps = seq / lengths if loss_type == "simpo" else seq  # CPO averages for simpo (and ipo) only
     p = seq.shape[0] // 2
     trainer = object.__new__(cpo.CPOTrainer)

@@ -3,20 +3,25 @@
 import pytest
 import torch
 
-from rftfast import linear_logprobs, linear_logprobs_with_reference, sequence_lengths, sequence_logprobs
-from tests.reference import IGNORE, assert_close, f64_leaf, logprobs_f64
+from rftfast import head, linear_logprobs, linear_logprobs_with_reference, sequence_lengths, sequence_logprobs
+from tests.reference import IGNORE_INDEX, assert_close, f64_leaf, logprobs_f64
 
 TOL = {torch.float32: 2e-5, torch.bfloat16: 2e-2}
+# Where the Triton backend runs: CUDA, else the CPU interpreter (tests/conftest.py sets TRITON_INTERPRET=1
+# when there is no GPU; with one, the triton backend refuses CPU tensors).
+TRITON_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _inputs(n, h, v, dtype, seed, scale=1.0, ignore_frac=0.25):
+def _inputs(n, h, v, dtype, seed, scale=1.0, ignore_frac=0.25, device="cpu"):
     g = torch.Generator().manual_seed(seed)
-    hidden = (torch.randn(n, h, generator=g) * scale).to(dtype).requires_grad_()
-    weight = (torch.randn(v, h, generator=g) / h**0.5).to(dtype).requires_grad_()
-    bias = torch.randn(v, generator=g).to(dtype).requires_grad_()
+    hidden = (torch.randn(n, h, generator=g) * scale).to(dtype)
+    weight = (torch.randn(v, h, generator=g) / h**0.5).to(dtype)
+    bias = torch.randn(v, generator=g).to(dtype)
     labels = torch.randint(0, v, (n,), generator=g)
-    labels[torch.rand(n, generator=g) < ignore_frac] = IGNORE
-    return hidden, weight, bias, labels, torch.randn(n, generator=g)
+    labels[torch.rand(n, generator=g) < ignore_frac] = IGNORE_INDEX
+    upstream = torch.randn(n, generator=g)
+    leaves = [t.to(device).requires_grad_() for t in (hidden, weight, bias)]
+    return (*leaves, labels.to(device), upstream.to(device))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -37,7 +42,7 @@ def test_values_and_gradients_match_float64(dtype, with_bias, temperature, softc
     ref_grads = torch.autograd.grad((ref * upstream.double()).sum(), ref_params)
     tol = TOL[dtype]
     assert_close(out, ref, atol=tol, what="logp")
-    assert (out[labels == IGNORE] == 0).all()
+    assert (out[labels == IGNORE_INDEX] == 0).all()
     for name, g, r in zip(["hidden", "weight", "bias"], grads, ref_grads):
         assert g.dtype == dtype
         assert_close(g, r, atol=tol * max(1.0, float(r.abs().max())), what=f"grad {name}")
@@ -61,7 +66,7 @@ def test_huge_logits_stay_finite_and_exact():
 
 def test_all_ignored_gives_zeros_and_zero_gradients():
     hidden, weight, _, labels, _ = _inputs(7, 8, 11, torch.float32, seed=4)
-    out = linear_logprobs(hidden, weight, torch.full_like(labels, IGNORE))
+    out = linear_logprobs(hidden, weight, torch.full_like(labels, IGNORE_INDEX))
     assert (out == 0).all()
     (out.sum()).backward()
     assert hidden.grad is None or (hidden.grad == 0).all()
@@ -100,8 +105,8 @@ def test_sequence_logprobs_padded_packed_and_average():
     hidden = torch.randn(b, t, h, generator=g, requires_grad=True)
     weight = torch.randn(v, h, generator=g)
     labels = torch.randint(0, v, (b, t), generator=g)
-    labels[0, :4] = IGNORE
-    labels[2, 7:] = IGNORE
+    labels[0, :4] = IGNORE_INDEX
+    labels[2, 7:] = IGNORE_INDEX
     per_token = logprobs_f64(hidden.double().reshape(-1, h), weight.double(), labels.reshape(-1)).reshape(b, t)
     summed = sequence_logprobs(hidden, weight, labels)
     assert_close(summed, per_token.sum(1), atol=1e-4, what="padded sum")
@@ -123,7 +128,7 @@ def test_sequence_logprobs_padded_packed_and_average():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_triton_backend_matches_torch_backend(dtype):
     pytest.importorskip("triton")
-    hidden, weight, bias, labels, upstream = _inputs(21, 32, 45, dtype, seed=8)
+    hidden, weight, bias, labels, upstream = _inputs(21, 32, 45, dtype, seed=8, device=TRITON_DEVICE)
     outs = {}
     for backend in ("torch", "triton"):
         out = linear_logprobs(hidden, weight, labels, bias=bias, temperature=0.9, softcap=4.0, backend=backend)
@@ -131,6 +136,45 @@ def test_triton_backend_matches_torch_backend(dtype):
     tol = TOL[dtype]
     for name, a, b in zip(["logp", "hidden", "weight", "bias"], outs["triton"], outs["torch"]):
         assert_close(a, b, atol=tol * max(1.0, float(b.abs().max())), what=f"triton vs torch {name}")
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("frozen", ["hidden", "weight", "bias"])
+def test_both_backends_form_only_the_gradients_asked_for(backend, frozen, monkeypatch):
+    """One rule for both backends: a gradient is formed only for an input that requires one (a frozen
+    head under LoRA saves the weight gradient's matmul), and those formed are the full computation's."""
+    if backend == "triton":
+        pytest.importorskip("triton")
+    device = TRITON_DEVICE if backend == "triton" else "cpu"
+    hidden, weight, bias, labels, upstream = _inputs(21, 32, 45, torch.float32, seed=9, device=device)
+    names = ("hidden", "weight", "bias")
+    inputs = dict(zip(names, (hidden, weight, bias)))
+    inputs[frozen].requires_grad_(False)
+    formed = []  # per backward call (or chunk): which of hidden, weight, bias got a gradient
+    if backend == "triton":
+        import rftfast.kernels.linear_logprobs as kernels
+
+        def spy(*args, real=kernels.linear_logprobs_backward, **kwargs):
+            grads = real(*args, **kwargs)
+            formed.append(tuple(g is not None for g in grads))
+            return grads
+
+        monkeypatch.setattr(kernels, "linear_logprobs_backward", spy)
+    else:
+        def spy(grad_logits, rows, weight, grad_weight, grad_bias, want_hidden=True, real=head.accumulate_head_grads):
+            formed.append((want_hidden, grad_weight is not None, grad_bias is not None))
+            return real(grad_logits, rows, weight, grad_weight, grad_bias, want_hidden)
+
+        monkeypatch.setattr(head, "accumulate_head_grads", spy)
+    out = linear_logprobs(hidden, weight, labels, bias=bias, backend=backend)
+    wanted = [t for t in (hidden, weight, bias) if t.requires_grad]
+    grads = torch.autograd.grad((out * upstream).sum(), wanted)
+    assert formed and set(formed) == {tuple(name != frozen for name in names)}
+    ref_inputs = {name: f64_leaf(t) if t.requires_grad else t.double() for name, t in inputs.items()}
+    ref = logprobs_f64(ref_inputs["hidden"], ref_inputs["weight"], labels, ref_inputs["bias"])
+    ref_grads = torch.autograd.grad((ref * upstream.double()).sum(), [ref_inputs[n] for n in names if n != frozen])
+    for g, r in zip(grads, ref_grads, strict=True):
+        assert_close(g, r, atol=TOL[torch.float32] * max(1.0, float(r.abs().max())), what=f"{frozen} frozen")
 
 
 # ----------------------------------------------------------------------------- confident tokens

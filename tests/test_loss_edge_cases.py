@@ -13,7 +13,7 @@ import torch
 from rftfast import FusedDPOLoss, linear_logprobs, linear_logprobs_with_reference, preference_loss
 from rftfast.losses import Pairs
 from rftfast.losses.objectives import log1mexp
-from tests.reference import IGNORE, assert_close, f64_leaf, logprobs_f64
+from tests.reference import IGNORE_INDEX, assert_close, f64_leaf, logprobs_f64
 
 U32 = 2.0**-24  # fp32 unit round-off
 
@@ -111,7 +111,7 @@ def _near_certain_batch(b=3, t=6, v=24, seed=0):
             margin = 12 + 8 * float(torch.rand((), generator=g))
             others = torch.cat([z[:y], z[y + 1:]]).max()
             hidden[row, pos, y] = torch.round((others + margin) * 64) / 64 / diag[y]
-    labels[:, 0] = IGNORE  # a prompt token
+    labels[:, 0] = IGNORE_INDEX  # a prompt token
     return hidden.float().requires_grad_(), weight.float().requires_grad_(), labels
 
 
@@ -127,8 +127,8 @@ def test_orpo_on_near_certain_rejected_sequences_matches_float64(strategy):
     z64 = (h64 @ w64.T).requires_grad_()  # exact: the fp32 logits are exact too
     tok = logprobs_f64(z64, torch.eye(z64.shape[-1], dtype=torch.float64), labels)  # log_softmax of z64
     p = labels.shape[0] // 2
-    seq, lengths = tok.sum(1), (labels != IGNORE).sum(1).double()
-    chosen = labels[:p] != IGNORE
+    seq, lengths = tok.sum(1), (labels != IGNORE_INDEX).sum(1).double()
+    chosen = labels[:p] != IGNORE_INDEX
     nll = -(tok[:p] * chosen).sum() / chosen.sum()
     ref_loss = fn._pair_losses(Pairs(seq[:p], seq[p:], None, None, lengths[:p], lengths[p:])).mean() + nll
     (dz,) = torch.autograd.grad(ref_loss, z64)
@@ -156,7 +156,7 @@ def _batch(b=2, t=6, h=8, v=13, seed=0):
     hidden = torch.randn(2 * b, t, h, generator=g, requires_grad=True)
     weight = torch.randn(v, h, generator=g, requires_grad=True)
     labels = torch.randint(0, v, (2 * b, t), generator=g)
-    labels[:, :2] = IGNORE
+    labels[:, :2] = IGNORE_INDEX
     return hidden, weight, labels, (hidden + 0.1 * torch.randn(hidden.shape, generator=g)).detach()
 
 
@@ -168,13 +168,13 @@ def test_all_ignored_batch_is_refused_by_both_strategies(strategy, loss_type):
     hidden, weight, labels, ref_hidden = _batch()
     fn = FusedDPOLoss(loss_type, strategy=strategy)
     with pytest.raises(ValueError, match=r"labels: 4 sequence\(s\) have no counted tokens .*pair 0's chosen"):
-        fn(hidden, weight, torch.full_like(labels, IGNORE), ref_hidden=ref_hidden)
+        fn(hidden, weight, torch.full_like(labels, IGNORE_INDEX), ref_hidden=ref_hidden)
 
 
 @pytest.mark.parametrize("strategy", ["fused", "recompute"])
 def test_one_empty_side_names_the_pair(strategy):
     hidden, weight, labels, ref_hidden = _batch(b=3)
-    labels[4] = IGNORE  # pair 1's rejected
+    labels[4] = IGNORE_INDEX  # pair 1's rejected
     with pytest.raises(ValueError, match=r"1 sequence\(s\) have no counted tokens .*: pair 1's rejected;"):
         FusedDPOLoss("sigmoid", strategy=strategy)(hidden, weight, labels, ref_hidden=ref_hidden)
 
@@ -182,7 +182,7 @@ def test_one_empty_side_names_the_pair(strategy):
 def test_one_token_sequences_agree_across_strategies():
     """The smallest valid sequences: both strategies agree and match float64, gradients included."""
     hidden, weight, labels, ref_hidden = _batch(b=3, seed=2)
-    labels[:, :-1] = IGNORE
+    labels[:, :-1] = IGNORE_INDEX
     outs = {}
     for strategy in ("fused", "recompute"):
         out = FusedDPOLoss("ipo", beta=0.3, strategy=strategy, group_bytes=1)(hidden, weight, labels,

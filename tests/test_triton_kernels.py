@@ -131,6 +131,24 @@ def test_large_logits_stay_finite(softcap):
         _close(got, want, rtol=1e-4, atol=1e-5 * want.abs().max().item())
 
 
+@pytest.mark.parametrize("need", [(True, False, True), (False, True, True), (True, True, False), (False, False, False)])
+def test_backward_forms_only_the_gradients_asked_for(need):
+    """need = (hidden, weight, bias): a gradient not asked for is None (not computed), the others unchanged."""
+    torch.manual_seed(4)
+    M, H, V = 17, 40, 50
+    h, w, b, labels = _inputs(M, H, V, torch.float32, bias=True, seed=4)
+    grad_logp = torch.randn(M, device=DEVICE)
+    _, lse, _ = linear_logprobs_forward(h, w, labels, b)
+    full = linear_logprobs_backward(h, w, labels, lse, grad_logp, b)
+    part = linear_logprobs_backward(h, w, labels, lse, grad_logp, b, need_hidden=need[0], need_weight=need[1],
+                                    need_bias=need[2])
+    for wanted, got, want in zip(need, part, full, strict=True):
+        if wanted:
+            torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)  # atomics: any order on a GPU
+        else:
+            assert got is None
+
+
 def test_non_contiguous_inputs_and_empty_batch():
     torch.manual_seed(3)
     h, w, b, labels = _inputs(9, 40, 50, torch.float32, bias=False, seed=3)

@@ -23,6 +23,7 @@ import torch
 
 from rftfast import head
 from rftfast.logprob import (
+    IGNORE_INDEX,
     _fail,
     check_head_inputs,
     check_head_options,
@@ -304,7 +305,7 @@ class FusedDPOLoss(torch.nn.Module):
         nll_weight: float | None = None,
         average_logprobs: bool = False,
         reference_free: bool = False,
-        ignore_index: int = -100,
+        ignore_index: int = IGNORE_INDEX,
         temperature: float = 1.0,
         softcap: float | None = None,
         strategy: str = "auto",

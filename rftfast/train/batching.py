@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-IGNORE = -100
+from rftfast.logprob import IGNORE_INDEX
 
 
 def pad_batch(sequences: Sequence[Sequence[int]], label_starts: Sequence[int], pad_id: int,
@@ -14,13 +14,13 @@ def pad_batch(sequences: Sequence[Sequence[int]], label_starts: Sequence[int], p
     """Right-padded `input_ids`, `attention_mask`, and next-token `labels` aligned with the hidden states.
 
     `labels[b, t]` is token t + 1 of sequence b when that token belongs to the answer (index >=
-    `label_starts[b]`), else IGNORE. The labels are already shifted: the hidden state at position t is
+    `label_starts[b]`), else IGNORE_INDEX. The labels are already shifted: the hidden state at position t is
     scored on `labels[b, t]`, so hidden states and labels go to the loss as they are.
     """
     width = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    labels = torch.full((len(sequences), width), IGNORE, dtype=torch.long)
+    labels = torch.full((len(sequences), width), IGNORE_INDEX, dtype=torch.long)
     for b, (seq, start) in enumerate(zip(sequences, label_starts, strict=True)):
         n = len(seq)
         ids[b, :n] = torch.tensor(seq, dtype=torch.long)
