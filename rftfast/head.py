@@ -1,8 +1,14 @@
 """The chunked torch math of a linear LM head: logits, log-sum-exp and logit gradients.
 
 Everything here works on one chunk of rows at a time, in fp32, in place where it can, so a
-caller never holds more than `rows × V` floats. Both the general `linear_logprobs` autograd
-function and the fused preference step are built from these pieces, so they agree to the bit.
+caller never holds more than `rows × V` floats. Two callers are built from these pieces:
+
+- the ``"torch"`` backend of `linear_logprobs`, which "auto" picks off CUDA;
+- the ``"fused"`` strategy of `FusedDPOLoss` (its default wherever the objective is a sum of
+  per-pair terms), which runs this torch code on every device, CUDA included.
+
+On CUDA the rest of the head, `linear_logprobs` under "auto" and with it `FusedDPOLoss`'s
+``"recompute"`` strategy and reference forward, runs the Triton kernels (`rftfast.kernels`).
 """
 
 from __future__ import annotations
@@ -26,24 +32,21 @@ def fp32_operand(weight: torch.Tensor) -> torch.Tensor:
     """The head weight as the matmul operand that yields fp32 logits.
 
     CPU has no low-precision matmul with an fp32 result, so a bf16/fp16 weight is upcast once per
-    call (a transient V×H fp32 copy). On GPU the native dtype is kept: the GPU path is Triton.
+    call (a transient V×H fp32 copy). On GPU the native dtype is kept: the matmul runs on the tensor
+    cores with fp32 accumulation, and `logits_into` widens its bf16/fp16 output to fp32 (the fused
+    strategy's logits on GPU, as in TRL and Liger; the Triton kernels keep fp32 logits).
     """
     if weight.dtype != torch.float32 and weight.device.type == "cpu":
         return weight.float()
     return weight
 
 
-def logits_into(
-    out: torch.Tensor,
-    hidden_rows: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None,
-    temperature: float,
-    softcap: float | None,
-) -> torch.Tensor | None:
+def logits_into(out: torch.Tensor, hidden_rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                temperature: float, softcap: float | None) -> torch.Tensor | None:
     """Write the processed fp32 logits of `hidden_rows` into `out` [rows, V].
 
-    Returns tanh(raw / softcap) when a softcap is set (the backward needs 1 - tanh²), else None.
+    Returns tanh(z / softcap), z the logits after bias and temperature, when a softcap is set (the
+    backward needs 1 - tanh²), else None.
     """
     if weight.dtype == torch.float32:
         torch.mm(hidden_rows.to(torch.float32), weight.t(), out=out)
@@ -100,15 +103,8 @@ def probs_from_lse_(logits: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
     return logits.sub_(lse[:, None]).exp_()
 
 
-def logit_grad_(
-    probs: torch.Tensor,
-    row_scale: torch.Tensor | None,
-    labels: torch.Tensor,
-    grad_logp: torch.Tensor,
-    label_logp: torch.Tensor,
-    temperature: float,
-    tanh: torch.Tensor | None,
-) -> torch.Tensor:
+def logit_grad_(probs: torch.Tensor, row_scale: torch.Tensor | None, labels: torch.Tensor, grad_logp: torch.Tensor,
+                label_logp: torch.Tensor, temperature: float, tanh: torch.Tensor | None) -> torch.Tensor:
     """Turn `probs` in place into d(Σ grad_logp·logp)/d(raw logits) and return it.
 
     `probs * row_scale` is the softmax (row_scale None: already normalised). d logp_i / d z_i is
@@ -128,16 +124,12 @@ def logit_grad_(
     return grad
 
 
-def accumulate_head_grads(
-    grad_logits: torch.Tensor,
-    hidden_rows: torch.Tensor,
-    weight: torch.Tensor,
-    grad_weight: torch.Tensor | None,
-    grad_bias: torch.Tensor | None,
-    want_hidden: bool = True,
-) -> torch.Tensor | None:
+def accumulate_head_grads(grad_logits: torch.Tensor, hidden_rows: torch.Tensor, weight: torch.Tensor,
+                          grad_weight: torch.Tensor | None, grad_bias: torch.Tensor | None,
+                          want_hidden: bool = True) -> torch.Tensor | None:
     """Add this chunk's weight and bias gradients into fp32 buffers (None: not wanted, e.g. a frozen
-    head under LoRA, which saves a whole matmul); return the chunk's hidden gradient in fp32."""
+    head under LoRA, which saves a whole matmul); return the chunk's hidden gradient in fp32, or None
+    when `want_hidden` is False."""
     if grad_weight is not None:
         grad_weight.addmm_(grad_logits.t(), hidden_rows.to(torch.float32))
     if grad_bias is not None:
