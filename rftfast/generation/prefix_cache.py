@@ -36,15 +36,15 @@ except that blocks `allocate` evicted before giving up stay evicted.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
-from rftfast.generation.prefix_cache_ref import INT32_MAX, INT32_MIN, ReferencePrefixCache, check_tokens
-
 BACKENDS = ("cpp", "python")
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1  # token ids and block counts cross into C++ as int32
 
 
 class CopyOnWrite(NamedTuple):
@@ -108,6 +108,18 @@ class CacheStats:
         return self.hit_tokens / total if total else 0.0
 
 
+def check_tokens(tokens: Sequence[int], where: str) -> list[int]:
+    """`tokens` as a list of ints in int32 range, or a ValueError saying which one is not."""
+    try:
+        out = list(map(operator.index, tokens))
+    except TypeError as e:
+        raise ValueError(f"{where}: tokens must be integers ({e})") from None
+    if out and (min(out) < INT32_MIN or max(out) > INT32_MAX):
+        bad = next(i for i, t in enumerate(out) if not INT32_MIN <= t <= INT32_MAX)
+        raise ValueError(f"{where}: tokens[{bad}] = {out[bad]} is outside the int32 range")
+    return out
+
+
 def as_token_array(tokens: Sequence[int] | np.ndarray) -> np.ndarray:
     """`tokens` as a C-contiguous 1-D int32 array (no copy when it is one), or a ValueError saying what is wrong."""
     if isinstance(tokens, np.ndarray) and tokens.dtype == np.int32 and tokens.ndim == 1:
@@ -169,6 +181,8 @@ class PrefixCache:
                                  f"{self.num_blocks} and {self.block_size}")
             self._impl = _C.RadixCache(self.num_blocks, self.block_size)
         else:
+            from rftfast.generation.prefix_cache_ref import ReferencePrefixCache  # it imports this module
+
             self._impl = ReferencePrefixCache(self.num_blocks, self.block_size)
         self._cpp = backend == "cpp"
 

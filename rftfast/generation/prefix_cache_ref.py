@@ -20,7 +20,7 @@ import heapq
 import operator
 from collections.abc import Sequence
 
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+from rftfast.generation.prefix_cache import INT32_MAX, check_tokens
 
 FREE, HELD, CACHED = 0, 1, 2
 
@@ -44,18 +44,6 @@ class _Node:
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
-
-
-def check_tokens(tokens: Sequence[int], where: str) -> list[int]:
-    """`tokens` as a list of ints in int32 range, or a ValueError saying which one is not."""
-    try:
-        out = list(map(operator.index, tokens))
-    except TypeError as e:
-        raise ValueError(f"{where}: tokens must be integers ({e})") from None
-    if out and (min(out) < INT32_MIN or max(out) > INT32_MAX):
-        bad = next(i for i, t in enumerate(out) if not INT32_MIN <= t <= INT32_MAX)
-        raise ValueError(f"{where}: tokens[{bad}] = {out[bad]} is outside the int32 range")
-    return out
 
 
 def _check_count(n: int, num_blocks: int, where: str) -> int:
