@@ -4,7 +4,7 @@ A `Forest` holds `T` trees of up to `C` nodes each (`C` is the capacity, doubled
 node 0 of every tree is its root. Every per-node field is a `[T, C]` array indexed `[tree, node]`, and a
 node's id is its creation order within its tree, so two runs that make the same calls build the same ids.
 
-Fields (T trees, C node capacity, A = `max_children`, P token-pool capacity):
+Fields (T trees, C node capacity, A = `max_children`, U = `tokens_used`):
 
     parent        int32   [T, C]     parent node id; -1 for roots and unused slots
     children      int32   [T, C, A]  child ids in creation order; -1 past `num_children`
@@ -19,9 +19,8 @@ Fields (T trees, C node capacity, A = `max_children`, P token-pool capacity):
                                      every child exhausted
     span_start    int64   [T, C]     where the node's tokens start in `tokens` (-1: no tokens)
     span_len      int32   [T, C]     how many tokens the node adds to its parent's sequence
-    cache_handle  int64   [T, C]     a generator's prefix-cache handle for the node's sequence (-1: none)
     num_nodes     int64   [T]        nodes in use per tree; rows at and past it are unused
-    tokens        int32   [P]        token pool holding every node's span; `tokens_used` of it is filled
+    tokens        int32   [U]        the filled part of the token pool that holds every node's span
 
 Rows past `num_nodes[t]` hold the defaults above (-1, 0, False) and mean nothing.
 
@@ -200,7 +199,7 @@ def _select_leaves(parent, children, num_children, depth, visits, value_sum, pri
 
 @njit(cache=True, error_model="numpy")
 def _expand(tree_ids, parent_ids, priors, values, terminal_in, parent, children, num_children, depth, visits,
-            value_sum, reward, prior, terminal, exhausted, span_start, span_len, cache_handle, num_nodes, out_child):
+            value_sum, reward, prior, terminal, exhausted, span_start, span_len, num_nodes, out_child):
     """Add one child per entry; returns 0, or a negative code (nothing changed) for the first problem found:
     -1 unknown tree, -2 unknown parent, -3 exhausted parent, -4 too many children, -5 out of capacity."""
     n_trees = num_nodes.shape[0]
@@ -246,7 +245,6 @@ def _expand(tree_ids, parent_ids, priors, values, terminal_in, parent, children,
         num_children[t, ch] = 0
         span_start[t, ch] = -1
         span_len[t, ch] = 0
-        cache_handle[t, ch] = -1
         children[t, p, num_children[t, p]] = ch
         num_children[t, p] += 1
         out_child[i] = ch
@@ -349,7 +347,6 @@ _FIELDS = {
     "exhausted": (np.bool_, False),
     "span_start": (np.int64, -1),
     "span_len": (np.int32, 0),
-    "cache_handle": (np.int64, -1),
 }
 # Scratch of `select_leaves`, all zero between calls.
 _SCRATCH = {"pending": (np.int64, 0), "blocked": (np.bool_, False)}
@@ -501,8 +498,7 @@ class Forest:
             a = self._arrays
             code = _expand(tree_ids, parent_ids, priors, values, terminal, a["parent"], a["children"],
                            a["num_children"], a["depth"], a["visits"], a["value_sum"], a["reward"], a["prior"],
-                           a["terminal"], a["exhausted"], a["span_start"], a["span_len"], a["cache_handle"],
-                           self._num_nodes, out)
+                           a["terminal"], a["exhausted"], a["span_start"], a["span_len"], self._num_nodes, out)
             if code == -5:  # some tree is full: double the capacity until the new nodes fit, and retry
                 self._reserve(tree_ids)
         if code == -1:
@@ -555,10 +551,6 @@ class Forest:
         starts, lengths = self._store_tokens(token_lists)
         self._arrays["span_start"][tree_ids, node_ids] = np.where(lengths > 0, starts, -1)
         self._arrays["span_len"][tree_ids, node_ids] = lengths
-
-    def set_cache_handles(self, tree_ids, node_ids, handles) -> None:
-        tree_ids, node_ids = self._checked_nodes(tree_ids, node_ids)
-        self._arrays["cache_handle"][tree_ids, node_ids] = _ids(handles, "handles")
 
     def _checked_nodes(self, tree_ids, node_ids) -> tuple[np.ndarray, np.ndarray]:
         tree_ids, node_ids = _ids(tree_ids, "tree_ids"), _ids(node_ids, "node_ids")
