@@ -260,14 +260,14 @@ TestCppAgainstReference.settings = settings(max_examples=150, stateful_step_coun
 def test_long_random_programs_agree():
     """Longer runs than the state machine's, on fixed seeds: many evictions, splits and copies."""
     for seed in range(20):
-        num_blocks, block_size, ops, expected = random_program(seed, 150, _python_cache)
+        num_blocks, block_size, ops, expected = random_program(seed, 150, python_cache)
         cpp = Replayer(PrefixCache(num_blocks, block_size, backend="cpp"))
         for op, result in zip(ops, expected):
             assert cpp.apply(op) == result, (seed, op)
         cpp.cache.check_invariants()
 
 
-def _python_cache(num_blocks, block_size):
+def python_cache(num_blocks, block_size):
     return PrefixCache(num_blocks, block_size, backend="python")
 
 

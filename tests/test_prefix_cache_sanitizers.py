@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_prefix_cache import _python_cache, op_line, random_program, result_line
+from tests.test_prefix_cache import op_line, python_cache, random_program, result_line
 
 CSRC = Path(__file__).resolve().parent.parent / "csrc"
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
@@ -193,7 +193,7 @@ def sanitized_driver(tmp_path_factory) -> Path:
 def _program_text(seeds, n_scenarios):
     lines, expected = [], []
     for seed in seeds:
-        num_blocks, block_size, ops, results = random_program(seed, n_scenarios, _python_cache)
+        num_blocks, block_size, ops, results = random_program(seed, n_scenarios, python_cache)
         lines.append(f"cache {num_blocks} {block_size}")
         expected.append("cache")
         lines += map(op_line, ops)
