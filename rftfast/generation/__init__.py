@@ -1,6 +1,7 @@
 """Generation for the tree search: the `Generator` contract, its backends, and the prefix KV cache they share.
 
-- `base`: the contract (`ExpandRequest` in, `Child` out, `GenerationStats`).
+- `base`: the contract, `Generator` (`expand`, `logprobs`, `data_parallel`, `close`, `stats`), with
+  `ExpandRequest` in, `Child` out and `GenerationStats`.
 - `transformers_backend.TransformersGenerator`: any transformers causal LM, prefix KV reused through
   `prefix_cache.PrefixCache` (a C++ radix tree, `rftfast._C`) and a `kv_pool.KVPool` of KV blocks.
 - `vllm_backend.VLLMGenerator`: vLLM with its own prefix caching (vLLM imported only when used).
