@@ -10,19 +10,13 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from rftfast.data.calls import locate_pythonic_calls, render_calls
-from rftfast.data.record import Call
 from rftfast.generation import (
     Child,
     ExpandRequest,
     Generator,
-    StepScanner,
     TransformersGenerator,
     depth_first_order,
-    first_step_end,
 )
 from rftfast.generation.transformers_backend import sample_tokens
 from rftfast.generation.vllm_backend import child_from_completion, cut_at_step, sampling_params_kwargs
@@ -83,61 +77,6 @@ def _assert_same_children(a: list[list[Child]], b: list[list[Child]]):
     for row_a, row_b in zip(logprobs_a, logprobs_b):
         for lp_a, lp_b in zip(row_a, row_b):
             assert lp_a == pytest.approx(lp_b, abs=1e-9)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Step boundaries
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def _boundaries(text: str, answer_so_far: str = "") -> list[int]:
-    """Positions (exclusive ends) in `text` where a step completes, scanning one character at a time."""
-    scanner = StepScanner(answer_so_far)
-    return [i + 1 for i, char in enumerate(text) if scanner.feed(char) is not None]
-
-
-@pytest.mark.parametrize("text,pieces", [
-    ('[f(a=1, b="x")]', ["[f(", "a=1,", ' b="x")', "]"]),
-    ('[f(a="x, (y)", b=[1, (2, 3)], c={"k": ","})]', ["[f(", 'a="x, (y)",', " b=[1, (2, 3)],", ' c={"k": ","})', "]"]),
-    ("[f(), g.h i(x='a\\'),')]", ["[f(", ")", ", g.h i(", "x='a\\'),')", "]"]),
-    ("f(a=1)", ["f(", "a=1)"]),
-    ("[]", ["[]"]),
-    ("Sorry, I cannot (really) help.", ["Sorry, I cannot (really) help."]),
-])
-def test_step_boundaries(text, pieces):
-    cuts = [0, *_boundaries(text)]
-    assert [text[a:b] for a, b in zip(cuts, [*cuts[1:], len(text)]) if a < b] == pieces
-
-
-def test_answer_so_far_sets_the_scanner_state():
-    assert first_step_end('[f(a="x', ', y", b=2)') == 5  # still inside the string: the first "," is text
-    assert first_step_end("[f(a=[1", ", 2], b=1)") == 5  # inside a list
-    assert first_step_end("[f(a=1)", ", g(") == 4  # between calls: "," separates calls, "(" opens g
-    assert first_step_end("", "   [ f (") == 8
-
-
-_LETTERS = "abcdefghijklmnopqrstuvwxyz_"
-_identifiers = st.text(_LETTERS, min_size=1, max_size=6)
-_strings = st.text(st.sampled_from(list("ab ,()[]{}=\"'\\\n")), max_size=8)
-_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | _strings,
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(_strings, children, max_size=3),
-    max_leaves=8)
-_names = st.builds(lambda a, b: f"{a}.{b}" if b else a, _identifiers, _identifiers | st.just(""))
-_calls = st.lists(st.builds(Call, _names, st.dictionaries(_identifiers, _values, max_size=3)), max_size=3)
-
-
-@settings(max_examples=200, deadline=None)
-@given(_calls)
-def test_boundaries_are_the_opens_separators_and_closes_the_parser_finds(calls):
-    text = render_calls(calls)
-    expected = []
-    for span in locate_pythonic_calls(text):
-        expected.append(text.index("(", span.start) + 1)
-        for next_start in span.arg_starts[1:]:
-            expected.append(text.rindex(",", 0, next_start) + 1)
-        expected.append(span.close + 1)
-    assert _boundaries(text) == expected
 
 
 # ----------------------------------------------------------------------------------------------------------------

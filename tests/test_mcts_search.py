@@ -7,10 +7,10 @@ import random
 
 import pytest
 
+from rftfast.answer import first_step_end
 from rftfast.data.chat import END, answer_content, render_example
 from rftfast.data.record import Call, Record
 from rftfast.generation.base import Child, ExpandRequest, GenerationStats
-from rftfast.generation.step_stop import first_step_end
 from rftfast.mcts import (
     JudgeReward,
     MixedReward,

@@ -1,6 +1,8 @@
-"""Tool-use data: the canonical record, call parsing and rendering, importers, and the tool world."""
+"""Tool-use data: the canonical record, importers, IO, chat rendering, and the tool world.
 
-from rftfast.data.calls import parse_calls, render_calls
+Reading and writing calls as text is `rftfast.answer`'s (`parse_calls`, `render_calls`).
+"""
+
 from rftfast.data.record import Call, ParseError, Record, RecordError
 
-__all__ = ["Call", "ParseError", "Record", "RecordError", "parse_calls", "render_calls"]
+__all__ = ["Call", "ParseError", "Record", "RecordError"]

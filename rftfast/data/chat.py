@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from rftfast.data.calls import render_calls
+from rftfast.answer import render_calls
 from rftfast.data.record import Call, Record
 
 END = "<|end|>"

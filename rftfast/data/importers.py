@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from rftfast.data.calls import parse_calls
+from rftfast.answer import parse_calls
 from rftfast.data.record import Call, ParseError, Record, RecordError, normalize_tool
 
 # ----------------------------------------------------------------------------- shared helpers

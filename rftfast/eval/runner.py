@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rftfast.data.calls import parse_calls
+from rftfast.answer import parse_calls
 from rftfast.data.chat import END, render_example
 from rftfast.data.record import ParseError, Record
 from rftfast.eval.checker import CheckResult, check

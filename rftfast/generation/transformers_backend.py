@@ -33,12 +33,11 @@ import numpy as np
 import torch
 
 from rftfast import distributed
+from rftfast.answer import StepScanner
+from rftfast.data.chat import END as END_TOKEN
 from rftfast.generation.base import Child, ExpandRequest, GenerationStats
 from rftfast.generation.kv_pool import KVPool, LayerKV
 from rftfast.generation.prefix_cache import PrefixCache, as_token_array, depth_first_order
-from rftfast.generation.step_stop import StepScanner
-
-END_TOKEN = "<|end|>"
 
 
 def sample_tokens(logits: torch.Tensor, temperature: float, top_p: float,

@@ -23,11 +23,10 @@ import time
 from collections.abc import Callable, Sequence
 
 from rftfast import distributed
+from rftfast.answer import StepScanner
+from rftfast.data.chat import END as END_TOKEN
 from rftfast.generation.base import Child, ExpandRequest, GenerationStats
 from rftfast.generation.prefix_cache import depth_first_order
-from rftfast.generation.step_stop import StepScanner
-
-END_TOKEN = "<|end|>"
 
 
 def sampling_params_kwargs(request: ExpandRequest, stop_token_ids: Sequence[int] = ()) -> dict:

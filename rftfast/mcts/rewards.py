@@ -3,7 +3,7 @@
 A reward is a function `reward(record, text, complete) -> float` of the record, the answer text so far
 (the node's whole answer prefix, decoded) and whether the answer is finished. Three are offered:
 
-`ast_reward`, rule-based, on the steps of `rftfast.data.steps` (a call's name, each ``name=value``, its close).
+`ast_reward`, rule-based, on the steps of `rftfast.answer.steps` (a call's name, each ``name=value``, its close).
 For a record whose answer is calls, with S the number of steps of the ground-truth answer and m the number of
 finished steps of the text that match it, in order:
 
@@ -38,155 +38,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from rftfast.data.calls import CallSpan, locate_pythonic_calls
+from rftfast.answer import PartialCall, read_partial, segment_calls
 from rftfast.data.chat import END, answer_content, fallback_prompt
-from rftfast.data.record import ParseError, Record
-from rftfast.data.steps import segment_calls
+from rftfast.data.record import Record
 from rftfast.eval.checker import normalize_string
 
 
 class RewardFn(Protocol):
     def __call__(self, record: Record, text: str, complete: bool) -> float: ...
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Reading an unfinished pythonic answer
-# ---------------------------------------------------------------------------------------------------------------
-
-_CLOSER = {"[": "]", "(": ")", "{": "}"}
-
-
-@dataclass(frozen=True)
-class _Scan:
-    """Where a text stops: inside a string (its quote) or not, and the brackets still open."""
-
-    quote: str
-    open_brackets: str
-    balanced: bool  # False when a closing bracket did not match: no completion can fix that
-    escape: bool = False  # the text ends in the middle of a backslash escape
-
-
-def _scan(text: str) -> _Scan:
-    quote, stack, i = "", [], 0
-    while i < len(text):
-        char = text[i]
-        if quote:
-            if char == "\\":
-                if i + 1 == len(text):
-                    return _Scan(quote, "".join(stack), True, escape=True)
-                i += 1
-            elif char == quote:
-                quote = ""
-        elif char in "\"'":
-            quote = char
-        elif char in _CLOSER:
-            stack.append(char)
-        elif char in ")]}" and (not stack or _CLOSER[stack.pop()] != char):  # pops a matching bracket
-            return _Scan(quote, "".join(stack), False)
-        i += 1
-    return _Scan(quote, "".join(stack), True)
-
-
-def _completed(text: str) -> str | None:
-    """`text` with its open string and brackets closed, or None when it cannot be closed."""
-    scan = _scan(text)
-    if not scan.balanced:
-        return None
-    tail = "\\" if scan.escape else ""  # finish the escape so that the closing quote is not escaped
-    if not scan.quote and text.rstrip().endswith("="):
-        tail = "None"  # a parameter name just written: a stand-in value lets it be read (and judged)
-    return text + tail + scan.quote + "".join(_CLOSER[b] for b in reversed(scan.open_brackets))
-
-
-def _try_parse(text: str) -> list[CallSpan] | None:
-    completed = _completed(text)
-    if completed is None:
-        return None
-    try:
-        return locate_pythonic_calls(completed)
-    except ParseError:
-        return None
-
-
-@dataclass(frozen=True)
-class _PartialCall:
-    """One call of an unfinished answer, and which of its steps are finished."""
-
-    name: str
-    opened: bool  # the "(" after the name is written
-    arguments: tuple[tuple[str, Any], ...]  # finished arguments, in order
-    closed: bool  # its ")" is written
-    pending_name: str | None = None  # the name of the argument being written, once its "=" is there
-
-
-def _partial_calls(text: str, max_cuts: int = 16) -> tuple[list[_PartialCall], str]:
-    """The calls of an unfinished pythonic answer, and how much of `text` they account for.
-
-    The text is closed (open string and brackets) and parsed; if that fails, it is cut back to its last
-    ``,``, ``(`` or ``[`` outside strings, and so on (at most `max_cuts` times), and the part cut off is taken
-    for a step still being written. Status: "whole" (all of the text parsed), "tail" (an unfinished step was
-    cut off), or "broken": the part that does not parse holds a ``,``, ``)`` or ``]`` outside strings, so a
-    step in it was finished, and it is malformed.
-    """
-    spans = _try_parse(text)
-    if spans is not None:
-        return [_partial_call(span, text, len(text)) for span in spans], "whole"
-    for cut in _cut_points(text)[:max_cuts]:
-        spans = _try_parse(text[:cut])
-        if spans is not None:
-            status = "broken" if _separators(text[cut:]) else "tail"
-            return [_partial_call(span, text, cut) for span in spans], status
-    return [], "broken" if _separators(text) else "tail"
-
-
-def _separators(text: str) -> bool:
-    """Whether `text` holds a ``,``, ``)`` or ``]`` outside strings."""
-    return any(char in ",)]" for _, char in _unquoted(text))
-
-
-def _cut_points(text: str) -> list[int]:
-    """Positions just after each ``,``, ``(`` and ``[`` outside strings, last first."""
-    return [i + 1 for i, char in _unquoted(text) if char in ",(["][::-1]
-
-
-def _unquoted(text: str):
-    """(index, character) of each character outside string literals."""
-    quote, i = "", 0
-    while i < len(text):
-        char = text[i]
-        if quote:
-            if char == "\\":
-                i += 1
-            elif char == quote:
-                quote = ""
-        elif char in "\"'":
-            quote = char
-        else:
-            yield i, char
-        i += 1
-
-
-def _partial_call(span: CallSpan, text: str, length: int) -> _PartialCall:
-    written = text[:length]
-    paren = written.find("(", span.start)
-    opened = paren != -1
-    closed = span.close < length
-    finished = []
-    items = list(span.call.arguments.items())
-    for i, (key, value) in enumerate(items):
-        next_start = span.arg_starts[i + 1] if i + 1 < len(items) else None
-        if next_start is not None and next_start < length:
-            done = True  # the next argument began, so this one is over
-        elif closed:
-            done = True
-        else:  # the last argument written: over once a comma follows it outside any string or bracket
-            tail = written[span.arg_starts[i]:]
-            scan = _scan(tail)
-            done = not scan.quote and not scan.open_brackets and tail.rstrip().endswith(",")
-        if not done:
-            return _PartialCall(span.call.name, opened, tuple(finished), closed, pending_name=key)
-        finished.append((key, value))
-    return _PartialCall(span.call.name, opened, tuple(finished), closed)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -244,7 +103,7 @@ def _expected_calls(record: Record) -> list[_ExpectedCall]:
     return [_ExpectedCall(c.name, {k: [v] for k, v in c.arguments.items()}) for c in record.answer]
 
 
-def _matched_steps(calls: list[_PartialCall], expected: list[_ExpectedCall]) -> tuple[int, bool, int]:
+def _matched_steps(calls: list[PartialCall], expected: list[_ExpectedCall]) -> tuple[int, bool, int]:
     """(finished steps matching the truth, whether a finished step is wrong, expected calls fully matched).
 
     Calls may come in any order (as BFCL's parallel rule allows): each call is matched to the first
@@ -288,7 +147,7 @@ def ast_reward(record: Record, text: str, complete: bool = False) -> float:
     if not record.is_call:
         return _text_answer_reward(text, complete)
     steps = len(segment_calls(answer_content(record)))
-    calls, status = _partial_calls(text)
+    calls, status = read_partial(text)
     expected = _expected_calls(record)
     matched, wrong, done = _matched_steps(calls, expected)
     matched = min(matched, steps)
@@ -315,7 +174,7 @@ def _text_answer_reward(text: str, complete: bool) -> float:
     stripped = text.strip()
     if not stripped:
         return 0.0
-    calls, _ = _partial_calls(stripped)
+    calls, _ = read_partial(stripped)
     if any(call.opened for call in calls):
         return -1.0
     if complete:

@@ -21,11 +21,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from rftfast.answer import Step, StepScanner, step_token_boundaries
 from rftfast.data.chat import answer_content, render_example
 from rftfast.data.record import Record
-from rftfast.data.steps import Step, step_token_boundaries
 from rftfast.generation.base import Child, ExpandRequest
-from rftfast.generation.step_stop import StepScanner
 from rftfast.mcts.forest import BACKUPS, RULES, Forest
 from rftfast.mcts.pairs import Pair, PairConfig, Truth, extract_pairs
 from rftfast.mcts.rewards import ast_reward

@@ -7,14 +7,13 @@ a step is complete. A step is complete when, at the top level of a call, one of 
 - the ``,`` after an argument value (``a=1,``; the whitespace after it belongs to the *next* step),
 - the ``)`` that closes the call.
 
-Characters inside strings and inside nested ``[...]``, ``(...)``, ``{...}`` values never end a step. The
-scanner is tolerant rather than validating: the model may write anything, and text that cannot be a call
-(prose such as ``"Sorry, I can't"``) simply never ends a step, so the child runs to EOS or to its length limit.
-It finds the same ``(``, argument separators and ``)`` as `rftfast.data.steps.segment_calls`, but a streaming cut
-cannot wait to see what follows, so the pieces differ slightly: whitespace after a comma starts the next piece,
-and a call's last argument ends only with the ``)`` (``b=2)`` is one piece, where `segment_calls` has ``b=2`` and
-``)``). The generator cuts at the end of the *token* holding the boundary character, so a token such as ``")]``
-takes its ``]`` along.
+Characters inside strings and inside nested ``[...]``, ``(...)``, ``{...}`` values never end a step (the
+`rftfast.answer.lexer.Lexer` follows them). The scanner is tolerant rather than validating: the model may write
+anything, and text that cannot be a call (prose such as ``"Sorry, I can't"``) simply never ends a step, so the
+child runs to EOS or to its length limit. It finds the same ``(``, argument separators and ``)`` as
+`rftfast.answer.steps.segment_calls`, but cuts the pieces slightly differently (``b=2)`` is one piece, where
+`segment_calls` has ``b=2`` and ``)``); `rftfast.answer.steps` says how and why. The generator cuts at the end of
+the *token* holding the boundary character, so a token such as ``")]"`` takes its ``]`` along.
 
 >>> scanner = StepScanner('[f(')
 >>> scanner.feed('a="x, y",')
@@ -25,11 +24,7 @@ takes its ``]`` along.
 
 from __future__ import annotations
 
-# Characters that cannot be part of a function name (as in rftfast.data.calls); meeting one of them where a name
-# is being read means the text is not a call, except for "(" which opens the call.
-_NAME_STOP = frozenset("()[]{},=\"'\\\t\r\n")
-_WHITESPACE = frozenset(" \t\r\n")
-_CLOSER = {"(": ")", "[": "]", "{": "}"}
+from rftfast.answer.lexer import NAME_STOP, WHITESPACE, Lexer
 
 # Where the scanner is in the answer.
 _START = "start"  # before anything but whitespace: a "[" may open the list of calls
@@ -48,9 +43,7 @@ class StepScanner:
 
     def __init__(self, answer_so_far: str = ""):
         self.state = _START
-        self.nesting: list[str] = []  # closers of the open brackets inside a call's value
-        self.quote = ""  # the quote character of the string being read, or ""
-        self.escaped = False
+        self.arguments = Lexer()  # strings and brackets inside the current call's parentheses
         self.feed(answer_so_far)
 
     def feed(self, text: str) -> int | None:
@@ -72,46 +65,35 @@ class StepScanner:
         if state == _START:
             if char == "[":
                 self.state = _LIST
-            elif char not in _WHITESPACE:
+            elif char not in WHITESPACE:
                 self._start_name(char)
             return False
         if state == _LIST:
             if char == "]":
                 self.state = _DONE
-            elif char != "," and char not in _WHITESPACE:
+            elif char != "," and char not in WHITESPACE:
                 self._start_name(char)
             return False
         if state == _NAME:
             if char == "(":
-                self.state = _CALL
+                self.state, self.arguments = _CALL, Lexer()
                 return True
-            if char in _NAME_STOP:
+            if char in NAME_STOP:
                 self.state = _DONE
         return False
 
     def _start_name(self, char: str) -> None:
-        self.state = _DONE if char in _NAME_STOP else _NAME
+        self.state = _DONE if char in NAME_STOP else _NAME
 
     def _step_in_call(self, char: str) -> bool:
-        if self.quote:
-            if self.escaped:
-                self.escaped = False
-            elif char == "\\":
-                self.escaped = True
-            elif char == self.quote:
-                self.quote = ""
+        # Only syntax at the call's own level ends a step; the lexer is tolerant of mismatched closers, so one
+        # cannot hang the scanner (a stray ")" inside a value closes that value's innermost bracket).
+        top_level = self.arguments.at_top_level
+        if not self.arguments.feed(char) or not top_level:
             return False
-        if char in "\"'":
-            self.quote = char
-        elif char in _CLOSER:
-            self.nesting.append(_CLOSER[char])
-        elif self.nesting:
-            # Tolerant: any closer ends the innermost open bracket, so a mismatched one cannot hang the scanner.
-            if char in ")]}":
-                self.nesting.pop()
-        elif char == ",":
+        if char == ",":
             return True
-        elif char == ")":
+        if char == ")":
             self.state = _LIST
             return True
         return False

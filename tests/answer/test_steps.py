@@ -9,11 +9,10 @@ from hypothesis import given, settings
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-import rftfast.data.steps as steps_module
-from rftfast.data.calls import parse_calls, render_calls
+import rftfast.answer.steps as steps_module
+from rftfast.answer import Step, parse_calls, render_calls, segment_calls, step_token_boundaries
 from rftfast.data.record import Call, ParseError
-from rftfast.data.steps import Step, segment_calls, step_token_boundaries
-from tests.test_calls import calls_strategy, typed
+from tests.answer.test_calls import calls_strategy, typed
 
 
 def pieces(text):

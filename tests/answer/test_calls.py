@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import rftfast.data.calls as calls_module
-from rftfast.data.calls import FORMATS, locate_pythonic_calls, parse_calls, render_calls
+import rftfast.answer.calls as calls_module
+from rftfast.answer import FORMATS, locate_pythonic_calls, parse_calls, render_calls
 from rftfast.data.record import Call, ParseError
 
 # --------------------------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from rftfast.answer.lexer import NAME_STOP, WHITESPACE
 from rftfast.data.record import Call, ParseError
 
 FORMATS = ("pythonic", "json", "hermes")
@@ -79,9 +80,6 @@ def _check_format(format: str) -> str:
 # Pythonic: the reader
 # --------------------------------------------------------------------------------------------------------------
 
-_WHITESPACE = " \t\r\n"
-# A function name runs up to its "(" and may hold dots and plain spaces, but none of these.
-_NAME_STOP = frozenset("()[]{},=\"'\\\t\r\n")
 _ARGUMENT_NAME = re.compile(r"[^\W\d][\w.-]*")
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _WORD = re.compile(r"\w+")
@@ -146,7 +144,7 @@ class _PythonicReader:
         return self.text[self.pos] if self.pos < len(self.text) else ""
 
     def skip_whitespace(self) -> None:
-        while self.pos < len(self.text) and self.text[self.pos] in _WHITESPACE:
+        while self.pos < len(self.text) and self.text[self.pos] in WHITESPACE:
             self.pos += 1
 
     def error(self, expected: str, position: int | None = None) -> ParseError:
@@ -216,7 +214,7 @@ class _PythonicReader:
 
     def read_function_name(self) -> str:
         start = self.pos
-        while self.pos < len(self.text) and self.text[self.pos] not in _NAME_STOP:
+        while self.pos < len(self.text) and self.text[self.pos] not in NAME_STOP:
             self.pos += 1
         name = self.text[start:self.pos].strip(" ")
         if not name:
@@ -269,7 +267,7 @@ class _PythonicReader:
         """A tuple (read as a list), or, as in Python, one value in parentheses without a comma."""
         start = self.pos
         items = self.read_sequence(")")
-        inner = self.text[start + 1:self.pos - 1].rstrip(_WHITESPACE)
+        inner = self.text[start + 1:self.pos - 1].rstrip(WHITESPACE)
         return items[0] if len(items) == 1 and not inner.endswith(",") else items
 
     def read_dict(self) -> dict:
@@ -421,7 +419,6 @@ def quote_string(text: str) -> str:
 # JSON and Hermes
 # --------------------------------------------------------------------------------------------------------------
 
-_JSON_WHITESPACE = " \t\r\n"
 _JSON_DECODER = json.JSONDecoder()
 _HERMES_OPEN, _HERMES_CLOSE = "<tool_call>", "</tool_call>"
 
@@ -445,7 +442,7 @@ class _JsonCallReader:
         return ParseError(message, self.start + local_position, self.text)
 
     def skip_whitespace(self, pos: int) -> int:
-        while pos < len(self.region) and self.region[pos] in _JSON_WHITESPACE:
+        while pos < len(self.region) and self.region[pos] in WHITESPACE:  # JSON's whitespace: the same four
             pos += 1
         return pos
 
@@ -590,9 +587,9 @@ def _check_renderable_value(value: Any, where: str) -> None:
 def _check_pythonic_names(calls: list[Call]) -> None:
     """Names the pythonic reader would read differently (brackets, quotes, edge spaces...) cannot be written."""
     for i, call in enumerate(calls):
-        if call.name != call.name.strip(" ") or any(char in _NAME_STOP for char in call.name):
+        if call.name != call.name.strip(" ") or any(char in NAME_STOP for char in call.name):
             raise ValueError(f"calls[{i}].name: {call.name!r} cannot be written as a pythonic function name "
-                             f"(no leading/trailing spaces, none of {''.join(sorted(_NAME_STOP))!r})")
+                             f"(no leading/trailing spaces, none of {''.join(sorted(NAME_STOP))!r})")
         for key in call.arguments:
             if not _ARGUMENT_NAME.fullmatch(key):
                 raise ValueError(f"calls[{i}].arguments: {key!r} cannot be written as a pythonic argument name "

@@ -10,6 +10,21 @@ steps, concatenated, is the answer itself:
 
 `step_token_boundaries` maps those character boundaries to token indices, so the search can cut token
 sequences where steps end.
+
+Two cuts of the same steps
+--------------------------
+The steps are cut twice, at the same syntax (a call's ``(``, the ``,`` between its arguments, its ``)``), by
+two readers with different needs, and the pieces differ slightly; this is the one place that says how and why.
+
+- `segment_calls` (here) reads a *finished* answer with the parser, so it can look ahead: each "arg" step runs
+  from its argument name to the next one, carrying its separator and the whitespace after it, and the ``)`` is
+  a "close" step of its own (``'a=1, '``, ``'b="x"'``, ``')]'``). The rewards count an answer's steps this way.
+- `rftfast.answer.scanner.StepScanner` cuts an answer *while it is generated*, so it cannot wait to see what
+  follows a character: a step ends at the ``(`` after a function name, at a ``,`` after an argument value (the
+  whitespace after it starts the next piece) and at the ``)`` that closes the call, so a call's last argument
+  ends only with the ``)`` (``'a=1,'``, ``' b="x")'``, ``']'``). Generation stops there, and the search cuts the
+  ground truth's steps the same way, so a node grown along the truth holds a truth step prefix. The scanner is
+  also tolerant: text that is not a call (prose) never ends a step, where `segment_calls` raises ParseError.
 """
 
 from __future__ import annotations
@@ -18,7 +33,7 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Any
 
-from rftfast.data.calls import locate_pythonic_calls
+from rftfast.answer.calls import locate_pythonic_calls
 
 STEP_KINDS = ("open", "arg", "close")
 
