@@ -5,7 +5,8 @@
 - `transformers_backend.TransformersGenerator`: any transformers causal LM, prefix KV reused through
   `prefix_cache.PrefixCache` (a C++ radix tree, `rftfast._C`) and a `kv_pool.KVPool` of KV blocks.
 - `vllm_backend.VLLMGenerator`: vLLM with its own prefix caching (vLLM imported only when used).
-- `step_stop`: where an answer step ends in generated text.
+
+The backends stop children at the step ends `rftfast.answer.StepScanner` finds.
 """
 
 from rftfast.generation.base import Child, ExpandRequest, GenerationStats, Generator
@@ -19,7 +20,6 @@ from rftfast.generation.prefix_cache import (
     depth_first_order,
 )
 from rftfast.generation.prefix_cache_ref import ReferencePrefixCache
-from rftfast.generation.step_stop import StepScanner, first_step_end
 from rftfast.generation.transformers_backend import TransformersGenerator
 from rftfast.generation.vllm_backend import VLLMGenerator
 
@@ -35,9 +35,7 @@ __all__ = [
     "Match",
     "PrefixCache",
     "ReferencePrefixCache",
-    "StepScanner",
     "TransformersGenerator",
     "VLLMGenerator",
     "depth_first_order",
-    "first_step_end",
 ]
