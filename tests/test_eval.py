@@ -6,7 +6,7 @@ import pytest
 
 from rftfast.cli import main
 from rftfast.data.record import Call, Record
-from rftfast.eval.runner import EvalReport, infer_category, judge
+from rftfast.eval import EvalReport, infer_category, judge
 from tests.test_importers import BFCL_ANSWER, BFCL_TEST
 from tests.tiny import tiny_llama, tiny_tokenizer
 

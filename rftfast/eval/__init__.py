@@ -1,5 +1,28 @@
-"""Evaluation: BFCL's AST rules for judging a model's function calls."""
+"""Evaluation: BFCL's AST rules, the judge, one greedy decode-and-judge loop, one report, the CLI runner.
+
+    checker.py  BFCL's AST rules for one answer's calls (`check`)
+    judge.py    a model's answer text parsed and checked against a record (`judge`, `possible_answer`)
+    loop.py     greedy decoding and judging, split across ranks and gathered (`judge_greedy`)
+    report.py   one aggregation by group: the CLI's table and the pipeline's held-out metrics (`EvalReport`)
+    runner.py   `rftfast eval`: model and records loaded, evaluated, reported
+"""
 
 from rftfast.eval.checker import CATEGORIES, CheckResult, check
+from rftfast.eval.judge import check_judgeable, infer_category, judge, possible_answer
+from rftfast.eval.loop import Judged, generate_greedy, judge_greedy
+from rftfast.eval.report import EvalReport, difficulty_of
 
-__all__ = ["CATEGORIES", "CheckResult", "check"]
+__all__ = [
+    "CATEGORIES",
+    "CheckResult",
+    "EvalReport",
+    "Judged",
+    "check",
+    "check_judgeable",
+    "difficulty_of",
+    "generate_greedy",
+    "infer_category",
+    "judge",
+    "judge_greedy",
+    "possible_answer",
+]

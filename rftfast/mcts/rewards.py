@@ -41,6 +41,7 @@ from typing import Any, Protocol
 from rftfast.answer import PartialCall, read_partial, segment_calls
 from rftfast.data.chat import END, answer_content, fallback_prompt
 from rftfast.data.record import Record
+from rftfast.eval import judge
 from rftfast.eval.checker import normalize_string
 
 
@@ -162,8 +163,7 @@ def ast_reward(record: Record, text: str, complete: bool = False) -> float:
 
 
 def _checker_accepts(record: Record, text: str) -> bool:
-    from rftfast.eval.runner import judge  # BFCL's full rules (types from the docs, categories)
-
+    """BFCL's full rules (types from the docs, categories) on a finished answer."""
     try:
         return judge(record, text).valid
     except ValueError:  # docs that do not fit the answer: the step match above has the last word

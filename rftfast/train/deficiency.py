@@ -17,9 +17,9 @@ from rftfast import distributed
 from rftfast.config import DeficiencyConfig
 from rftfast.data.chat import Example
 from rftfast.data.record import Record
+from rftfast.eval import judge_greedy
 from rftfast.logprob import sequence_logprobs
 from rftfast.train.batching import pad_batch
-from rftfast.train.evaluate import judge_greedy
 from rftfast.train.sft import hidden_states, lm_head_weight
 
 
@@ -56,8 +56,9 @@ def find_deficiencies(model, tokenizer, records: Sequence[Record], examples: Seq
     model.eval()
     local = distributed.shard(range(len(records)))  # split across ranks when several processes run
     ppl = distributed.gather(answer_perplexities(model, tokenizer, [examples[i] for i in local], batch_size, device))
-    valid = [r.valid for r in judge_greedy(model, tokenizer, records, examples, cfg.max_new_tokens, batch_size,
-                                           "deficiency: greedy decoding")]
+    valid = [result.valid for _, result in judge_greedy(
+        model, tokenizer, records, [e.prompt_ids for e in examples], max_new_tokens=cfg.max_new_tokens,
+        batch_size=batch_size, desc="deficiency: greedy decoding")]
     worst = sorted(range(len(records)), key=lambda i: -ppl[i])[: max(1, round(cfg.ratio * len(records)))]
     selected = sorted(set(worst) | {i for i, ok in enumerate(valid) if not ok})
     return Deficiencies(ppl, valid, selected)
