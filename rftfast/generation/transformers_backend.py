@@ -11,9 +11,9 @@ nucleus, drawn from a `torch.Generator` seeded with the request's seed (fresh en
 `Child.logprobs` are the log-probs of the drawn tokens under the model's own distribution (temperature 1, no
 top-p), the quantity the search and the judge compare across children.
 
-A child stops at the end of an answer step (`stop_at_step`, see `step_stop`; finish "step"), at EOS or the
-`<|end|>` token (finish "stop"; the token is kept in `token_ids`, not in `text`), or after `max_new_tokens`
-(finish "length"). `text` is the decoded child without special tokens.
+A child stops at the end of an answer step (`stop_at_step`, see `rftfast.answer.StepScanner`; finish "step"), at
+EOS or the `<|end|>` token (finish "stop"; the token is kept in `token_ids`, not in `text`), or after
+`max_new_tokens` (finish "length"). `text` is the decoded child without special tokens.
 
 Prefix reuse needs a model whose cache is a plain (full attention) `DynamicCache`; sliding-window and hybrid
 models are refused. Outputs with and without reuse agree wherever the model computes the same logits for the
