@@ -29,7 +29,8 @@ IGNORE_INDEX = -100
 # ----------------------------------------------------------------------------- validation
 
 
-def _fail(argument: str, why: str) -> None:
+def refuse(argument: str, why: str) -> None:
+    """Raise the ValueError every input check of the ops and losses uses: the argument, then why."""
     raise ValueError(f"{argument}: {why}")
 
 
@@ -47,53 +48,53 @@ def check_head_inputs(
     """Raise a ValueError naming the argument for any shape, dtype, device or range problem."""
     for name, t in ((hidden_name, hidden), ("weight", weight), ("labels", labels)):
         if not isinstance(t, torch.Tensor):
-            _fail(name, f"expected a torch.Tensor, got {type(t).__name__}")
+            refuse(name, f"expected a torch.Tensor, got {type(t).__name__}")
     if hidden.dim() != 2:
-        _fail(hidden_name, f"expected 2-D [N, H], got shape {tuple(hidden.shape)}")
+        refuse(hidden_name, f"expected 2-D [N, H], got shape {tuple(hidden.shape)}")
     if weight.dim() != 2:
-        _fail("weight", f"expected 2-D [V, H], got shape {tuple(weight.shape)}")
+        refuse("weight", f"expected 2-D [V, H], got shape {tuple(weight.shape)}")
     if labels.dim() != 1 or labels.shape[0] != hidden.shape[0]:
-        _fail("labels", f"expected 1-D [N={hidden.shape[0]}], got shape {tuple(labels.shape)}")
+        refuse("labels", f"expected 1-D [N={hidden.shape[0]}], got shape {tuple(labels.shape)}")
     if hidden.shape[1] != weight.shape[1]:
-        _fail(hidden_name, f"hidden size {hidden.shape[1]} does not match weight's {weight.shape[1]}")
+        refuse(hidden_name, f"hidden size {hidden.shape[1]} does not match weight's {weight.shape[1]}")
     if not hidden.is_floating_point():
-        _fail(hidden_name, f"expected a floating dtype, got {hidden.dtype}")
+        refuse(hidden_name, f"expected a floating dtype, got {hidden.dtype}")
     if weight.dtype != hidden.dtype:
-        _fail("weight", f"dtype {weight.dtype} differs from {hidden_name}'s {hidden.dtype}")
+        refuse("weight", f"dtype {weight.dtype} differs from {hidden_name}'s {hidden.dtype}")
     if labels.dtype not in (torch.int64, torch.int32):
-        _fail("labels", f"expected int64 or int32, got {labels.dtype}")
+        refuse("labels", f"expected int64 or int32, got {labels.dtype}")
     for name, t in ((hidden_name, hidden), ("weight", weight), ("labels", labels)):
         if t.device != weight.device:
-            _fail(name, f"on {t.device}, but weight is on {weight.device}")
+            refuse(name, f"on {t.device}, but weight is on {weight.device}")
     if bias is not None:
         if bias.shape != (weight.shape[0],):
-            _fail("bias", f"expected shape ({weight.shape[0]},), got {tuple(bias.shape)}")
+            refuse("bias", f"expected shape ({weight.shape[0]},), got {tuple(bias.shape)}")
         if bias.device != weight.device:
-            _fail("bias", f"on {bias.device}, but weight is on {weight.device}")
+            refuse("bias", f"on {bias.device}, but weight is on {weight.device}")
     check_head_options(temperature, softcap, backend)
     if backend == "triton" and weight.device.type != "cuda" and not _triton_interpreted():
-        _fail("backend", "'triton' needs CUDA tensors (or TRITON_INTERPRET=1 for testing on CPU)")
+        refuse("backend", "'triton' needs CUDA tensors (or TRITON_INTERPRET=1 for testing on CPU)")
     kept = labels[labels != ignore_index]
     if kept.numel() and (int(kept.min()) < 0 or int(kept.max()) >= weight.shape[0]):
         bad = kept[(kept < 0) | (kept >= weight.shape[0])][0].item()
-        _fail("labels", f"label {bad} is out of range [0, {weight.shape[0]}) and is not ignore_index={ignore_index}")
+        refuse("labels", f"label {bad} is out of range [0, {weight.shape[0]}) and is not ignore_index={ignore_index}")
 
 
 def check_head_options(temperature: float, softcap: float | None, backend: str) -> None:
     """The head's options alone (so a module can refuse them when it is built, before any input)."""
     # inf would make every logit 0 (temperature) or NaN (softcap: inf · tanh(0)); NaN poisons all of them.
     if not _finite_positive(temperature):
-        _fail("temperature", f"must be > 0 and finite, got {temperature}")
+        refuse("temperature", f"must be > 0 and finite, got {temperature}")
     if softcap is not None and not _finite_positive(softcap):
-        _fail("softcap", f"must be > 0 or None, and finite; got {softcap}")
+        refuse("softcap", f"must be > 0 or None, and finite; got {softcap}")
     if backend not in BACKENDS:
-        _fail("backend", f"unknown backend {backend!r}; expected one of {BACKENDS}")
+        refuse("backend", f"unknown backend {backend!r}; expected one of {BACKENDS}")
 
 
 def check_chunk_rows(chunk_rows: int | None, name: str = "chunk_rows") -> None:
     if chunk_rows is not None and not (isinstance(chunk_rows, int) and not isinstance(chunk_rows, bool)
                                        and chunk_rows > 0):
-        _fail(name, f"must be a positive int or None, got {chunk_rows!r}")
+        refuse(name, f"must be a positive int or None, got {chunk_rows!r}")
 
 
 def _finite_positive(x) -> bool:
@@ -310,11 +311,11 @@ def linear_logprobs_with_reference(
     check_head_inputs(hidden, weight, labels, bias, ignore_index, temperature, softcap, backend)
     check_chunk_rows(chunk_rows)
     if not isinstance(ref_hidden, torch.Tensor):
-        _fail("ref_hidden", f"expected a torch.Tensor, got {type(ref_hidden).__name__}")
+        refuse("ref_hidden", f"expected a torch.Tensor, got {type(ref_hidden).__name__}")
     if ref_hidden.shape != hidden.shape:
-        _fail("ref_hidden", f"shape {tuple(ref_hidden.shape)} differs from hidden's {tuple(hidden.shape)}")
+        refuse("ref_hidden", f"shape {tuple(ref_hidden.shape)} differs from hidden's {tuple(hidden.shape)}")
     if ref_hidden.dtype != hidden.dtype or ref_hidden.device != hidden.device:
-        _fail("ref_hidden", f"{ref_hidden.dtype} on {ref_hidden.device}; expected {hidden.dtype} on {hidden.device}")
+        refuse("ref_hidden", f"{ref_hidden.dtype} on {ref_hidden.device}; expected {hidden.dtype} on {hidden.device}")
     run = functools.partial(_run, ignore_index=ignore_index, temperature=temperature, softcap=softcap,
                             backend=backend, chunk_rows=chunk_rows)
     shared = (ref_weight is None or ref_weight is weight) and (ref_bias is None or ref_bias is bias)
@@ -336,16 +337,16 @@ def segment_ids(labels: torch.Tensor, cu_seqlens: torch.Tensor | None) -> tuple[
     """
     if cu_seqlens is None:
         if labels.dim() != 2:
-            _fail("labels", f"expected [B, T] for padded input (or pass cu_seqlens), got {tuple(labels.shape)}")
+            refuse("labels", f"expected [B, T] for padded input (or pass cu_seqlens), got {tuple(labels.shape)}")
         b, t = labels.shape
         return torch.arange(b, device=labels.device).repeat_interleave(t), b
     if labels.dim() != 1:
-        _fail("labels", f"expected [N] with cu_seqlens, got shape {tuple(labels.shape)}")
+        refuse("labels", f"expected [N] with cu_seqlens, got shape {tuple(labels.shape)}")
     if cu_seqlens.dim() != 1 or cu_seqlens.numel() < 2:
-        _fail("cu_seqlens", f"expected 1-D [S+1] with S >= 1, got shape {tuple(cu_seqlens.shape)}")
+        refuse("cu_seqlens", f"expected 1-D [S+1] with S >= 1, got shape {tuple(cu_seqlens.shape)}")
     cu = cu_seqlens.to(device=labels.device, dtype=torch.int64)
     if int(cu[0]) != 0 or int(cu[-1]) != labels.shape[0] or bool((cu[1:] < cu[:-1]).any()):
-        _fail("cu_seqlens", f"must start at 0, be non-decreasing and end at N={labels.shape[0]}; got {cu.tolist()}")
+        refuse("cu_seqlens", f"must start at 0, be non-decreasing and end at N={labels.shape[0]}; got {cu.tolist()}")
     lengths = cu[1:] - cu[:-1]
     return torch.arange(lengths.numel(), device=labels.device).repeat_interleave(lengths), lengths.numel()
 
@@ -380,7 +381,7 @@ def sequence_logprobs(
     seq, s = segment_ids(labels, cu_seqlens)
     flat_hidden = hidden.reshape(-1, hidden.shape[-1]) if hidden.dim() == 3 else hidden
     if flat_hidden.shape[0] != seq.shape[0]:
-        _fail("hidden", f"shape {tuple(hidden.shape)} does not match labels {tuple(labels.shape)}")
+        refuse("hidden", f"shape {tuple(hidden.shape)} does not match labels {tuple(labels.shape)}")
     flat_labels = labels.reshape(-1)
     logp = linear_logprobs(flat_hidden, weight, flat_labels, bias=bias, ignore_index=ignore_index,
                            temperature=temperature, softcap=softcap, backend=backend)

@@ -24,11 +24,11 @@ import torch
 from rftfast import head
 from rftfast.logprob import (
     IGNORE_INDEX,
-    _fail,
     check_head_inputs,
     check_head_options,
     linear_logprobs,
     linear_logprobs_with_reference,
+    refuse,
     segment_ids,
 )
 from rftfast.losses.objectives import (
@@ -36,8 +36,8 @@ from rftfast.losses.objectives import (
     REFERENCE_FREE,
     ObjectiveParams,
     Pairs,
-    _is_finite,
     check_objective,
+    is_real_finite,
     preference_losses,
 )
 
@@ -91,25 +91,25 @@ class _Layout:
 def _layout(hidden, labels, cu_seqlens, pair_ids, name="policy_hidden") -> _Layout:
     if hidden.dim() == 3:
         if cu_seqlens is not None or pair_ids is not None:
-            _fail("cu_seqlens", "padded [2B, T, H] input takes no cu_seqlens/pair_ids; pass packed [N, H] input")
+            refuse("cu_seqlens", "padded [2B, T, H] input takes no cu_seqlens/pair_ids; pass packed [N, H] input")
         if labels.shape != hidden.shape[:2]:
-            _fail("labels", f"expected shape {tuple(hidden.shape[:2])} to match {name}, got {tuple(labels.shape)}")
+            refuse("labels", f"expected shape {tuple(hidden.shape[:2])} to match {name}, got {tuple(labels.shape)}")
     elif hidden.dim() == 2:
         if cu_seqlens is None:
-            _fail("cu_seqlens", f"packed [N, H] {name} needs cu_seqlens [S+1]")
+            refuse("cu_seqlens", f"packed [N, H] {name} needs cu_seqlens [S+1]")
     else:
-        _fail(name, f"expected [2B, T, H] (padded) or [N, H] (packed), got shape {tuple(hidden.shape)}")
+        refuse(name, f"expected [2B, T, H] (padded) or [N, H] (packed), got shape {tuple(hidden.shape)}")
     segment, num_seqs = segment_ids(labels, cu_seqlens)
     if pair_ids is None:
         if num_seqs % 2:
-            _fail("labels", f"paired layout needs an even number of sequences (chosen first, then rejected); "
+            refuse("labels", f"paired layout needs an even number of sequences (chosen first, then rejected); "
                             f"got {num_seqs}")
         canonical = torch.arange(num_seqs, device=labels.device)
         num_pairs = num_seqs // 2
     else:
         canonical, num_pairs = _canonical_from_pair_ids(pair_ids, num_seqs, labels.device)
     if num_pairs == 0:
-        _fail(name, "the batch holds no pairs: there is no mean loss over zero pairs to take")
+        refuse(name, "the batch holds no pairs: there is no mean loss over zero pairs to take")
     flat = hidden.reshape(-1, hidden.shape[-1])
     return _Layout(flat, labels.reshape(-1), canonical[segment], num_pairs)
 
@@ -118,11 +118,11 @@ def _canonical_from_pair_ids(pair_ids: torch.Tensor, num_seqs: int, device) -> t
     """Packed sequences tagged with pair ids: a pair's first sequence is chosen, its second rejected."""
     ids = pair_ids.to(device=device, dtype=torch.int64)
     if ids.shape != (num_seqs,):
-        _fail("pair_ids", f"expected one id per sequence, shape ({num_seqs},), got {tuple(pair_ids.shape)}")
+        refuse("pair_ids", f"expected one id per sequence, shape ({num_seqs},), got {tuple(pair_ids.shape)}")
     num_pairs = num_seqs // 2
     counts = torch.bincount(ids.clamp(min=0), minlength=max(num_pairs, 1))
     if num_seqs % 2 or int(ids.min()) < 0 or int(ids.max()) >= num_pairs or bool((counts != 2).any()):
-        _fail("pair_ids", f"each pair id in [0, {num_pairs}) must appear exactly twice; got {ids.tolist()}")
+        refuse("pair_ids", f"each pair id in [0, {num_pairs}) must appear exactly twice; got {ids.tolist()}")
     second = torch.zeros_like(ids)
     seen = torch.zeros(num_pairs, dtype=torch.bool, device=device)
     for s, p in enumerate(ids.tolist()):  # sequences per batch are few: a Python loop is clearest
@@ -135,7 +135,7 @@ def _require_tensors(optional: bool = False, **tensors) -> None:
     """ValueError naming the first argument that is not a torch.Tensor (None allowed if `optional`)."""
     for name, t in tensors.items():
         if not (isinstance(t, torch.Tensor) or (optional and t is None)):
-            _fail(name, f"expected a torch.Tensor{' or None' if optional else ''}, got {type(t).__name__}")
+            refuse(name, f"expected a torch.Tensor{' or None' if optional else ''}, got {type(t).__name__}")
 
 
 # ----------------------------------------------------------------------------- fused strategy
@@ -318,7 +318,7 @@ class FusedDPOLoss(torch.nn.Module):
         self.params = ObjectiveParams(beta, label_smoothing, gamma, discopop_tau)
         check_objective(self.loss_types, self.loss_weights, self.params)
         check_head_options(temperature, softcap, backend)
-        if nll_weight is not None and not (_is_finite(nll_weight) and nll_weight >= 0):
+        if nll_weight is not None and not (is_real_finite(nll_weight) and nll_weight >= 0):
             raise ValueError(f"nll_weight: must be >= 0 and finite, or None, got {nll_weight}")
         if not (isinstance(ignore_index, int) and not isinstance(ignore_index, bool)):
             raise ValueError(f"ignore_index: must be an int, got {ignore_index!r}")
@@ -384,12 +384,12 @@ class FusedDPOLoss(torch.nn.Module):
                           self.softcap, self.backend, hidden_name="policy_hidden")
         p = lay.num_pairs
         if ref_hidden is not None and ref_logps is not None:
-            _fail("ref_logps", "pass either ref_hidden or ref_logps, not both")
+            refuse("ref_logps", "pass either ref_hidden or ref_logps, not both")
         if ref_hidden is not None and ref_hidden.shape != policy_hidden.shape:
-            _fail("ref_hidden", f"shape {tuple(ref_hidden.shape)} differs from policy_hidden's "
+            refuse("ref_hidden", f"shape {tuple(ref_hidden.shape)} differs from policy_hidden's "
                                 f"{tuple(policy_hidden.shape)}")
         if ref_hidden is None and ref_logps is None and not self.reference_free:
-            _fail("ref_logps", f"loss types {self.loss_types} need a reference: pass ref_hidden or ref_logps "
+            refuse("ref_logps", f"loss types {self.loss_types} need a reference: pass ref_hidden or ref_logps "
                                "(or reference_free=True)")
         lengths = torch.zeros(2 * p, dtype=torch.float32, device=labels.device).index_add_(
             0, lay.seq, (lay.labels != self.ignore_index).to(torch.float32))
@@ -413,7 +413,7 @@ class FusedDPOLoss(torch.nn.Module):
         if empty:
             p = lengths.shape[0] // 2
             which = [f"pair {s % p}'s {'rejected' if s >= p else 'chosen'}" for s in empty]
-            _fail("labels", f"{len(which)} sequence(s) have no counted tokens (every label is ignore_index="
+            refuse("labels", f"{len(which)} sequence(s) have no counted tokens (every label is ignore_index="
                             f"{self.ignore_index}): {', '.join(which[:4])}{', ...' if len(which) > 4 else ''}; "
                             "each chosen and rejected sequence needs at least one")
 
@@ -427,23 +427,23 @@ class FusedDPOLoss(torch.nn.Module):
         if isinstance(ref_logps, (tuple, list)):
             if len(ref_logps) != 2 or not all(isinstance(r, torch.Tensor) for r in ref_logps):
                 kinds = sorted({type(r).__name__ for r in ref_logps})
-                _fail("ref_logps", f"a {type(ref_logps).__name__} must be (chosen, rejected): two tensors of shape "
+                refuse("ref_logps", f"a {type(ref_logps).__name__} must be (chosen, rejected): two tensors of shape "
                                    f"({p},); got {len(ref_logps)} items of type {', '.join(kinds)}")
             if any(r.shape != (p,) for r in ref_logps):
-                _fail("ref_logps", f"(chosen, rejected) must both have shape ({p},) for {p} pairs; got "
+                refuse("ref_logps", f"(chosen, rejected) must both have shape ({p},) for {p} pairs; got "
                                    f"{[tuple(r.shape) for r in ref_logps]}")
             ref_logps = torch.cat([r.to(ref_logps[0].device) for r in ref_logps])
         elif not isinstance(ref_logps, torch.Tensor):
-            _fail("ref_logps", f"expected a torch.Tensor of shape ({2 * p},) or a (chosen, rejected) tuple of "
+            refuse("ref_logps", f"expected a torch.Tensor of shape ({2 * p},) or a (chosen, rejected) tuple of "
                                f"tensors, got {type(ref_logps).__name__}")
         if ref_logps.shape != (2 * p,):
-            _fail("ref_logps", f"expected shape ({2 * p},) (chosen first, then rejected), got "
+            refuse("ref_logps", f"expected shape ({2 * p},) (chosen first, then rejected), got "
                                f"{tuple(ref_logps.shape)}")
         if not ref_logps.is_floating_point():
-            _fail("ref_logps", f"expected a floating dtype, got {ref_logps.dtype}")
+            refuse("ref_logps", f"expected a floating dtype, got {ref_logps.dtype}")
         ref = ref_logps.detach().to(device=device, dtype=torch.float32)
         if not bool(torch.isfinite(ref).all()):
-            _fail("ref_logps", "must be finite (log-probs of sequences the reference can produce)")
+            refuse("ref_logps", "must be finite (log-probs of sequences the reference can produce)")
         return ref
 
     def _reference(self, lay, ref_hidden, ref_weight, ref_bias, ref, weight, bias):

@@ -189,23 +189,23 @@ def check_objective(loss_types: Sequence[str], weights: Sequence[float] | None, 
             raise ValueError(f"loss_type: unknown loss type {t!r}; expected one of {sorted(OBJECTIVES)}")
     if weights is not None and len(weights) != len(loss_types):
         raise ValueError(f"loss_weights: {len(weights)} weights for {len(loss_types)} loss types")
-    if weights is not None and not all(_is_finite(w) for w in weights):
+    if weights is not None and not all(is_real_finite(w) for w in weights):
         raise ValueError(f"loss_weights: must be finite numbers, got {list(weights)}")
     # inf or NaN parameters give NaN losses (β = inf: inf · 0 at a zero margin), so they are refused here.
-    if not (_is_finite(params.beta) and params.beta > 0):
+    if not (is_real_finite(params.beta) and params.beta > 0):
         raise ValueError(f"beta: must be > 0 and finite, got {params.beta}")
     eps = params.label_smoothing
-    if not (_is_finite(eps) and 0.0 <= eps < 0.5):
+    if not (is_real_finite(eps) and 0.0 <= eps < 0.5):
         raise ValueError(f"label_smoothing: must lie in [0, 0.5), got {eps}")
     if "exo_pair" in loss_types and eps <= 0:
         raise ValueError("label_smoothing: exo_pair needs label_smoothing > 0 (the EXO paper uses 1e-3)")
-    if not _is_finite(params.gamma):
+    if not is_real_finite(params.gamma):
         raise ValueError(f"gamma: must be finite, got {params.gamma}")
-    if not (_is_finite(params.discopop_tau) and params.discopop_tau > 0):
+    if not (is_real_finite(params.discopop_tau) and params.discopop_tau > 0):
         raise ValueError(f"discopop_tau: must be > 0 and finite, got {params.discopop_tau}")
 
 
-def _is_finite(x) -> bool:
+def is_real_finite(x) -> bool:
     try:
         return math.isfinite(x)
     except TypeError:  # not a real number at all
