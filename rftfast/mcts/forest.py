@@ -6,8 +6,8 @@ node's id is its creation order within its tree, so two runs that make the same 
 
 Fields (T trees, C node capacity, A = `max_children`, U = `tokens_used`):
 
-    parent        int32   [T, C]     parent node id; -1 for roots and unused slots
-    children      int32   [T, C, A]  child ids in creation order; -1 past `num_children`
+    parent        int32   [T, C]     parent node id; NO_PARENT (-1) for roots and unused slots
+    children      int32   [T, C, A]  child ids in creation order; NO_NODE (-1) past `num_children`
     num_children  int32   [T, C]     how many children a node has (0: a leaf)
     depth         int32   [T, C]     0 at the root
     visits        int64   [T, C]     backups through the node
@@ -17,7 +17,7 @@ Fields (T trees, C node capacity, A = `max_children`, U = `tokens_used`):
     terminal      bool    [T, C]     the node ends its answer: it is never expanded
     exhausted     bool    [T, C]     nothing below is left to select: terminal, cut by the depth limit, or
                                      every child exhausted
-    span_start    int64   [T, C]     where the node's tokens start in `tokens` (-1: no tokens)
+    span_start    int64   [T, C]     where the node's tokens start in `tokens` (NO_SPAN, -1: no tokens)
     span_len      int32   [T, C]     how many tokens the node adds to its parent's sequence
     num_nodes     int64   [T]        nodes in use per tree; rows at and past it are unused
     tokens        int32   [U]        the filled part of the token pool that holds every node's span
@@ -60,6 +60,13 @@ RULES = {"uct": 0, "puct": 1}
 BACKUPS = {"mean": 0, "sum": 1}
 BEST_BY = {"visits": 0, "value": 1, "mean": 2, "reward": 3}
 NO_DEPTH_LIMIT = 2**62
+ROOT_INDEX = 0  # node 0 of every tree is its root
+NO_PARENT = -1  # `parent` of a root and of unused slots: the end of every walk up the tree
+NO_NODE = -1  # no child / nothing found (`children` past `num_children`, a failed selection)
+NO_SPAN = -1  # `span_start` of a node that holds no tokens
+ALL_FOUND = -1  # what a kernel that checks entries returns when every entry's node exists
+# `_expand`'s return codes (nothing is changed unless it returns EXPANDED)
+EXPANDED, BAD_TREE, BAD_PARENT, EXHAUSTED_PARENT, TOO_MANY_CHILDREN, OUT_OF_CAPACITY = 0, -1, -2, -3, -4, -5
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -105,7 +112,7 @@ def _child_factor(n_child, rule):
 @njit(cache=True, error_model="numpy")
 def _propagate_exhausted(parent, children, num_children, exhausted, t, node):
     """Mark `node` and its ancestors exhausted for as long as all their children are."""
-    while node != -1:
+    while node != NO_PARENT:
         nc = num_children[t, node]
         if nc == 0 or exhausted[t, node]:
             return
@@ -131,9 +138,9 @@ def _select_leaves(parent, children, num_children, depth, visits, value_sum, pri
         n_blocked = 0
         first = count
         for pick in range(k):
-            found = -1
-            while found < 0 and not exhausted[t, 0] and not blocked[t, 0]:
-                node = 0
+            found = NO_NODE
+            while found == NO_NODE and not exhausted[t, ROOT_INDEX] and not blocked[t, ROOT_INDEX]:
+                node = ROOT_INDEX
                 while True:
                     nc = num_children[t, node]
                     if nc == 0:
@@ -144,7 +151,7 @@ def _select_leaves(parent, children, num_children, depth, visits, value_sum, pri
                             found = node
                         break
                     parent_factor = _parent_factor(visits[t, node] + pending[t, node], rule)
-                    best = -1
+                    best = NO_NODE
                     best_score = 0.0
                     for j in range(nc):
                         ch = children[t, node, j]
@@ -152,16 +159,16 @@ def _select_leaves(parent, children, num_children, depth, visits, value_sum, pri
                             continue
                         q = _q(value_sum[t, ch], visits[t, ch], pending[t, ch], virtual_loss, value_mode)
                         s = q + c * prior[t, ch] * parent_factor * _child_factor(visits[t, ch] + pending[t, ch], rule)
-                        if best == -1 or s > best_score:
+                        if best == NO_NODE or s > best_score:
                             best = ch
                             best_score = s
-                    if best == -1:
+                    if best == NO_NODE:
                         blocked[t, node] = True
                         blocked_list[n_blocked] = node
                         n_blocked += 1
                         break
                     node = best
-            if found < 0:
+            if found == NO_NODE:
                 break
             out_tree[count] = t
             out_node[count] = found
@@ -170,7 +177,7 @@ def _select_leaves(parent, children, num_children, depth, visits, value_sum, pri
                 break  # no descent follows in this tree: no need to block or weigh down the path
             # Block the leaf, and each ancestor left with nothing to select, so later descents skip them.
             node = found
-            while node != -1:
+            while node != NO_PARENT:
                 nc = num_children[t, node]
                 for j in range(nc):
                     ch = children[t, node, j]
@@ -184,12 +191,12 @@ def _select_leaves(parent, children, num_children, depth, visits, value_sum, pri
                     continue
                 break
             node = found
-            while node != -1:
+            while node != NO_PARENT:
                 pending[t, node] += 1
                 node = parent[t, node]
         for i in range(first, min(count, first + k - 1)):  # take the virtual loss back
             node = out_node[i]
-            while node != -1:
+            while node != NO_PARENT:
                 pending[t, node] -= 1
                 node = parent[t, node]
         for i in range(n_blocked):
@@ -200,34 +207,34 @@ def _select_leaves(parent, children, num_children, depth, visits, value_sum, pri
 @njit(cache=True, error_model="numpy")
 def _expand(tree_ids, parent_ids, priors, values, terminal_in, parent, children, num_children, depth, visits,
             value_sum, reward, prior, terminal, exhausted, span_start, span_len, num_nodes, out_child):
-    """Add one child per entry; returns 0, or a negative code (nothing changed) for the first problem found:
-    -1 unknown tree, -2 unknown parent, -3 exhausted parent, -4 too many children, -5 out of capacity."""
+    """Add one child per entry; returns EXPANDED, or (nothing changed) the code of the first problem found:
+    BAD_TREE, BAD_PARENT, EXHAUSTED_PARENT, TOO_MANY_CHILDREN or OUT_OF_CAPACITY."""
     n_trees = num_nodes.shape[0]
     capacity = parent.shape[1]
     max_children = children.shape[2]
     for i in range(tree_ids.shape[0]):
         t = tree_ids[i]
         if t < 0 or t >= n_trees:
-            return -1
+            return BAD_TREE
         p = parent_ids[i]
         if p < 0 or p >= num_nodes[t]:
-            return -2
+            return BAD_PARENT
         if exhausted[t, p]:
-            return -3
+            return EXHAUSTED_PARENT
     # Count each parent's new children and each tree's new nodes in place, check, and put the counts back.
-    overflow = 0
+    overflow = EXPANDED
     for i in range(tree_ids.shape[0]):
         num_children[tree_ids[i], parent_ids[i]] += 1
         num_nodes[tree_ids[i]] += 1
     for i in range(tree_ids.shape[0]):
         if num_children[tree_ids[i], parent_ids[i]] > max_children:
-            overflow = -4
-        elif num_nodes[tree_ids[i]] > capacity and overflow == 0:
-            overflow = -5
+            overflow = TOO_MANY_CHILDREN
+        elif num_nodes[tree_ids[i]] > capacity and overflow == EXPANDED:
+            overflow = OUT_OF_CAPACITY
     for i in range(tree_ids.shape[0]):
         num_children[tree_ids[i], parent_ids[i]] -= 1
         num_nodes[tree_ids[i]] -= 1
-    if overflow:
+    if overflow != EXPANDED:
         return overflow
     for i in range(tree_ids.shape[0]):
         t = tree_ids[i]
@@ -243,7 +250,7 @@ def _expand(tree_ids, parent_ids, priors, values, terminal_in, parent, children,
         terminal[t, ch] = terminal_in[i]
         exhausted[t, ch] = terminal_in[i]
         num_children[t, ch] = 0
-        span_start[t, ch] = -1
+        span_start[t, ch] = NO_SPAN
         span_len[t, ch] = 0
         children[t, p, num_children[t, p]] = ch
         num_children[t, p] += 1
@@ -251,7 +258,7 @@ def _expand(tree_ids, parent_ids, priors, values, terminal_in, parent, children,
     for i in range(tree_ids.shape[0]):
         if terminal_in[i]:
             _propagate_exhausted(parent, children, num_children, exhausted, tree_ids[i], parent_ids[i])
-    return 0
+    return EXPANDED
 
 
 @njit(cache=True, error_model="numpy")
@@ -260,7 +267,7 @@ def _check_nodes(tree_ids, node_ids, num_nodes):
         t = tree_ids[i]
         if t < 0 or t >= num_nodes.shape[0] or node_ids[i] < 0 or node_ids[i] >= num_nodes[t]:
             return i
-    return -1
+    return ALL_FOUND
 
 
 @njit(cache=True, error_model="numpy")
@@ -269,10 +276,10 @@ def _backup(tree_ids, node_ids, values, parent, visits, value_sum, num_nodes):
 
     Consecutive entries with the same parent (siblings, as `expand` makes them) share one walk up the tree:
     each ancestor still adds their values one by one in entry order, so the sums are bit for bit those of one
-    walk per entry. Returns -1, or (changing nothing) the first entry whose node does not exist.
+    walk per entry. Returns ALL_FOUND, or (changing nothing) the first entry whose node does not exist.
     """
     bad = _check_nodes(tree_ids, node_ids, num_nodes)
-    if bad >= 0:
+    if bad != ALL_FOUND:
         return bad
     m = tree_ids.shape[0]
     i = 0
@@ -286,13 +293,13 @@ def _backup(tree_ids, node_ids, values, parent, visits, value_sum, num_nodes):
             visits[t, node_ids[e]] += 1
             value_sum[t, node_ids[e]] += values[e]
         node = p
-        while node != -1:
+        while node != NO_PARENT:
             visits[t, node] += j - i
             for e in range(i, j):
                 value_sum[t, node] += values[e]
             node = parent[t, node]
         i = j
-    return -1
+    return ALL_FOUND
 
 
 @njit(cache=True, error_model="numpy")
@@ -308,11 +315,11 @@ def _mark_terminal(tree_ids, node_ids, parent, children, num_children, terminal,
 
 @njit(cache=True, error_model="numpy")
 def _best_child(tree_ids, node_ids, children, num_children, visits, value_sum, reward, by, value_mode, out):
-    """Per entry, the child with the most visits / highest Q / highest mean / highest reward; -1 for a leaf."""
+    """Per entry, the child with the most visits / highest Q / highest mean / highest reward; NO_NODE for a leaf."""
     for i in range(tree_ids.shape[0]):
         t = tree_ids[i]
         node = node_ids[i]
-        best = -1
+        best = NO_NODE
         best_key = 0.0
         for j in range(num_children[t, node]):
             ch = children[t, node, j]
@@ -324,7 +331,7 @@ def _best_child(tree_ids, node_ids, children, num_children, visits, value_sum, r
                 key = _q(value_sum[t, ch], visits[t, ch], 0, 0.0, 0)
             else:
                 key = reward[t, ch]
-            if best == -1 or key > best_key:
+            if best == NO_NODE or key > best_key:
                 best = ch
                 best_key = key
         out[i] = best
@@ -336,7 +343,7 @@ def _best_child(tree_ids, node_ids, children, num_children, visits, value_sum, r
 
 # name -> (dtype, fill); every per-node field is [T, C], `children` is [T, C, A].
 _FIELDS = {
-    "parent": (np.int32, -1),
+    "parent": (np.int32, NO_PARENT),
     "num_children": (np.int32, 0),
     "depth": (np.int32, 0),
     "visits": (np.int64, 0),
@@ -345,7 +352,7 @@ _FIELDS = {
     "prior": (np.float64, 0.0),
     "terminal": (np.bool_, False),
     "exhausted": (np.bool_, False),
-    "span_start": (np.int64, -1),
+    "span_start": (np.int64, NO_SPAN),
     "span_len": (np.int32, 0),
 }
 # Scratch of `select_leaves`, all zero between calls.
@@ -411,7 +418,7 @@ class Forest:
             if old:
                 new[:, :old] = self._arrays[name]
             self._arrays[name] = new
-        children = np.full((t, capacity, self.max_children), -1, np.int32)
+        children = np.full((t, capacity, self.max_children), NO_NODE, np.int32)
         if old:
             children[:, :old] = self._arrays["children"]
         self._arrays["children"] = children
@@ -493,21 +500,21 @@ class Forest:
         if tokens is not None and len(tokens) != m:
             raise ValueError(f"tokens: expected {m} token lists, got {len(tokens)}")
         out = np.empty(m, np.int64)
-        code = -5
-        while code == -5:
+        code = OUT_OF_CAPACITY
+        while code == OUT_OF_CAPACITY:
             a = self._arrays
             code = _expand(tree_ids, parent_ids, priors, values, terminal, a["parent"], a["children"],
                            a["num_children"], a["depth"], a["visits"], a["value_sum"], a["reward"], a["prior"],
                            a["terminal"], a["exhausted"], a["span_start"], a["span_len"], self._num_nodes, out)
-            if code == -5:  # some tree is full: double the capacity until the new nodes fit, and retry
+            if code == OUT_OF_CAPACITY:  # some tree is full: double the capacity until the new nodes fit, and retry
                 self._reserve(tree_ids)
-        if code == -1:
+        if code == BAD_TREE:
             raise IndexError(f"tree_ids: expected ids in [0, {self.num_trees})")
-        if code == -2:
+        if code == BAD_PARENT:
             raise IndexError("parent_ids: a parent id is not a node of its tree")
-        if code == -3:
+        if code == EXHAUSTED_PARENT:
             raise ValueError("parent_ids: cannot expand an exhausted node (terminal, or nothing left below it)")
-        if code == -4:
+        if code == TOO_MANY_CHILDREN:
             raise ValueError(f"expand: a parent would have more than max_children={self.max_children} children")
         if tokens is not None:
             self.set_spans(tree_ids, out, tokens)
@@ -521,12 +528,12 @@ class Forest:
             raise ValueError(f"node_ids: expected {tree_ids.shape[0]} ids, got {node_ids.shape[0]}")
         a = self._arrays
         bad = _backup(tree_ids, node_ids, values, a["parent"], a["visits"], a["value_sum"], self._num_nodes)
-        if bad >= 0:
+        if bad != ALL_FOUND:
             raise IndexError(f"entry {bad}: node {node_ids[bad]} of tree {tree_ids[bad]} does not exist")
 
     def best_child(self, tree_ids, node_ids, by: str = "visits") -> np.ndarray:
         """The child with the most visits (`by="visits"`), highest Q ("value"), mean value ("mean") or own
-        reward ("reward"); first child on ties; -1 for a leaf. int64 `[M]`."""
+        reward ("reward"); first child on ties; NO_NODE (-1) for a leaf. int64 `[M]`."""
         if by not in BEST_BY:
             raise ValueError(f"by: expected one of {sorted(BEST_BY)}, got {by!r}")
         tree_ids, node_ids = self._checked_nodes(tree_ids, node_ids)
@@ -549,7 +556,7 @@ class Forest:
         if len(token_lists) != tree_ids.shape[0]:
             raise ValueError(f"token_lists: expected {tree_ids.shape[0]} lists, got {len(token_lists)}")
         starts, lengths = self._store_tokens(token_lists)
-        self._arrays["span_start"][tree_ids, node_ids] = np.where(lengths > 0, starts, -1)
+        self._arrays["span_start"][tree_ids, node_ids] = np.where(lengths > 0, starts, NO_SPAN)
         self._arrays["span_len"][tree_ids, node_ids] = lengths
 
     def _checked_nodes(self, tree_ids, node_ids) -> tuple[np.ndarray, np.ndarray]:
@@ -557,7 +564,7 @@ class Forest:
         if node_ids.shape != tree_ids.shape:
             raise ValueError(f"node_ids: expected {tree_ids.shape[0]} ids, got {node_ids.shape[0]}")
         bad = _check_nodes(tree_ids, node_ids, self._num_nodes)
-        if bad >= 0:
+        if bad != ALL_FOUND:
             raise IndexError(f"entry {bad}: node {node_ids[bad]} of tree {tree_ids[bad]} does not exist")
         return tree_ids, node_ids
 
@@ -577,7 +584,7 @@ class Forest:
         """Node ids from the root to `node`, both included."""
         parent = self._arrays["parent"][tree]
         out = [int(node)]
-        while parent[out[-1]] != -1:
+        while parent[out[-1]] != NO_PARENT:
             out.append(int(parent[out[-1]]))
         return out[::-1]
 
