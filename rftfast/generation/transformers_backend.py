@@ -34,7 +34,7 @@ import torch
 
 from rftfast import distributed
 from rftfast.answer import StepScanner
-from rftfast.data.chat import END as END_TOKEN
+from rftfast.data.chat import END
 from rftfast.generation.base import Child, ExpandRequest, GenerationStats
 from rftfast.generation.kv_pool import KVPool, LayerKV
 from rftfast.generation.prefix_cache import PrefixCache, as_token_array, depth_first_order
@@ -325,7 +325,7 @@ def _check_prefix(prefix_ids: Sequence[int]) -> np.ndarray:
 
 def _default_stop_ids(tokenizer) -> set[int]:
     ids = {tokenizer.eos_token_id}
-    end = tokenizer.convert_tokens_to_ids(END_TOKEN) if END_TOKEN in tokenizer.get_vocab() else None
+    end = tokenizer.convert_tokens_to_ids(END) if END in tokenizer.get_vocab() else None
     ids.add(end)
     return {i for i in ids if i is not None}
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 
 from rftfast import distributed
 from rftfast.answer import StepScanner
-from rftfast.data.chat import END as END_TOKEN
+from rftfast.data.chat import END
 from rftfast.generation.base import Child, ExpandRequest, GenerationStats
 from rftfast.generation.prefix_cache import depth_first_order
 
@@ -40,7 +40,7 @@ def sampling_params_kwargs(request: ExpandRequest, stop_token_ids: Sequence[int]
         temperature=request.temperature,
         top_p=request.top_p,
         max_tokens=request.max_new_tokens,
-        stop=[END_TOKEN],
+        stop=[END],
         stop_token_ids=sorted(stop_token_ids),
         logprobs=1,
         seed=request.seed,
@@ -110,7 +110,7 @@ class VLLMGenerator:
                        enable_prefix_caching=True, seed=seed, **llm_kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         vocab = self.tokenizer.get_vocab()
-        self.stop_token_ids = {i for i in (self.tokenizer.eos_token_id, vocab.get(END_TOKEN)) if i is not None}
+        self.stop_token_ids = {i for i in (self.tokenizer.eos_token_id, vocab.get(END)) if i is not None}
         self.stats = GenerationStats()
 
     @property
