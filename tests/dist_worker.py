@@ -20,6 +20,7 @@ from rftfast.train.preference import train_preference  # noqa: E402
 from rftfast.train.sft import make_schedule, train_sft  # noqa: E402
 from tests.same_update import sgd  # noqa: E402
 from tests.tiny import tiny_llama, tiny_tokenizer  # noqa: E402
+from tests.toy_pairs import reversed_pairs  # noqa: E402
 
 
 def main(out: Path, parallel: str) -> None:
@@ -33,10 +34,11 @@ def main(out: Path, parallel: str) -> None:
 
     sft_model = copy.deepcopy(model)
     cfg = WarmupConfig(epochs=1.0, batch_size=8, lr=0.5, buckets=1, warmup_steps=1, replay=0.0)
-    sft_losses = train_sft(sft_model, tok, make_schedule(examples, [0.0] * 16, cfg, 0), cfg, seed=0, train=train)
+    sft_losses = train_sft(sft_model, tok, make_schedule(examples, [0.0] * 16, cfg, 0), lr=cfg.lr,
+                           batch_size=cfg.batch_size, warmup_steps=cfg.warmup_steps, length_group=cfg.length_group,
+                           seed=0, train=train)
 
-    pairs = [{"prompt_ids": e.prompt_ids, "chosen_ids": e.answer_ids, "rejected_ids": e.answer_ids[::-1]}
-             for e in examples[:8]]
+    pairs = reversed_pairs(examples[:8])
     pref_model = copy.deepcopy(model)
     pcfg = PreferenceConfig(loss_type="sigmoid", nll_weight=0.0, epochs=2.0, batch_size=8, lr=0.5)
     history = train_preference(pref_model, tok, pairs, pcfg, seed=0, train=train)

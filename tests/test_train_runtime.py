@@ -9,11 +9,13 @@ import torch
 from rftfast.config import ConfigError, PreferenceConfig, TrainConfig, WarmupConfig, load_config
 from rftfast.data.chat import render_example
 from rftfast.data.toolworld import generate
+from rftfast.train.loop import micro_batches, rank_micro_batches
 from rftfast.train.preference import train_preference
 from rftfast.train.runtime import StepLog
-from rftfast.train.sft import make_schedule, micro_batches, rank_micro_batches, train_sft
+from rftfast.train.sft import make_schedule, train_sft
 from tests.same_update import assert_same_update, use_sgd
 from tests.tiny import tiny_llama, tiny_tokenizer
+from tests.toy_pairs import reversed_pairs
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +29,8 @@ def setup():
 def _sft(model, tok, examples, train: TrainConfig, steps_epochs=1.0, log=None, lr=2e-3):
     cfg = WarmupConfig(epochs=steps_epochs, batch_size=6, lr=lr, buckets=1, warmup_steps=1, replay=0.0)
     schedule = make_schedule(examples, [0.0] * len(examples), cfg, seed=0)
-    return train_sft(model, tok, schedule, cfg, seed=0, train=train, log=log)
+    return train_sft(model, tok, schedule, lr=cfg.lr, batch_size=cfg.batch_size, warmup_steps=cfg.warmup_steps,
+                     length_group=cfg.length_group, seed=0, train=train, log=log)
 
 
 def _max_weight_diff(a, b) -> float:
@@ -56,8 +59,7 @@ def test_sft_memory_switches_give_the_same_update(setup, switch, monkeypatch):
 
 
 def _pairs(examples):
-    return [{"prompt_ids": e.prompt_ids, "chosen_ids": e.answer_ids, "rejected_ids": e.answer_ids[::-1]}
-            for e in examples[:6]]
+    return reversed_pairs(examples[:6])
 
 
 @pytest.mark.parametrize("reference", ["precomputed", "frozen"])

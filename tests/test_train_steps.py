@@ -11,6 +11,7 @@ from rftfast.train.batching import pad_batch
 from rftfast.train.preference import train_preference
 from rftfast.train.sft import answer_nll, make_schedule, train_sft
 from tests.tiny import tiny_llama, tiny_tokenizer
+from tests.toy_pairs import reversed_pairs
 
 
 def _setup():
@@ -43,7 +44,8 @@ def test_sft_lowers_the_answer_loss():
     with torch.no_grad():
         before, n = answer_nll(model, batch)
     cfg = WarmupConfig(epochs=8.0, batch_size=8, lr=3e-3, buckets=2, warmup_steps=2)
-    train_sft(model, tok, make_schedule(examples, [0.0] * len(examples), cfg, 0), cfg, seed=0)
+    train_sft(model, tok, make_schedule(examples, [0.0] * len(examples), cfg, 0), lr=cfg.lr, batch_size=cfg.batch_size,
+              warmup_steps=cfg.warmup_steps, length_group=cfg.length_group, seed=0)
     with torch.no_grad():
         after, _ = answer_nll(model, batch)
     assert n == sum(len(e.answer_ids) for e in examples)
@@ -52,8 +54,7 @@ def test_sft_lowers_the_answer_loss():
 
 def test_precomputed_and_frozen_reference_agree():
     records, tok, examples = _setup()
-    pairs = [{"prompt_ids": e.prompt_ids, "chosen_ids": e.answer_ids, "rejected_ids": e.answer_ids[::-1]}
-             for e in examples[:6]]
+    pairs = reversed_pairs(examples[:6])
     model = tiny_llama(len(tok))
     histories = {}
     for mode in ("precomputed", "frozen"):

@@ -14,13 +14,21 @@ from dataclasses import dataclass
 import torch
 
 from rftfast import distributed
-from rftfast.config import DeficiencyConfig
 from rftfast.data.chat import Example
 from rftfast.data.record import Record
 from rftfast.eval import judge_greedy
 from rftfast.logprob import sequence_logprobs
 from rftfast.train.batching import pad_batch
-from rftfast.train.sft import hidden_states, lm_head_weight
+from rftfast.train.model_io import hidden_states, lm_head_weight
+
+
+@dataclass
+class DeficiencyConfig:
+    """How many training records are scored per iteration, and which of them count as deficient."""
+
+    ratio: float = 0.3  # the worst fraction by answer perplexity, plus every greedy failure
+    max_new_tokens: int = 64
+    max_records: int = 400  # score at most this many training records per iteration (a seeded sample)
 
 
 @torch.no_grad()

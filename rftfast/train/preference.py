@@ -1,36 +1,58 @@
 """Preference optimisation on step-level pairs with `FusedDPOLoss`.
 
-A pair is a shared prefix (prompt + the answer so far) and two continuations that differ in one
-step. Each continuation is scored on its own tokens only. The reference log-probs are computed
-once per iteration, in one no-grad pass, before the policy moves (or from a frozen copy per step).
+A pair (`rftfast.mcts.Pair`) is a shared prefix (prompt + the answer so far) and two continuations
+that differ in one step. Each continuation is scored on its own tokens only. The reference log-probs
+are computed once per iteration, in one no-grad pass, before the policy moves (or from a frozen copy
+per step).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 
 from rftfast import distributed
-from rftfast.config import PreferenceConfig, TrainConfig
 from rftfast.logprob import sequence_logprobs
-from rftfast.losses import FusedDPOLoss
+from rftfast.losses import FusedDPOLoss, ObjectiveParams
+from rftfast.mcts import Pair
 from rftfast.train.batching import pad_batch
-from rftfast.train.runtime import autocast, gradient_sync, trainable
-from rftfast.train.sft import cosine_lr, hidden_states, lm_head_weight, rank_micro_batches
+from rftfast.train.loop import StepLogger, optimise
+from rftfast.train.model_io import hidden_states, lm_head_weight
+from rftfast.train.runtime import TrainConfig, autocast
 
 
-def pair_batch(pairs: Sequence[dict], pad_id: int, device="cpu") -> dict[str, torch.Tensor]:
+@dataclass(frozen=True)
+class PreferenceConfig(ObjectiveParams):
+    """The objective (`loss_type`, with the parameters of `rftfast.losses.ObjectiveParams`: beta,
+    label_smoothing, gamma, discopop_tau) and how long and how fast it is optimised."""
+
+    loss_type: str = "sigmoid"
+    nll_weight: float = 1.0  # the chosen steps' NLL beside the preference loss keeps the policy on the data
+    lr: float = 5e-5
+    epochs: float = 2.0
+    batch_size: int = 8
+    reference: str = "precomputed"  # "precomputed" (one pass per iteration) or "frozen" (a copy, per step)
+
+    def loss(self) -> FusedDPOLoss:
+        """The loss this config names (ValueError naming a bad option)."""
+        params = {f.name: getattr(self, f.name) for f in dataclasses.fields(ObjectiveParams)}
+        return FusedDPOLoss(self.loss_type, nll_weight=self.nll_weight, **params)
+
+
+def pair_batch(pairs: Sequence[Pair], pad_id: int, device="cpu") -> dict[str, torch.Tensor]:
     """Chosen rows first, then rejected rows (the layout FusedDPOLoss expects)."""
-    seqs = [p["prompt_ids"] + p["chosen_ids"] for p in pairs] + [p["prompt_ids"] + p["rejected_ids"] for p in pairs]
-    starts = [len(p["prompt_ids"]) for p in pairs] * 2
+    seqs = [p.prompt_ids + p.chosen_ids for p in pairs] + [p.prompt_ids + p.rejected_ids for p in pairs]
+    starts = [len(p.prompt_ids) for p in pairs] * 2
     return pad_batch(seqs, starts, pad_id, device)
 
 
 @torch.no_grad()
-def reference_logps(model, pairs: Sequence[dict], pad_id: int, batch_size: int, device="cpu",
+def reference_logps(model, pairs: Sequence[Pair], pad_id: int, batch_size: int, device="cpu",
                     precision: str = "fp32") -> torch.Tensor:
     """[P, 2] summed log-probs of (chosen, rejected) continuations under `model`, in one pass (split
     across ranks when several processes run, and gathered)."""
@@ -48,9 +70,9 @@ def reference_logps(model, pairs: Sequence[dict], pad_id: int, batch_size: int, 
     return torch.tensor(distributed.gather(out), dtype=dtype).reshape(len(pairs), 2)
 
 
-def train_preference(model, tokenizer, pairs: Sequence[dict], cfg: PreferenceConfig, seed: int,
+def train_preference(model, tokenizer, pairs: Sequence[Pair], cfg: PreferenceConfig, seed: int,
                      device: str = "cpu", train: TrainConfig | None = None,
-                     log: Callable[[int, dict], None] | None = None) -> list[dict]:
+                     log: StepLogger | None = None) -> list[dict]:
     """Optimise `model` on `pairs`; returns the metrics of every step (TRL's names).
 
     `train` sets precision, gradient checkpointing, accumulation and LoRA; `log(step, metrics)` sees
@@ -59,8 +81,6 @@ def train_preference(model, tokenizer, pairs: Sequence[dict], cfg: PreferenceCon
     optional NLL term is a mean over each micro-batch's chosen tokens, so it differs slightly, and
     `aot`, which sorts margins across the batch, sees each micro-batch on its own).
     """
-    from tqdm.auto import tqdm
-
     if len(pairs) < distributed.world_size():  # too few to give every rank one (the same on all ranks)
         return []
     train = train or TrainConfig()
@@ -72,48 +92,34 @@ def train_preference(model, tokenizer, pairs: Sequence[dict], cfg: PreferenceCon
         ref = reference_logps(model, pairs, pad, cfg.batch_size, device, train.precision)
     else:
         reference = copy.deepcopy(model).eval().requires_grad_(False)
-    loss_fn = FusedDPOLoss(cfg.loss_type, beta=cfg.beta, gamma=cfg.gamma, nll_weight=cfg.nll_weight)
+    loss_fn = cfg.loss()
     steps = max(1, round(cfg.epochs * len(pairs) / cfg.batch_size))
+
+    def micro_loss(module, part, batch):
+        out = _pair_loss(module, reference, ref, loss_fn, [pairs[j] for j in part], part, pad, device,
+                         train.precision)
+        return out.loss, out.metrics()
+
+    return optimise(model, train, _pair_batches(len(pairs), cfg.batch_size, steps, seed), micro_loss, lr=cfg.lr,
+                    total_steps=steps, warmup_steps=max(1, steps // 10), per_item=True,
+                    desc="preference optimisation", log=log)
+
+
+def _pair_batches(n: int, batch_size: int, steps: int, seed: int) -> Iterator[tuple[list[int], dict]]:
+    """`steps` batches of pair indices, drawn without replacement from a reshuffled order (every rank the same)."""
     rng = random.Random(seed)
     order: list[int] = []
-    history = []
-    with trainable(model, train) as module:
-        module.train()
-        params = [p for p in module.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cosine_lr(s, steps, max(1, steps // 10)))
-        for step in tqdm(range(steps), desc="preference optimisation", unit="step", disable=not distributed.is_main()):
-            idx = []
-            for _ in range(min(cfg.batch_size, len(pairs))):
-                if not order:
-                    order = list(range(len(pairs)))
-                    rng.shuffle(order)
-                idx.append(order.pop())
-            # Each rank takes its share of the batch; weights by share × world size make the (averaged)
-            # gradient equal one process's on the whole batch.
-            local = rank_micro_batches(idx, train.gradient_accumulation)
-            parts = []
-            for i, part in enumerate(local):
-                with gradient_sync(module, i == len(local) - 1):
-                    out = _pair_loss(module, reference, ref, loss_fn, [pairs[j] for j in part], part, pad, device,
-                                     train.precision)
-                    (out.loss * (len(part) * distributed.world_size() / len(idx))).backward()
-                parts.append((len(part), out.metrics()))
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            lr = optimizer.param_groups[0]["lr"]  # the rate this step uses
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            keys = list(parts[0][1])
-            sums = distributed.all_sum([sum(n * m[k] for n, m in parts) for k in keys])
-            metrics = {k: v / len(idx) for k, v in zip(keys, sums, strict=True)}
-            history.append(metrics)
-            if log is not None:
-                log(step, {**metrics, "lr": lr})
-    return history
+    for _ in range(steps):
+        idx = []
+        for _ in range(min(batch_size, n)):
+            if not order:
+                order = list(range(n))
+                rng.shuffle(order)
+            idx.append(order.pop())
+        yield idx, {}
 
 
-def _pair_loss(module, reference, ref, loss_fn, chunk: list[dict], idx: list[int], pad: int, device, precision):
+def _pair_loss(module, reference, ref, loss_fn, chunk: list[Pair], idx: list[int], pad: int, device, precision):
     """The preference loss of one (micro-)batch of pairs, against precomputed or frozen-copy reference."""
     batch = pair_batch(chunk, pad, device)
     with autocast(device, precision):
