@@ -1,8 +1,15 @@
-"""Run configuration: nested dataclasses, loaded from YAML and `--set a.b=value` overrides.
+"""Run configuration: the library's own config objects in one `RunConfig`, loaded from YAML and
+`--set a.b=value` overrides.
+
+Each section is the config of the code that reads it, so a key means one thing everywhere: `search` is
+the MCTS's `rftfast.mcts.SearchConfig` (with `pairs`, its `PairConfig`) plus the search stage's reward and
+generator (`rftfast.train.search_stage.SearchStageConfig`); `preference` holds the objective's parameters
+(`rftfast.losses.ObjectiveParams`); `model`, `warmup`, `deficiency` and `train` are those of
+`rftfast.train`. `RunConfig()` with no arguments is the embedded default run: the tool world and a tiny
+Llama trained from scratch on CPU, searching smaller trees than the library's defaults (`default_search`).
 
 Every key is checked: an unknown key or a value of the wrong type stops with its key path
-(`mcts.rounds: expected int, got 'many'`). `RunConfig()` with no arguments is the embedded
-default run: the tool world and a tiny Llama trained from scratch on CPU.
+(`search.rounds: expected int, got 'many'`), and so does a value out of range (`validate`).
 """
 
 from __future__ import annotations
@@ -19,25 +26,23 @@ from typing import Any
 
 import yaml
 
-# The byte-level tokenizer's floor: its 256 byte tokens and the special tokens (rftfast.train.model).
-MIN_VOCAB = 256 + 6
+from rftfast.mcts import PairConfig
+from rftfast.mcts.forest import BACKUPS, RULES
+from rftfast.train.deficiency import DeficiencyConfig
+from rftfast.train.model import MIN_VOCAB, ModelConfig
+from rftfast.train.preference import PreferenceConfig
+from rftfast.train.runtime import TrainConfig
+from rftfast.train.search_stage import SearchStageConfig
+from rftfast.train.sft import WarmupConfig
+
+__all__ = [
+    "MIN_VOCAB", "ConfigError", "DataConfig", "DeficiencyConfig", "EvalConfig", "ModelConfig", "PreferenceConfig",
+    "RunConfig", "SearchStageConfig", "TrainConfig", "WarmupConfig", "check_environment", "load_config", "validate",
+]
 
 
 class ConfigError(ValueError):
     """A configuration key or value that does not fit; the message starts with its key path."""
-
-
-@dataclass
-class ModelConfig:
-    path: str | None = None  # a local path or hub id for from_pretrained; None builds a tiny Llama from scratch
-    hidden_size: int = 128
-    num_layers: int = 2
-    num_heads: int = 4
-    num_kv_heads: int = 2
-    intermediate_size: int = 384
-    vocab_size: int = 4096  # of the tokenizer trained locally: whole words, so values copy as whole tokens
-    tie_embeddings: bool = True  # copying a prompt token into the answer is then one attention lookup
-    max_length: int = 512  # records whose prompt + answer is longer are skipped (and counted)
 
 
 @dataclass
@@ -50,75 +55,16 @@ class DataConfig:
 
 
 @dataclass
-class WarmupConfig:
-    order: str = "easy_to_hard"  # or "shuffled" (the ablation)
-    difficulty: str = "level"  # "level" (tool world), "steps" (calls and arguments), or "perplexity"
-    buckets: int = 3
-    epochs: float = 8.0  # passes over the warm-up data, spread over the buckets
-    replay: float = 0.25  # fraction of each later bucket's batches drawn from earlier buckets
-    lr: float = 6e-3
-    batch_size: int = 16
-    warmup_steps: int = 20
-    length_group: int = 16  # sort this many batches' examples by length before batching (less padding); 1: off
-
-
-@dataclass
-class DeficiencyConfig:
-    ratio: float = 0.3  # the worst fraction by answer perplexity, plus every greedy failure
-    max_new_tokens: int = 64
-    max_records: int = 400  # score at most this many training records per iteration (a seeded sample)
-
-
-@dataclass
-class SearchConfig:
-    rounds: int = 4
-    samples: int = 3  # children per expansion
-    leaves_per_tree: int = 1
-    max_depth: int = 6
-    c: float = 1.0
-    rule: str = "uct"  # "uct" (iTool) or "puct"
-    temperature: float = 1.0
-    top_p: float = 0.95
-    max_new_tokens: int = 24
-    reward: str = "ast"  # "ast", "judge", or "mix"
-    min_gap: float = 0.2
-    include_ground_truth: bool = True
-    backend: str = "transformers"  # or "vllm" (GPU; each iteration's checkpoint is served by vLLM)
-    tensor_parallel_size: int = 1  # vLLM: GPUs per replica; the launched processes / this = replicas
-    gpu_memory_utilization: float = 0.3  # vLLM's share of each GPU (training state lives beside it)
-
-
-@dataclass
-class PreferenceConfig:
-    loss_type: str = "sigmoid"
-    beta: float = 0.1
-    gamma: float = 0.5
-    nll_weight: float = 1.0  # the chosen steps' NLL beside the preference loss keeps the policy on the data
-    lr: float = 5e-5
-    epochs: float = 2.0
-    batch_size: int = 8
-    reference: str = "precomputed"  # "precomputed" (one pass per iteration) or "frozen" (a copy, per step)
-
-
-@dataclass
-class TrainConfig:
-    """Shared by every training stage (warm-up, extra SFT, preference)."""
-
-    precision: str = "fp32"  # or "bf16": autocast the forward to bfloat16 (weights and optimizer stay fp32)
-    gradient_checkpointing: bool = False
-    gradient_accumulation: int = 1  # each batch runs as this many micro-batches (same update, less memory)
-    parallel: str = "fsdp2"  # under torchrun / accelerate launch: "fsdp2" (shard weights, grads, optimizer) or "ddp"
-    lora_r: int = 0  # > 0: train peft LoRA adapters of this rank, merged into the weights after each stage
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    lora_targets: list[str] = field(default_factory=lambda: [
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
-
-
-@dataclass
 class EvalConfig:
     max_new_tokens: int = 64
     batch_size: int = 16
+
+
+def default_search() -> SearchStageConfig:
+    """The default run's search: 4 rounds of 3 samples, steps of at most 24 tokens, trees 6 steps deep,
+    pairs 0.2 apart, and the ground truth's next step as chosen wherever a node lies on its path."""
+    return SearchStageConfig(rounds=4, samples_per_expansion=3, max_depth=6, max_new_tokens=24, top_p=0.95,
+                             ground_truth_chosen=True, pairs=PairConfig(min_gap=0.2))
 
 
 @dataclass
@@ -134,7 +80,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     warmup: WarmupConfig = field(default_factory=WarmupConfig)
     deficiency: DeficiencyConfig = field(default_factory=DeficiencyConfig)
-    search: SearchConfig = field(default_factory=SearchConfig)
+    search: SearchStageConfig = field(default_factory=default_search)
     preference: PreferenceConfig = field(default_factory=PreferenceConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -150,7 +96,9 @@ class RunConfig:
 CHOICES = {
     "warmup.order": ("easy_to_hard", "shuffled"),
     "warmup.difficulty": ("level", "steps", "perplexity"),
-    "search.rule": ("uct", "puct"),
+    "search.rule": tuple(RULES),
+    "search.backup": tuple(BACKUPS),
+    "search.pairs.value": ("mean", "q", "reward"),
     "search.reward": ("ast", "judge", "mix"),
     "search.backend": ("transformers", "vllm"),
     "preference.reference": ("precomputed", "frozen"),
@@ -198,9 +146,12 @@ def _coerce(value: Any, annotation: Any, path: str) -> Any:
     return value
 
 
-def _build(cls, values: Any, path: str = ""):
+def _build(cls, values: Any, path: str = "", base: Any = None):
+    """`base` (default `cls()`) with the keys of `values` replaced; a section keeps the defaults the run
+    gives it (`RunConfig.search` is `default_search()`, not `SearchStageConfig()`)."""
     if not isinstance(values, dict):
         raise ConfigError(f"{path or 'config'}: expected a mapping, got {values!r}")
+    base = cls() if base is None else base
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -208,10 +159,17 @@ def _build(cls, values: Any, path: str = ""):
         key_path = f"{path}.{key}" if path else str(key)
         if key not in names:
             raise ConfigError(f"{key_path}: unknown key (expected one of {sorted(names)})")
-        kwargs[key] = _coerce(value, hints[key], key_path)
+        section = getattr(base, key)
+        if dataclasses.is_dataclass(section):
+            kwargs[key] = _build(type(section), value, key_path, section)
+        else:
+            kwargs[key] = _coerce(value, hints[key], key_path)
         if key_path in CHOICES and kwargs[key] not in CHOICES[key_path]:
             raise ConfigError(f"{key_path}: expected one of {CHOICES[key_path]}, got {kwargs[key]!r}")
-    return cls(**kwargs)
+    try:
+        return dataclasses.replace(base, **kwargs)
+    except ValueError as e:  # the library's own check (`rftfast.mcts.SearchConfig`): "name: expected ..."
+        raise ConfigError(f"{path}.{e}" if path else str(e)) from None
 
 
 def _merge(base: dict, update: dict) -> dict:
@@ -252,11 +210,18 @@ def _check_ranges(cfg: RunConfig) -> None:
         ("deficiency.ratio", 0 < f.ratio <= 1, "in (0, 1]"),
         ("deficiency.max_new_tokens", f.max_new_tokens >= 1, ">= 1"),
         ("deficiency.max_records", f.max_records >= 1, ">= 1"),
-        ("search.rounds", s.rounds >= 1, ">= 1"), ("search.samples", s.samples >= 1, ">= 1"),
+        ("search.rounds", s.rounds >= 1, ">= 1"),
+        ("search.samples_per_expansion", s.samples_per_expansion >= 1, ">= 1"),
         ("search.leaves_per_tree", s.leaves_per_tree >= 1, ">= 1"), ("search.max_depth", s.max_depth >= 1, ">= 1"),
         ("search.c", s.c >= 0, ">= 0"), ("search.temperature", s.temperature > 0, "> 0"),
         ("search.top_p", 0 < s.top_p <= 1, "in (0, 1]"), ("search.max_new_tokens", s.max_new_tokens >= 1, ">= 1"),
-        ("search.min_gap", s.min_gap >= 0, ">= 0"),
+        ("search.virtual_loss", s.virtual_loss >= 0, ">= 0"),
+        ("search.seed", s.seed == SearchStageConfig.seed, f"{SearchStageConfig.seed!r}: the run seeds each search "
+         "from `seed` and the stage's name"),
+        ("search.use_chat_template", s.use_chat_template is SearchStageConfig.use_chat_template,
+         f"{SearchStageConfig.use_chat_template!r}: the run renders the search's prompts as its training examples"),
+        ("search.pairs.min_gap", s.pairs.min_gap >= 0, ">= 0"),
+        ("search.pairs.max_overlap", 0 <= s.pairs.max_overlap <= 1, "in [0, 1]"),
         ("search.tensor_parallel_size", s.tensor_parallel_size >= 1, ">= 1"),
         ("search.gpu_memory_utilization", 0 < s.gpu_memory_utilization <= 1, "in (0, 1]"),
         ("preference.lr", p.lr > 0, "> 0"), ("preference.epochs", p.epochs > 0, "> 0"),
@@ -291,12 +256,10 @@ def check_environment(cfg: RunConfig) -> None:
 
 def _check_objective(p: PreferenceConfig) -> None:
     """The loss's own validation (one home for the objectives' rules), reported under `preference.`."""
-    from rftfast.losses import FusedDPOLoss
-
     if p.loss_type == "dpo":
         raise ConfigError("preference.loss_type: 'dpo' is called 'sigmoid' (TRL's name for the DPO loss)")
     try:
-        FusedDPOLoss(p.loss_type, beta=p.beta, gamma=p.gamma, nll_weight=p.nll_weight)
+        p.loss()
     except ValueError as err:
         raise ConfigError(f"preference.{err}") from None
 

@@ -31,6 +31,7 @@ def test_defaults_yaml_and_overrides(tmp_path):
     (["data.levels=[1, x]"], r"data.levels\[1\]: expected int"),
     (["deficiency.ratio=0"], r"deficiency.ratio: expected in \(0, 1\], got 0.0"),
     (["search=3"], "search: expected a mapping"),
+    (["search.samples=3"], "search.samples: unknown key"),  # the library's name: samples_per_expansion
     (["rounds"], "expected key.path=value"),
 ])
 def test_bad_config_names_the_key(overrides, match):
@@ -50,6 +51,13 @@ def test_bad_config_names_the_key(overrides, match):
     ("search.leaves_per_tree=0", "search.leaves_per_tree: expected >= 1"),
     ("search.max_new_tokens=0", "search.max_new_tokens: expected >= 1"),
     ("search.temperature=.nan", "search.temperature: expected a finite number"),
+    ("search.samples_per_expansion=0", "search.samples_per_expansion: expected >= 1, got 0"),
+    ("search.rounds=0", "search.rounds: expected >= 1, got 0"),
+    ("search.backup=max", r"search.backup: expected one of \('mean', 'sum'\)"),
+    ("search.pairs.min_gap=-1", "search.pairs.min_gap: expected >= 0"),
+    ("search.pairs.value=best", "search.pairs.value: expected one of"),
+    ("search.seed=3", "search.seed: expected 0: the run seeds each search"),
+    ("preference.label_smoothing=0.7", r"preference.label_smoothing: must lie in \[0, 0.5\)"),
     ("eval.batch_size=0", "eval.batch_size: expected >= 1"),
     ("model.vocab_size=7", "model.vocab_size: expected >= 262"),
     ("model.max_length=1", "model.max_length: expected >= 2"),
@@ -67,6 +75,20 @@ def test_bad_config_names_the_key(overrides, match):
 def test_out_of_range_values_are_refused_at_load(override, match):
     with pytest.raises(ConfigError, match=match):
         load_config(None, [override])
+
+
+def test_sections_are_the_librarys_configs_with_the_runs_defaults():
+    from rftfast.losses import ObjectiveParams
+    from rftfast.mcts import PairConfig, SearchConfig
+
+    cfg = load_config(None, ["search.rounds=3", "search.pairs.max_overlap=0.5", "preference.label_smoothing=0.1"])
+    assert isinstance(cfg.search, SearchConfig) and isinstance(cfg.search.pairs, PairConfig)
+    assert isinstance(cfg.preference, ObjectiveParams)
+    # keys not given keep the default run's values, which are not all the library's
+    assert (cfg.search.rounds, cfg.search.samples_per_expansion, cfg.search.max_depth) == (3, 3, 6)
+    assert (cfg.search.max_new_tokens, cfg.search.top_p, cfg.search.ground_truth_chosen) == (24, 0.95, True)
+    assert (cfg.search.pairs.min_gap, cfg.search.pairs.max_overlap) == (0.2, 0.5)
+    assert cfg.preference.label_smoothing == 0.1 and cfg.preference.loss().params.label_smoothing == 0.1
 
 
 def test_vllm_backend_needs_vllm_before_any_work(tmp_path, capsys):

@@ -63,9 +63,9 @@ NO_CUDA = "no CUDA"
 PIPELINE_SET = ["data.num_train=300", "data.num_heldout=40", "model.hidden_size=32", "model.num_layers=2",
                 "model.num_heads=2", "model.num_kv_heads=1", "model.intermediate_size=64", "model.vocab_size=400",
                 "warmup.epochs=1", "warmup.batch_size=8", "warmup.buckets=2", "deficiency.max_records=8",
-                "deficiency.max_new_tokens=20", "search.rounds=2", "search.samples=2", "search.max_depth=3",
-                "search.max_new_tokens=10", "preference.epochs=1", "preference.batch_size=4", "iterations=1",
-                "eval.max_new_tokens=20", "device=cuda", "train.precision=bf16", "name=gpu-smoke"]
+                "deficiency.max_new_tokens=20", "search.rounds=2", "search.samples_per_expansion=2",
+                "search.max_depth=3", "search.max_new_tokens=10", "preference.epochs=1", "preference.batch_size=4",
+                "iterations=1", "eval.max_new_tokens=20", "device=cuda", "train.precision=bf16", "name=gpu-smoke"]
 
 
 class Skip(Exception):

@@ -52,11 +52,13 @@ class SearchConfig:
     pairs: PairConfig = field(default_factory=PairConfig)
 
     def __post_init__(self):
-        if self.samples_per_expansion < 1 or self.rounds < 0 or self.leaves_per_tree < 1 or self.max_depth < 1:
-            raise ValueError("samples_per_expansion, leaves_per_tree and max_depth must be >= 1, rounds >= 0")
-        if self.rule not in RULES or self.backup not in BACKUPS:
-            raise ValueError(f"rule must be in {sorted(RULES)} and backup in {sorted(BACKUPS)}, "
-                             f"got {self.rule!r} and {self.backup!r}")
+        """A ValueError naming the first option out of range (`name: expected ..., got ...`)."""
+        for name, low in (("samples_per_expansion", 1), ("rounds", 0), ("leaves_per_tree", 1), ("max_depth", 1)):
+            if getattr(self, name) < low:
+                raise ValueError(f"{name}: expected >= {low}, got {getattr(self, name)!r}")
+        for name, choices in (("rule", RULES), ("backup", BACKUPS)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name}: expected one of {tuple(choices)}, got {getattr(self, name)!r}")
 
 
 @dataclass

@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import torch
 
-from rftfast.config import ModelConfig
 from rftfast.data.chat import END
 
 # The fallback chat template's tags are single tokens, so the model sees turn structure at once.
 SPECIAL_TOKENS = ["<pad>", END, "<|system|>", "<|user|>", "<|assistant|>", "<|tool|>"]
+# The locally trained tokenizer's smallest vocabulary: its 256 byte tokens and the special tokens.
+MIN_VOCAB = 256 + len(SPECIAL_TOKENS)
+
+
+@dataclass
+class ModelConfig:
+    """The policy: a checkpoint to load, or the shape of the tiny Llama built from scratch."""
+
+    path: str | None = None  # a local path or hub id for from_pretrained; None builds a tiny Llama from scratch
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    intermediate_size: int = 384
+    vocab_size: int = 4096  # of the tokenizer trained locally: whole words, so values copy as whole tokens
+    tie_embeddings: bool = True  # copying a prompt token into the answer is then one attention lookup
+    max_length: int = 512  # records whose prompt + answer is longer are skipped (and counted)
 
 
 def train_tokenizer(corpus: Iterable[str], vocab_size: int):

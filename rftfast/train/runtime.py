@@ -10,12 +10,27 @@ import contextlib
 import copy
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from rftfast import distributed
-from rftfast.config import TrainConfig
+
+
+@dataclass
+class TrainConfig:
+    """Shared by every training stage (warm-up, extra SFT, preference)."""
+
+    precision: str = "fp32"  # or "bf16": autocast the forward to bfloat16 (weights and optimizer stay fp32)
+    gradient_checkpointing: bool = False
+    gradient_accumulation: int = 1  # each batch runs as this many micro-batches (same update, less memory)
+    parallel: str = "fsdp2"  # under torchrun / accelerate launch: "fsdp2" (shard weights, grads, optimizer) or "ddp"
+    lora_r: int = 0  # > 0: train peft LoRA adapters of this rank, merged into the weights after each stage
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    lora_targets: list[str] = field(default_factory=lambda: [
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
 
 
 def autocast(device: str | torch.device, precision: str):

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from rftfast import distributed
-from rftfast.config import SearchConfig
 from rftfast.data.record import Record
+from rftfast.mcts import JudgeReward, MixedReward, Pair, SearchConfig, ast_reward, search
 
 
-def search_pairs(model, tokenizer, records: Sequence[Record], cfg: SearchConfig, seed: int,
-                 model_path: str | Path | None = None) -> tuple[list, dict]:
+@dataclass(frozen=True)
+class SearchStageConfig(SearchConfig):
+    """The search stage: how the trees grow (the library's `rftfast.mcts.SearchConfig`, searched with the
+    stage's seed), which reward scores the nodes, and which generator serves the policy."""
+
+    reward: str = "ast"  # "ast", "judge", or "mix"
+    backend: str = "transformers"  # or "vllm" (GPU; each iteration's checkpoint is served by vLLM)
+    tensor_parallel_size: int = 1  # vLLM: GPUs per replica; the launched processes / this = replicas
+    gpu_memory_utilization: float = 0.3  # vLLM's share of each GPU (training state lives beside it)
+
+
+def search_pairs(model, tokenizer, records: Sequence[Record], cfg: SearchStageConfig, seed: int,
+                 model_path: str | Path | None = None) -> tuple[list[Pair], dict]:
     """Run the MCTS over `records`; returns the `rftfast.mcts.Pair`s and the stats the report shows.
 
     `cfg.backend` picks the generator: transformers on `model` (prefix KV reuse on), or vLLM on the
@@ -20,9 +32,6 @@ def search_pairs(model, tokenizer, records: Sequence[Record], cfg: SearchConfig,
     data-parallel replicas) and every rank gets all the pairs back, in record order (`Pair.tree` is
     the record's index in `records`).
     """
-    from rftfast.mcts import JudgeReward, MixedReward, PairConfig, ast_reward, search
-    from rftfast.mcts import SearchConfig as TreeConfig
-
     generator = _generator(model, tokenizer, cfg, seed, model_path)
     part, parts = generator.data_parallel
     local = distributed.shard(records, part, parts)
@@ -30,13 +39,9 @@ def search_pairs(model, tokenizer, records: Sequence[Record], cfg: SearchConfig,
     if cfg.reward in ("judge", "mix"):
         judge = JudgeReward(generator, tokenizer)
         reward = judge if cfg.reward == "judge" else MixedReward([(ast_reward, 0.5), (judge, 0.5)])
-    tree = TreeConfig(samples_per_expansion=cfg.samples, rounds=cfg.rounds, leaves_per_tree=cfg.leaves_per_tree,
-                      max_depth=cfg.max_depth, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                      top_p=cfg.top_p, seed=seed, c=cfg.c, rule=cfg.rule,
-                      ground_truth_chosen=cfg.include_ground_truth, pairs=PairConfig(min_gap=cfg.min_gap))
     pairs, stats = [], {"simulations": 0}
     if local:
-        result = search(local, generator, reward, tree, tokenizer=tokenizer)
+        result = search(local, generator, reward, dataclasses.replace(cfg, seed=seed), tokenizer=tokenizer)
         s, g = result.stats, generator.stats
         # `tree` indexes this share's records; make it the record's index in `records`.
         pairs = [dataclasses.replace(p, tree=part + parts * p.tree) for p in result.pairs]
@@ -50,7 +55,7 @@ def search_pairs(model, tokenizer, records: Sequence[Record], cfg: SearchConfig,
     return pairs, _merge_stats([st for _, st in shares])
 
 
-def _generator(model, tokenizer, cfg: SearchConfig, seed: int, model_path):
+def _generator(model, tokenizer, cfg: SearchStageConfig, seed: int, model_path):
     if cfg.backend == "vllm":
         from rftfast.generation import VLLMGenerator
 
