@@ -11,7 +11,7 @@ from rftfast.pipeline import StopRequested, run
 SMALL = ["data.num_train=40", "data.num_heldout=12", "model.hidden_size=32", "model.num_layers=2",
          "model.num_heads=2", "model.num_kv_heads=1", "model.intermediate_size=64", "model.vocab_size=400",
          "warmup.epochs=1", "warmup.batch_size=8", "warmup.buckets=2", "deficiency.max_records=8",
-         "deficiency.max_new_tokens=20", "search.rounds=2", "search.samples=2", "search.max_depth=3",
+         "deficiency.max_new_tokens=20", "search.rounds=2", "search.samples_per_expansion=2", "search.max_depth=3",
          "search.max_new_tokens=10", "preference.epochs=1", "preference.batch_size=4", "iterations=1",
          "eval.max_new_tokens=20"]
 
@@ -73,6 +73,21 @@ def test_resume_after_kill_matches_uninterrupted(finished, tmp_path):
     assert ours.keys() == theirs.keys()
     for k in ours:
         assert torch.equal(ours[k], theirs[k]), k
+
+
+def test_a_stage_is_recorded_when_it_finishes_and_read_back_as_a_copy(tmp_path):
+    cfg = small(tmp_path, "data_only")
+    with pytest.raises(StopRequested):
+        run(cfg, stop_after="data")
+    data = json.loads((cfg.run_dir / "manifest.json").read_text())["stages"]["data"]
+    assert data["train"] == 40 and set(data["skipped_too_long"]) == {"train", "heldout"}
+
+    from rftfast.stages import Manifest, RunState
+
+    state = RunState(cfg, Manifest(tmp_path / "manifest.json"))
+    summary = state.stage("s", lambda seed: {"counts": {"a": 1}})
+    summary["counts"]["a"] = 2
+    assert state.stage("s", lambda seed: {})["counts"] == {"a": 1} == state.manifest.summary("s")["counts"]
 
 
 def test_training_switches_run_end_to_end(tmp_path):
