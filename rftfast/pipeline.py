@@ -22,7 +22,7 @@ from rftfast.stages import (
     stage_iteration,
     stage_warmup,
 )
-from rftfast.train.runtime import StepLog
+from rftfast.train.runtime import StepLog, flush_denormals
 
 __all__ = ["StopRequested", "run"]
 
@@ -51,12 +51,13 @@ def run(cfg: RunConfig, resume: bool = False, stop_after: str | None = None, *, 
         manifest = _open_manifest(cfg, as_given, resume)
         state = RunState(cfg, manifest, stop_after, log=StepLog(cfg.run_dir, cfg.tensorboard) if main else None)
         try:
-            stage_data(state)
-            stage_warmup(state)
-            stage_eval(state, "warmup")
-            for k in range(1, cfg.iterations + 1):
-                stage_iteration(state, k)
-                stage_eval(state, f"iter_{k}")
+            with flush_denormals(cfg.train.flush_denormal):
+                stage_data(state)
+                stage_warmup(state)
+                stage_eval(state, "warmup")
+                for k in range(1, cfg.iterations + 1):
+                    stage_iteration(state, k)
+                    stage_eval(state, f"iter_{k}")
         finally:
             if state.log is not None:
                 state.log.close()

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.reference import assert_close
+from tests.support.reference import assert_close
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

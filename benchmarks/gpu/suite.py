@@ -5,7 +5,7 @@ run.sh's outer `timeout` stops everything at 8 minutes):
     install   wheels carried in .whl/ -> /tmp/site (the device README's install line), then on PYTHONPATH
     build     pip install --no-build-isolation --no-deps -e .  (the C++ extension too), then an import check
     env       versions (python, torch, triton, transformers, rftfast, the baselines), GPU name, capability
-    tests     python -m pytest -m gpu tests/test_gpu.py
+    tests     python -m pytest -m gpu tests/ops/test_gpu.py
     bench     benchmarks/gpu/bench_loss.py: one DPO step, rftfast against naive torch, Liger, CCE and TRL
     pipeline  a short `rftfast run` on device=cuda (tiny model, 300 records, bf16, 1 iteration)
 
@@ -59,7 +59,7 @@ SLACK_S = 10.0  # a part's own inner limits end this much before the runner's ha
 MAX_FILES = 8  # what comes back from $OUT
 NO_CUDA = "no CUDA"
 
-# `rftfast run` overrides: tests/test_pipeline.py's SMALL config with a few hundred records, on CUDA in bf16.
+# `rftfast run` overrides: tests/pipeline/test_pipeline.py's SMALL config with a few hundred records, on CUDA in bf16.
 PIPELINE_SET = ["data.num_train=300", "data.num_heldout=40", "model.hidden_size=32", "model.num_layers=2",
                 "model.num_heads=2", "model.num_kv_heads=1", "model.intermediate_size=64", "model.vocab_size=400",
                 "warmup.epochs=1", "warmup.batch_size=8", "warmup.buckets=2", "deficiency.max_records=8",
@@ -280,7 +280,7 @@ def part_env(ctx: Ctx) -> None:
     ctx.details = dict(ctx.figures)
 
 
-TESTS_CMD = ["-m", "pytest", "-m", "gpu", "tests/test_gpu.py", "-q", "-rA", "-p", "pytest_progress",
+TESTS_CMD = ["-m", "pytest", "-m", "gpu", "tests/ops/test_gpu.py", "-q", "-rA", "-p", "pytest_progress",
              "-p", "no:cacheprovider", "--durations=15"]
 
 

@@ -1,14 +1,14 @@
-"""The smallest pipeline under `torchrun`: `python tests/dist_pipeline.py OUT NAME [stop-after STAGE | resume]`."""
+"""The smallest pipeline under `torchrun`: `python tests/train/dist_pipeline.py OUT NAME [stop-after STAGE | resume]`."""
 
 import contextlib
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from rftfast.config import load_config  # noqa: E402
 from rftfast.pipeline import StopRequested, run  # noqa: E402
-from tests.test_pipeline import SMALL  # noqa: E402
+from tests.pipeline.test_pipeline import SMALL  # noqa: E402
 
 
 def main(out: str, name: str, *mode: str) -> None:

@@ -125,7 +125,7 @@ def test_run_command_reports_config_errors(capsys):
     assert "config error: search.rounds: expected int" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml")))
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml")))
 def test_shipped_example_configs_load(path):
     cfg = load_config(path)
     assert cfg.model.path and cfg.device == "cuda"

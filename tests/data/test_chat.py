@@ -2,7 +2,7 @@
 
 from rftfast.data.chat import END, answer_content, fallback_prompt, render_example
 from rftfast.data.record import Call, Record
-from tests.tiny import tiny_tokenizer
+from tests.support.tiny import tiny_tokenizer
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
                                            "parameters": {"type": "object", "properties": {

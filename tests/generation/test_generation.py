@@ -20,7 +20,7 @@ from rftfast.generation import (
 )
 from rftfast.generation.transformers_backend import sample_tokens
 from rftfast.generation.vllm_backend import child_from_completion, cut_at_step, sampling_params_kwargs
-from tests.tiny import tiny_llama, tiny_tokenizer
+from tests.support.tiny import tiny_llama, tiny_tokenizer
 
 PROMPT = "<|system|>\nAnswer with calls.\n<|user|>\nWhat is the weather in Paris?\n<|assistant|>\n"
 ANSWER = '[get_weather(city="Paris, FR", unit=["c", "f"]), get_time(tz="CET")]<|end|>'

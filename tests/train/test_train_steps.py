@@ -10,8 +10,8 @@ from rftfast.data.toolworld import generate
 from rftfast.train.batching import pad_batch
 from rftfast.train.preference import train_preference
 from rftfast.train.sft import answer_nll, make_schedule, train_sft
-from tests.tiny import tiny_llama, tiny_tokenizer
-from tests.toy_pairs import reversed_pairs
+from tests.support.tiny import tiny_llama, tiny_tokenizer
+from tests.support.toy_pairs import reversed_pairs
 
 
 def _setup():

@@ -3,7 +3,7 @@
 A hypothesis state machine runs random operation sequences (`random_scenario`: the cache used as a caller uses
 it, and misused) on both and compares every result, the statistics, and the structural invariants (reference
 counts never negative, locked nodes never evicted, free + held + cached = total blocks, a match after an insert
-returns the inserted blocks). tests/test_prefix_cache_sanitizers.py replays the same operations through a C++
+returns the inserted blocks). tests/generation/test_prefix_cache_sanitizers.py replays the same operations through a C++
 driver built with AddressSanitizer and UBSan.
 
 Operations are tuples (`match`, `insert`, `allocate`, `release`, `lock`, `unlock`, `evict`, `stats`). Node handles

@@ -13,7 +13,7 @@ import torch
 from rftfast import FusedDPOLoss, linear_logprobs, linear_logprobs_with_reference, preference_loss
 from rftfast.losses import Pairs
 from rftfast.losses.objectives import log1mexp
-from tests.reference import IGNORE_INDEX, assert_close, f64_leaf, logprobs_f64
+from tests.support.reference import IGNORE_INDEX, assert_close, f64_leaf, logprobs_f64
 
 U32 = 2.0**-24  # fp32 unit round-off
 

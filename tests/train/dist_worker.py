@@ -1,7 +1,7 @@
 """One SFT run and one preference run on a tiny model, under `torchrun` or in one process.
 
-`python tests/dist_worker.py OUT PARALLEL` writes OUT/result.pt (losses and final weights of both runs)
-from rank 0; tests/test_distributed.py compares two processes against one.
+`python tests/train/dist_worker.py OUT PARALLEL` writes OUT/result.pt (losses and final weights of both runs)
+from rank 0; tests/train/test_distributed.py compares two processes against one.
 """
 
 import copy
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from rftfast import distributed  # noqa: E402
 from rftfast.config import PreferenceConfig, TrainConfig, WarmupConfig  # noqa: E402
@@ -18,13 +18,13 @@ from rftfast.data.chat import render_example  # noqa: E402
 from rftfast.data.toolworld import generate  # noqa: E402
 from rftfast.train.preference import train_preference  # noqa: E402
 from rftfast.train.sft import make_schedule, train_sft  # noqa: E402
-from tests.same_update import sgd  # noqa: E402
-from tests.tiny import tiny_llama, tiny_tokenizer  # noqa: E402
-from tests.toy_pairs import reversed_pairs  # noqa: E402
+from tests.support.same_update import sgd  # noqa: E402
+from tests.support.tiny import tiny_llama, tiny_tokenizer  # noqa: E402
+from tests.support.toy_pairs import reversed_pairs  # noqa: E402
 
 
 def main(out: Path, parallel: str) -> None:
-    torch.optim.AdamW = sgd  # the loops build their optimiser by this name; tests/same_update.py says why
+    torch.optim.AdamW = sgd  # the loops build their optimiser by this name; tests/support/same_update.py says why
     distributed.init("cpu")
     torch.manual_seed(0)
     tok = tiny_tokenizer()

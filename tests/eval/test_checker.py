@@ -25,7 +25,7 @@ from rftfast.eval.checker import category_kind, category_language, normalize_str
 @pytest.fixture(scope="module")
 def oracle():
     pytest.importorskip("bfcl_eval", reason="BFCL's checker is the oracle: pip install --no-deps bfcl-eval")
-    from tests import bfcl_oracle
+    from tests.support import bfcl_oracle
 
     return bfcl_oracle
 

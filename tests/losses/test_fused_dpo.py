@@ -6,7 +6,7 @@ import torch
 from rftfast import FusedDPOLoss
 from rftfast.losses import Pairs, preference_losses
 from rftfast.losses.objectives import ObjectiveParams
-from tests.reference import IGNORE_INDEX, assert_close, f64_leaf, logprobs_f64
+from tests.support.reference import IGNORE_INDEX, assert_close, f64_leaf, logprobs_f64
 
 
 def _batch(b=3, t=11, h=16, v=41, seed=0, dtype=torch.float32):
@@ -208,7 +208,7 @@ def test_simpo_orpo_match_liger(loss_type, average_logprobs, strategy):
 def test_average_logprobs_normalises_ipo_and_sigmoid_norm_once(loss_type, strategy):
     """TRL's DPO trainer length-normalises ipo and sigmoid_norm once; average_logprobs must not add a
     second division (it did, silently). Float64 through TRL's own loss code."""
-    from tests.trl_oracle import trl_dpo_loss  # skips without TRL
+    from tests.support.trl_oracle import trl_dpo_loss  # skips without TRL
     hidden, weight, _, ref_hidden, labels = _batch(seed=41)
     h64, w64 = f64_leaf(hidden), f64_leaf(weight)
     seq = logprobs_f64(h64, w64, labels).sum(1)

@@ -13,9 +13,9 @@ from rftfast.train.loop import micro_batches, rank_micro_batches
 from rftfast.train.preference import train_preference
 from rftfast.train.runtime import StepLog
 from rftfast.train.sft import make_schedule, train_sft
-from tests.same_update import assert_same_update, use_sgd
-from tests.tiny import tiny_llama, tiny_tokenizer
-from tests.toy_pairs import reversed_pairs
+from tests.support.same_update import assert_same_update, use_sgd
+from tests.support.tiny import tiny_llama, tiny_tokenizer
+from tests.support.toy_pairs import reversed_pairs
 
 
 @pytest.fixture(scope="module")
@@ -126,3 +126,17 @@ def test_train_config_errors_name_the_key():
     with pytest.raises(ConfigError, match="train.gradient_accumulation"):
         load_config(overrides=["train.gradient_accumulation=0"])
     assert load_config(overrides=["train.lora_r=8"]).train.lora_r == 8
+
+
+def test_flush_denormals_treats_subnormals_as_zero_inside_only():
+    from rftfast.train.runtime import flush_denormals
+
+    tiny = torch.tensor([1e-30], dtype=torch.float32)
+    assert float(tiny * 1e-10) != 0.0  # 1e-40 is a subnormal fp32 number
+    with flush_denormals(True):
+        if not torch.set_flush_denormal(True):
+            pytest.skip("this CPU has no flush-to-zero mode")
+        assert float(tiny * 1e-10) == 0.0
+    assert float(tiny * 1e-10) != 0.0  # the process mode is back to off
+    with flush_denormals(False):
+        assert float(tiny * 1e-10) != 0.0

@@ -1,7 +1,7 @@
 """The C++ prefix cache under AddressSanitizer and UndefinedBehaviorSanitizer.
 
 A small driver (below) is compiled together with csrc/radix_cache.cpp with ``-fsanitize=address,undefined`` and
-replays the operations of tests/test_prefix_cache.py (`random_program`: the same scenarios as the hypothesis
+replays the operations of tests/generation/test_prefix_cache.py (`random_program`: the same scenarios as the hypothesis
 state machine) with the cache's own invariant check after every operation. Its results must equal the Python
 reference's, and the sanitizers must stay silent (any report aborts the driver). Skipped, with the reason, where
 no C++ compiler or no sanitizer runtime is installed.
@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_prefix_cache import op_line, python_cache, random_program, result_line
+from tests.generation.test_prefix_cache import op_line, python_cache, random_program, result_line
 
-CSRC = Path(__file__).resolve().parent.parent / "csrc"
+CSRC = Path(__file__).resolve().parents[2] / "csrc"
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
 
 DRIVER = r"""
-// Replays cache operations read from stdin (see tests/test_prefix_cache.py) and prints one result line per
+// Replays cache operations read from stdin (see tests/generation/test_prefix_cache.py) and prints one result line per
 // operation, checking the cache's invariants after each.
 #include <cstdint>
 #include <iostream>

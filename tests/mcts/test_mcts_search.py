@@ -20,7 +20,7 @@ from rftfast.mcts import (
     judge_reward,
     search,
 )
-from tests.tiny import tiny_tokenizer
+from tests.support.tiny import tiny_tokenizer
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string"}}, "required": ["city"]}}}
@@ -292,7 +292,7 @@ def test_search_with_tiny_model_and_transformers_backend(tok):
     import torch
 
     from rftfast.generation import TransformersGenerator
-    from tests.tiny import tiny_llama
+    from tests.support.tiny import tiny_llama
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -1,7 +1,7 @@
 """GPU checks: the compiled Triton kernels and the fused loss on CUDA (skipped without a GPU).
 
 Run on a GPU machine by `bash benchmarks/gpu/run.sh` (its `tests` part), or alone:
-`python -m pytest -m gpu tests/test_gpu.py`. Errors are measured as ‖out − ref‖ / ‖ref‖ against float64
+`python -m pytest -m gpu tests/ops/test_gpu.py`. Errors are measured as ‖out − ref‖ / ‖ref‖ against float64
 references (or the CPU path) and, with RFTFAST_GPU_REPORT set to a file, appended to it as JSON lines.
 """
 
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from rftfast import FusedDPOLoss, linear_logprobs, linear_logprobs_with_reference
-from tests.reference import assert_close, f64_leaf, logprobs_f64
+from tests.support.reference import assert_close, f64_leaf, logprobs_f64
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 

@@ -24,7 +24,7 @@ from rftfast.data.convert import convert_file, import_file
 from rftfast.data.importers import import_hermes, import_xlam
 from rftfast.data.io import read_raw, read_records, write_json_atomic, write_records
 from rftfast.data.record import RecordError
-from tests.test_importers import BFCL_ANSWER, BFCL_TEST, GLAIVE, HERMES, TOOLACE, XLAM
+from tests.data.test_importers import BFCL_ANSWER, BFCL_TEST, GLAIVE, HERMES, TOOLACE, XLAM
 
 SAMPLES = {  # valid raw records of each format; xLAM also with its JSON strings as lists, to reach inside
     "toolace": [TOOLACE],

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from rftfast.losses import OBJECTIVES, preference_loss
-from tests.trl_oracle import trl_dpo_loss
+from tests.support.trl_oracle import trl_dpo_loss
 
 TRL_TYPES = ["sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
              "apo_zero", "apo_down", "discopop", "sigmoid_norm"]

@@ -7,8 +7,8 @@ import pytest
 from rftfast.cli import main
 from rftfast.data.record import Call, Record
 from rftfast.eval import EvalReport, infer_category, judge
-from tests.test_importers import BFCL_ANSWER, BFCL_TEST
-from tests.tiny import tiny_llama, tiny_tokenizer
+from tests.data.test_importers import BFCL_ANSWER, BFCL_TEST
+from tests.support.tiny import tiny_llama, tiny_tokenizer
 
 TOOL = {"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string"}}, "required": ["city"]}}}

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rftfast import head, linear_logprobs, linear_logprobs_with_reference, sequence_lengths, sequence_logprobs
-from tests.reference import IGNORE_INDEX, assert_close, f64_leaf, logprobs_f64
+from tests.support.reference import IGNORE_INDEX, assert_close, f64_leaf, logprobs_f64
 
 TOL = {torch.float32: 2e-5, torch.bfloat16: 2e-2}
 # Where the Triton backend runs: CUDA, else the CPU interpreter (tests/conftest.py sets TRITON_INTERPRET=1

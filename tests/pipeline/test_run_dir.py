@@ -17,7 +17,7 @@ from rftfast.data.io import write_records
 from rftfast.data.toolworld import generate
 from rftfast.pipeline import StopRequested, run
 from rftfast.run_dir import RunDirError, RunLock, config_changes, read_step_log
-from tests.test_pipeline import SMALL, small
+from tests.pipeline.test_pipeline import SMALL, small
 
 
 @pytest.fixture(scope="module")

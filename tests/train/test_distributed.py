@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from rftfast import distributed
-from tests.same_update import assert_same_update
+from tests.support.same_update import assert_same_update
 
-ROOT = Path(__file__).resolve().parents[1]
-WORKER = ROOT / "tests" / "dist_worker.py"
+ROOT = Path(__file__).resolve().parents[2]
+WORKER = ROOT / "tests" / "train" / "dist_worker.py"
 
 
 def torchrun(*args: str, nproc: int = 2, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -49,7 +49,7 @@ def test_shard_and_gather_are_inverse_in_one_process():
 
 
 def test_pipeline_under_torchrun_completes_and_resumes(tmp_path):
-    script = str(ROOT / "tests" / "dist_pipeline.py")
+    script = str(ROOT / "tests" / "train" / "dist_pipeline.py")
     torchrun(script, str(tmp_path), "dist", "stop-after", "iter_1/search")
     stages = json.loads((tmp_path / "dist" / "manifest.json").read_text())["stages"]
     assert "iter_1/search" in stages and "iter_1/preference" not in stages
@@ -63,9 +63,9 @@ def test_pipeline_under_torchrun_completes_and_resumes(tmp_path):
 
 
 def test_vocab_parallel_logprobs_match_float64_reference(tmp_path):
-    from tests.dist_vocab_parallel import inputs
+    from tests.train.dist_vocab_parallel import inputs
 
-    torchrun(str(ROOT / "tests" / "dist_vocab_parallel.py"), str(tmp_path))
+    torchrun(str(ROOT / "tests" / "train" / "dist_vocab_parallel.py"), str(tmp_path))
     hidden, weight, labels, upstream = inputs()
     h, w = hidden.clone().requires_grad_(), weight.clone().requires_grad_()
     keep = labels != -100
@@ -81,7 +81,7 @@ def test_vocab_parallel_logprobs_match_float64_reference(tmp_path):
 
 def test_vocab_parallel_logprobs_in_one_process_is_plain_log_softmax():
     from rftfast.vocab_parallel import vocab_parallel_logprobs
-    from tests.dist_vocab_parallel import inputs
+    from tests.train.dist_vocab_parallel import inputs
 
     hidden, weight, labels, _ = inputs(seed=1)
     got = vocab_parallel_logprobs(hidden, weight, labels)

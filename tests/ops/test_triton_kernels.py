@@ -16,7 +16,7 @@ pytest.importorskip("triton")
 try:
     from rftfast.kernels.linear_logprobs import linear_logprobs_backward, linear_logprobs_forward
 except ImportError:  # package not installed yet: import the source tree directly
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     from kernels.linear_logprobs import linear_logprobs_backward, linear_logprobs_forward
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
