@@ -243,7 +243,7 @@ def linear_logprobs_forward(
 def _finish_rows(label_logit, row_max, rest):
     """(logp, lse) from the kernel's per-row parts: log Σ exp(z - max) = log1p(rest + expm1(label - max)),
     which keeps a confident token's logp (≈ -rest, far below fp32's eps next to 1) exact; the same
-    formula as `rftfast.head.log_softmax_parts`. Done here in torch for its accurate log1p and expm1."""
+    formula as `rftfast.ops.head.log_softmax_parts`. Done here in torch for its accurate log1p and expm1."""
     shifted = label_logit - row_max
     log_sum = torch.log1p(rest + torch.expm1(shifted))
     return shifted - log_sum, row_max + log_sum

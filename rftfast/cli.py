@@ -65,7 +65,7 @@ def _run(args) -> int:
 
     from rftfast.config import ConfigError, load_config
     from rftfast.pipeline import run
-    from rftfast.run_dir import RunDirError
+    from rftfast.stages.run_dir import RunDirError
 
     try:
         cfg = load_config(args.config, args.set)

@@ -1,7 +1,7 @@
 """The iterative reinforced fine-tuning loop: warm-up, then K rounds of deficiency → search → preference.
 
 `run` only wires the stages (`rftfast.stages`) in order around the run directory's guards
-(`rftfast.run_dir`): each stage records itself in `manifest.json` when complete, and a killed run started
+(`rftfast.stages.run_dir`): each stage records itself in `manifest.json` when complete, and a killed run started
 again with `resume=True` redoes only what the manifest does not have (see `rftfast.stages.state`).
 """
 
@@ -12,7 +12,6 @@ import yaml
 from rftfast import distributed
 from rftfast.config import RunConfig, check_environment, validate
 from rftfast.data.io import atomic_open
-from rftfast.run_dir import keep_finished_metrics, open_run_dir
 from rftfast.stages import (
     Manifest,
     RunState,
@@ -22,6 +21,7 @@ from rftfast.stages import (
     stage_iteration,
     stage_warmup,
 )
+from rftfast.stages.run_dir import keep_finished_metrics, open_run_dir
 from rftfast.train.runtime import StepLog, flush_denormals
 
 __all__ = ["StopRequested", "run"]
@@ -33,10 +33,10 @@ def run(cfg: RunConfig, resume: bool = False, stop_after: str | None = None, *, 
 
     The run directory is locked for the run's lifetime; a finished run there is only continued
     (`resume`) or replaced (`overwrite`) when asked, and resumed only under the config it was made
-    with (`allow_config_change` to override); see `rftfast.run_dir`. `stop_after` names a stage after
+    with (`allow_config_change` to override); see `rftfast.stages.run_dir`. `stop_after` names a stage after
     which `StopRequested` is raised (how the tests kill a run).
     """
-    from rftfast.report import write_report
+    from rftfast.stages.report import write_report
 
     validate(cfg)
     check_environment(cfg)

@@ -21,16 +21,6 @@ from dataclasses import dataclass
 
 import torch
 
-from rftfast import head
-from rftfast.logprob import (
-    IGNORE_INDEX,
-    check_head_inputs,
-    check_head_options,
-    linear_logprobs,
-    linear_logprobs_with_reference,
-    refuse,
-    segment_ids,
-)
 from rftfast.losses.objectives import (
     BATCH_COUPLED,
     REFERENCE_FREE,
@@ -39,6 +29,16 @@ from rftfast.losses.objectives import (
     check_objective,
     is_real_finite,
     preference_losses,
+)
+from rftfast.ops import head
+from rftfast.ops.logprob import (
+    IGNORE_INDEX,
+    check_head_inputs,
+    check_head_options,
+    linear_logprobs,
+    linear_logprobs_with_reference,
+    refuse,
+    segment_ids,
 )
 
 STRATEGIES = ("auto", "fused", "recompute")

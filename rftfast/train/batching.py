@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from rftfast.logprob import IGNORE_INDEX
+from rftfast.ops.logprob import IGNORE_INDEX
 
 
 def pad_batch(sequences: Sequence[Sequence[int]], label_starts: Sequence[int], pad_id: int,

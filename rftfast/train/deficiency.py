@@ -17,7 +17,7 @@ from rftfast import distributed
 from rftfast.data.chat import Example
 from rftfast.data.record import Record
 from rftfast.eval import judge_greedy
-from rftfast.logprob import sequence_logprobs
+from rftfast.ops.logprob import sequence_logprobs
 from rftfast.train.batching import pad_batch
 from rftfast.train.model_io import hidden_states, lm_head_weight
 

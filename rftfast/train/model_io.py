@@ -1,6 +1,6 @@
 """What the training losses read from a causal LM: its last hidden states and its LM head's weight.
 
-The head is applied by the fused log-prob kernels (`rftfast.logprob`), so no stage asks the model for
+The head is applied by the fused log-prob kernels (`rftfast.ops.logprob`), so no stage asks the model for
 logits; SFT, deficiency scoring and preference optimisation all read the model through these two.
 """
 

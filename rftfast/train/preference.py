@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import torch
 
 from rftfast import distributed
-from rftfast.logprob import sequence_logprobs
 from rftfast.losses import FusedDPOLoss, ObjectiveParams
 from rftfast.mcts import Pair
+from rftfast.ops.logprob import sequence_logprobs
 from rftfast.train.batching import pad_batch
 from rftfast.train.loop import StepLogger, optimise
 from rftfast.train.model_io import hidden_states, lm_head_weight

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from rftfast.data.chat import Example
-from rftfast.logprob import linear_logprobs
+from rftfast.ops.logprob import linear_logprobs
 from rftfast.train.batching import pad_batch
 from rftfast.train.loop import StepLogger, optimise
 from rftfast.train.model_io import hidden_states, lm_head_weight

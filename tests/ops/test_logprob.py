@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from rftfast import head, linear_logprobs, linear_logprobs_with_reference, sequence_lengths, sequence_logprobs
+from rftfast import linear_logprobs, linear_logprobs_with_reference, sequence_lengths, sequence_logprobs
+from rftfast.ops import head
 from tests.support.reference import IGNORE_INDEX, assert_close, f64_leaf, logprobs_f64
 
 TOL = {torch.float32: 2e-5, torch.bfloat16: 2e-2}

@@ -16,7 +16,7 @@ from rftfast.config import ConfigError
 from rftfast.data.io import write_records
 from rftfast.data.toolworld import generate
 from rftfast.pipeline import StopRequested, run
-from rftfast.run_dir import RunDirError, RunLock, config_changes, read_step_log
+from rftfast.stages.run_dir import RunDirError, RunLock, config_changes, read_step_log
 from tests.pipeline.test_pipeline import SMALL, small
 
 
@@ -81,7 +81,7 @@ def test_resume_with_a_changed_config_names_the_keys(copy_of):
 LOCK_HOLDER = """
 import sys, time
 from pathlib import Path
-from rftfast.run_dir import RunLock
+from rftfast.stages.run_dir import RunLock
 lock = RunLock(Path(sys.argv[1]))  # held while this process lives
 print("locked", flush=True)
 time.sleep(120)

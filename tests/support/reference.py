@@ -2,7 +2,7 @@
 
 import torch
 
-from rftfast.logprob import IGNORE_INDEX
+from rftfast.ops.logprob import IGNORE_INDEX
 
 
 def logprobs_f64(hidden, weight, labels, bias=None, temperature=1.0, softcap=None, ignore_index=IGNORE_INDEX):

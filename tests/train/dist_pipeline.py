@@ -1,4 +1,5 @@
-"""The smallest pipeline under `torchrun`: `python tests/train/dist_pipeline.py OUT NAME [stop-after STAGE | resume]`."""
+"""The smallest pipeline under `torchrun`:
+`python tests/train/dist_pipeline.py OUT NAME [stop-after STAGE | resume]`."""
 
 import contextlib
 import sys

@@ -8,7 +8,7 @@ import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from rftfast.vocab_parallel import vocab_parallel_logprobs  # noqa: E402
+from rftfast.ops.vocab_parallel import vocab_parallel_logprobs  # noqa: E402
 
 
 def inputs(seed: int = 0, n: int = 37, h: int = 16, v: int = 50):

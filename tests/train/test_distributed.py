@@ -80,7 +80,7 @@ def test_vocab_parallel_logprobs_match_float64_reference(tmp_path):
 
 
 def test_vocab_parallel_logprobs_in_one_process_is_plain_log_softmax():
-    from rftfast.vocab_parallel import vocab_parallel_logprobs
+    from rftfast.ops.vocab_parallel import vocab_parallel_logprobs
     from tests.train.dist_vocab_parallel import inputs
 
     hidden, weight, labels, _ = inputs(seed=1)

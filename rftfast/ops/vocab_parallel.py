@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from rftfast.head import CHUNK_BYTES
-from rftfast.logprob import IGNORE_INDEX
+from rftfast.ops.head import CHUNK_BYTES
+from rftfast.ops.logprob import IGNORE_INDEX
 
 
 def vocab_parallel_logprobs(hidden: torch.Tensor, weight_shard: torch.Tensor, labels: torch.Tensor, *,

@@ -7,7 +7,7 @@ including which gradients they skip (only those of inputs that need one are comp
 
 - ``"triton"``: the kernels in `rftfast.kernels`, what "auto" picks on CUDA (on CPU only under
   TRITON_INTERPRET=1).
-- ``"torch"``: chunked torch (`rftfast.head`), what "auto" picks elsewhere. The forward keeps one
+- ``"torch"``: chunked torch (`rftfast.ops.head`), what "auto" picks elsewhere. The forward keeps one
   chunk of logits at a time and saves only the log-sum-exp; the backward recomputes each chunk.
 """
 
@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from rftfast import head
+from rftfast.ops import head
 
 BACKENDS = ("auto", "torch", "triton")
 # The label of a position that is not scored (prompt, padding): torch's cross-entropy default, so
