@@ -89,6 +89,7 @@ def _variant_step(name, torch, hidden, ref_hidden, weight, labels, ref_logps):
             grad_hidden = logits @ weight.detach()
             grad_weight = logits.T @ flat_h
             return grad_hidden.sum() + grad_weight.sum()
+
         return step
     if name.startswith("naive"):
         return lambda: _naive_step(hidden, weight, labels, ref_hidden, ref_logps if "precomputed" in name else None)
@@ -101,6 +102,7 @@ def _variant_step(name, torch, hidden, ref_hidden, weight, labels, ref_logps):
             loss, _ = fn(weight, hidden, labels, None, ref_hidden, weight.detach(), None)
             loss.backward()
             return loss
+
         return step
     from rftfast import FusedDPOLoss
 
@@ -113,6 +115,7 @@ def _variant_step(name, torch, hidden, ref_hidden, weight, labels, ref_logps):
             out = fn(hidden, weight, labels, ref_hidden=ref_hidden)
         out.loss.backward()
         return out.loss
+
     return step
 
 
@@ -149,8 +152,15 @@ def run_worker(args) -> dict:
     peak = (torch.cuda.max_memory_allocated() if cuda else _peak_rss_bytes()) - base
     # Every variant must hand back grad_hidden and grad_weight: memory beyond them is working memory.
     grads = sum(t.numel() * t.element_size() for t in (hidden, weight))
-    return {"variant": args.worker, "tokens": args.tokens, "seconds": min(times), "all_seconds": times,
-            "peak_above_inputs_mib": peak / 2**20, "working_mib": (peak - grads) / 2**20, "loss": float(loss)}
+    return {
+        "variant": args.worker,
+        "tokens": args.tokens,
+        "seconds": min(times),
+        "all_seconds": times,
+        "peak_above_inputs_mib": peak / 2**20,
+        "working_mib": (peak - grads) / 2**20,
+        "loss": float(loss),
+    }
 
 
 # ----------------------------------------------------------------------------- driver
@@ -171,8 +181,10 @@ def _table(rows, sizes) -> str:
     for tokens in sizes:
         group = {r["variant"]: r for r in rows if r["tokens"] == tokens}
         lines.append(f"\nN = {tokens} tokens")
-        lines.append("| variant | time (s) | × floor | peak above inputs (MiB) | vs naive | "
-                     "working: above inputs + grads (MiB) | vs naive |")
+        lines.append(
+            "| variant | time (s) | × floor | peak above inputs (MiB) | vs naive | "
+            "working: above inputs + grads (MiB) | vs naive |"
+        )
         lines.append("|---|---:|---:|---:|---:|---:|---:|")
         for name, r in group.items():
             if "error" in r:
@@ -184,9 +196,11 @@ def _table(rows, sizes) -> str:
             def ratio(key, of, r=r):
                 return r[key] / of[key] if of.get(key) else float("nan")
 
-            lines.append(f"| {name} | {r['seconds']:.3f} | {ratio('seconds', floor):.3f} | "
-                         f"{r['peak_above_inputs_mib']:.0f} | {ratio('peak_above_inputs_mib', naive):.1%} | "
-                         f"{r['working_mib']:.0f} | {ratio('working_mib', naive):.1%} |")
+            lines.append(
+                f"| {name} | {r['seconds']:.3f} | {ratio('seconds', floor):.3f} | "
+                f"{r['peak_above_inputs_mib']:.0f} | {ratio('peak_above_inputs_mib', naive):.1%} | "
+                f"{r['working_mib']:.0f} | {ratio('working_mib', naive):.1%} |"
+            )
     return "\n".join(lines)
 
 
@@ -216,13 +230,17 @@ def main(argv=None) -> int:
     try:
         from tqdm import tqdm
     except ImportError:  # progress is a nicety
+
         def tqdm(x, **_):
             return x
+
     jobs = [(t, v) for t in args.tokens for v in args.variants]
     for tokens, variant in tqdm(jobs, desc="variants (each in a fresh process)", unit="run"):
         rows.append(_run_variant(args, variant, tokens))
-    print(f"\nDPO step of the LM head: H={args.hidden}, V={args.vocab}, T={args.seq_len}, {args.dtype}, "
-          f"{args.device}; best of {args.repeats} after {args.warmup} warm-up")
+    print(
+        f"\nDPO step of the LM head: H={args.hidden}, V={args.vocab}, T={args.seq_len}, {args.dtype}, "
+        f"{args.device}; best of {args.repeats} after {args.warmup} warm-up"
+    )
     print(_table(rows, args.tokens))
     if args.json:
         with open(args.json, "w") as f:

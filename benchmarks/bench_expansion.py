@@ -29,44 +29,61 @@ from rftfast.generation import ExpandRequest, TransformersGenerator
 
 SPECIALS = ["<pad>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|tool|>"]
 QUESTIONS = [
-    "What is the weather in Paris in celsius?", "Convert 12 miles to kilometers.",
-    "Book a table for 4 at Chez Marie on 2025-06-01 at 19:30.", "What is 17 * 23 + 4?",
+    "What is the weather in Paris in celsius?",
+    "Convert 12 miles to kilometers.",
+    "Book a table for 4 at Chez Marie on 2025-06-01 at 19:30.",
+    "What is 17 * 23 + 4?",
     "Find business-class flights from Oslo to Rome on 2025-07-14 for 2 passengers.",
-    "Translate 'good morning' to Japanese.", "What's the stock price of ACME?", "Remind me to call mom tomorrow.",
+    "Translate 'good morning' to Japanese.",
+    "What's the stock price of ACME?",
+    "Remind me to call mom tomorrow.",
 ]
 
 
 def prompts(queries: int) -> list[str]:
     system = {"role": "system", "content": "You are a careful assistant. Call the tools that answer the request."}
-    return [fallback_prompt([system, {"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}], TOOLS)
-            for i in range(queries)]
+    return [
+        fallback_prompt([system, {"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}], TOOLS)
+        for i in range(queries)
+    ]
 
 
 def tokenizer_for(texts: list[str]) -> PreTrainedTokenizerFast:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=SPECIALS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tok.train_from_iterator(texts, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|end|>", pad_token="<pad>")
 
 
 def model_for(vocab_size: int) -> LlamaForCausalLM:
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=vocab_size, hidden_size=128, intermediate_size=256, num_hidden_layers=4,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+    )
     return LlamaForCausalLM(config).eval()
 
 
-def search(generator: TransformersGenerator, prompt_ids: list[list[int]], n: int, width: int, depth: int,
-           max_new_tokens: int) -> list:
+def search(
+    generator: TransformersGenerator, prompt_ids: list[list[int]], n: int, width: int, depth: int, max_new_tokens: int
+) -> list:
     """The rounds of a search; returns every round's children (token ids) for comparison."""
     frontier = [(tuple(ids), len(ids)) for ids in prompt_ids]
     rounds = []
     for _ in range(depth):
-        requests = [ExpandRequest(prefix, n=n, max_new_tokens=max_new_tokens, temperature=0.0, answer_start=start)
-                    for prefix, start in frontier]
+        requests = [
+            ExpandRequest(prefix, n=n, max_new_tokens=max_new_tokens, temperature=0.0, answer_start=start)
+            for prefix, start in frontier
+        ]
         children = generator.expand(requests)
         rounds.append([[c.token_ids for c in row] for row in children])
         frontier = []
@@ -105,7 +122,8 @@ def main() -> None:
     results = {}
     for name, prefix_cache in (("without reuse", False), ("with reuse", True)):
         TransformersGenerator(model, tokenizer, prefix_cache=prefix_cache).expand(  # warm-up
-            [ExpandRequest(tuple(prompt_ids[0][:64]), n=2, max_new_tokens=2, temperature=0.0)])
+            [ExpandRequest(tuple(prompt_ids[0][:64]), n=2, max_new_tokens=2, temperature=0.0)]
+        )
         generator = TransformersGenerator(model, tokenizer, prefix_cache=prefix_cache)
         started = time.perf_counter()
         rounds = search(generator, prompt_ids, args.n, args.width, args.depth, args.max_new_tokens)
@@ -113,16 +131,20 @@ def main() -> None:
 
     (t_off, s_off, r_off), (t_on, s_on, r_on) = results["without reuse"], results["with reuse"]
     requests = sum(len(r) for r in r_off)
-    print(f"{args.queries} queries, prompts {min(map(len, prompt_ids))}-{max(map(len, prompt_ids))} tokens "
-          f"({shared} shared), depth {args.depth}, n={args.n}, width {args.width}: {requests} requests, "
-          f"{s_off.generated} generated tokens; tiny Llama 4x128, {args.threads} thread(s)")
+    print(
+        f"{args.queries} queries, prompts {min(map(len, prompt_ids))}-{max(map(len, prompt_ids))} tokens "
+        f"({shared} shared), depth {args.depth}, n={args.n}, width {args.width}: {requests} requests, "
+        f"{s_off.generated} generated tokens; tiny Llama 4x128, {args.threads} thread(s)"
+    )
     print(f"{'run':<16} {'prefill computed':>17} {'prefill reused':>15} {'seconds':>9}")
     for name, (seconds, stats, _) in results.items():
         print(f"{name:<16} {stats.prefill_computed:>17,} {stats.prefill_reused:>15,} {seconds:>9.2f}")
     same = r_off == r_on
     print(f"\nsame outputs: {same}")
-    print(f"prefill tokens computed: {s_off.prefill_computed / s_on.prefill_computed:.1f}x fewer with reuse "
-          f"(target >= 5x)")
+    print(
+        f"prefill tokens computed: {s_off.prefill_computed / s_on.prefill_computed:.1f}x fewer with reuse "
+        f"(target >= 5x)"
+    )
     print(f"wall time: {t_off / t_on:.1f}x less with reuse (target >= 2x)")
     if not same:
         raise SystemExit("outputs differ between the runs")

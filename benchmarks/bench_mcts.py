@@ -50,8 +50,13 @@ class Trace:
         keep = self.slots[None, :] < arity[:, None]
         trees = np.repeat(tree_ids, arity)
         parents = np.repeat(node_ids, arity)
-        return (trees, parents, self.priors[tree_ids, node_ids][keep], self.values[tree_ids, node_ids][keep],
-                self.terminal[tree_ids, node_ids][keep])
+        return (
+            trees,
+            parents,
+            self.priors[tree_ids, node_ids][keep],
+            self.values[tree_ids, node_ids][keep],
+            self.terminal[tree_ids, node_ids][keep],
+        )
 
     def lists(self, tree_ids: list[int], node_ids: list[int]):
         trees, parents, priors, values, terminal = [], [], [], [], []
@@ -129,29 +134,52 @@ def run_search(args) -> None:
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
     specials = ["<pad>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|tool|>"]
-    trainer = trainers.BpeTrainer(vocab_size=2000, special_tokens=specials, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=2000,
+        special_tokens=specials,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     corpus = [fallback_prompt(r.messages, r.tools) + answer_content(r) + END for r in records]
     bpe.train_from_iterator(corpus, trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|end|>", pad_token="<pad>")
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=args.hidden, intermediate_size=2 * args.hidden,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=4096)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=args.hidden,
+        intermediate_size=2 * args.hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+    )
     model = LlamaForCausalLM(config)
     generator = TransformersGenerator(model, tokenizer, prefix_cache=True)
-    search_config = SearchConfig(samples_per_expansion=args.samples, rounds=args.rounds,
-                                 leaves_per_tree=args.leaves, max_new_tokens=args.max_new_tokens, seed=args.seed,
-                                 progress=False, pairs=PairConfig(min_gap=0.0, accept_value=-1.0))
+    search_config = SearchConfig(
+        samples_per_expansion=args.samples,
+        rounds=args.rounds,
+        leaves_per_tree=args.leaves,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+        progress=False,
+        pairs=PairConfig(min_gap=0.0, accept_value=-1.0),
+    )
     search(records[:2], generator, ast_reward, SearchConfig(rounds=1, progress=False))  # load the kernels
     result = search(records, generator, ast_reward, search_config)
     st = result.stats
-    print(f"search: {len(records)} records, {st.rounds} rounds, {st.simulations} simulations, {st.nodes} nodes, "
-          f"{st.pairs} pairs; prefill reused {st.prefill_reused} / computed {st.prefill_computed} tokens")
+    print(
+        f"search: {len(records)} records, {st.rounds} rounds, {st.simulations} simulations, {st.nodes} nodes, "
+        f"{st.pairs} pairs; prefill reused {st.prefill_reused} / computed {st.prefill_computed} tokens"
+    )
     print("| part | seconds | share of wall |")
     print("|---|---:|---:|")
-    for name, seconds in [("wall", st.wall_seconds), ("generator", st.generator_seconds),
-                          ("reward (ast)", st.reward_seconds), ("bookkeeping", st.bookkeeping_seconds),
-                          ("  of it: forest kernels", st.forest_seconds), ("pair extraction", st.pairs_seconds)]:
+    for name, seconds in [
+        ("wall", st.wall_seconds),
+        ("generator", st.generator_seconds),
+        ("reward (ast)", st.reward_seconds),
+        ("bookkeeping", st.bookkeeping_seconds),
+        ("  of it: forest kernels", st.forest_seconds),
+        ("pair extraction", st.pairs_seconds),
+    ]:
         print(f"| {name} | {seconds:.3f} | {seconds / st.wall_seconds:.2%} |")
     print(f"bookkeeping per simulation: {st.bookkeeping_us_per_simulation:.1f} µs")
 
@@ -181,17 +209,25 @@ def main() -> None:
         run_search(args)
         return
 
-    layouts = [("1 tree, 16 leaves/round", 1, 16), ("64 trees, 4 leaves/round", 64, 4),
-               ("1000 trees, 1 leaf/round", 1000, 1)]
-    print(f"bookkeeping per simulation, {args.nodes} nodes in all, rule={args.rule}, backup={args.backup}, "
-          f"arity 1..{args.max_children}")
-    print("| layout | sims | numba µs/sim (all) | numba µs/sim (last 10%) | python µs/sim (all) | "
-          "python µs/sim (last 10%) | speed-up (last 10%) |")
+    layouts = [
+        ("1 tree, 16 leaves/round", 1, 16),
+        ("64 trees, 4 leaves/round", 64, 4),
+        ("1000 trees, 1 leaf/round", 1000, 1),
+    ]
+    print(
+        f"bookkeeping per simulation, {args.nodes} nodes in all, rule={args.rule}, backup={args.backup}, "
+        f"arity 1..{args.max_children}"
+    )
+    print(
+        "| layout | sims | numba µs/sim (all) | numba µs/sim (last 10%) | python µs/sim (all) | "
+        "python µs/sim (last 10%) | speed-up (last 10%) |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, num_trees, k in layouts:
         capacity = args.nodes + 64
-        trace = Trace(num_trees, min(capacity, 2 * args.nodes // num_trees + 64), args.max_children,
-                      args.p_terminal, args.seed)
+        trace = Trace(
+            num_trees, min(capacity, 2 * args.nodes // num_trees + 64), args.max_children, args.p_terminal, args.seed
+        )
         run_numba(trace, num_trees, min(args.nodes, 2000), k, args)  # compile (or load the cache) first
         # Best of `--repeat` runs of each: the machine may be shared, and noise only ever adds time.
         numba_runs = [run_numba(trace, num_trees, args.nodes, k, args) for _ in range(args.repeat)]
@@ -203,8 +239,10 @@ def main() -> None:
         nb_tail = min(per_sim_us(log, args.nodes, 0.1) for log in numba_logs)
         py_all = min(per_sim_us(log, args.nodes, 1.0) for log in python_logs)
         py_tail = min(per_sim_us(log, args.nodes, 0.1) for log in python_logs)
-        print(f"| {name} | {sims} | {nb_all:.2f} | {nb_tail:.2f} | {py_all:.1f} | {py_tail:.1f} | "
-              f"{py_tail / nb_tail:.0f}× |")
+        print(
+            f"| {name} | {sims} | {nb_all:.2f} | {nb_tail:.2f} | {py_all:.1f} | {py_tail:.1f} | "
+            f"{py_tail / nb_tail:.0f}× |"
+        )
 
 
 if __name__ == "__main__":

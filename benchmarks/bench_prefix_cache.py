@@ -43,8 +43,11 @@ def trace(trees: int, seed: int):
         prompt = np.concatenate([system, rng.integers(0, 32_000, int(rng.integers(100, 1100)), dtype=np.int32)])
         sequences, frontier = [prompt], [prompt]
         for _depth in range(4):
-            frontier = [np.concatenate([parent, rng.integers(0, 32_000, int(rng.integers(16, 33)), dtype=np.int32)])
-                        for parent in frontier for _ in range(4)]
+            frontier = [
+                np.concatenate([parent, rng.integers(0, 32_000, int(rng.integers(16, 33)), dtype=np.int32)])
+                for parent in frontier
+                for _ in range(4)
+            ]
             sequences += frontier
         yield sequences
 
@@ -92,11 +95,15 @@ def main() -> None:
 
     def row(name, timing):
         rate = timing.operations / timing.seconds
-        return (f"{name:<34} {timing.operations:>10,} {timing.seconds:>9.3f} {rate:>12,.0f} "
-                f"{timing.tokens / timing.seconds / 1e6:>10.1f}")
+        return (
+            f"{name:<34} {timing.operations:>10,} {timing.seconds:>9.3f} {rate:>12,.0f} "
+            f"{timing.tokens / timing.seconds / 1e6:>10.1f}"
+        )
 
-    print(f"MCTS trace: depth 4, branching 4, prompts 1-2k tokens (900 shared), steps 16-32 tokens; "
-          f"block_size {args.block_size}, {args.num_blocks:,} blocks")
+    print(
+        f"MCTS trace: depth 4, branching 4, prompts 1-2k tokens (900 shared), steps 16-32 tokens; "
+        f"block_size {args.block_size}, {args.num_blocks:,} blocks"
+    )
     print(f"{'run':<34} {'ops':>10} {'seconds':>9} {'ops/s':>12} {'Mtok/s':>10}")
     print(row(f"python reference, {reference_trees} trees", python_same))
     print(row(f"C++, same {reference_trees} trees", cpp_same))
@@ -104,11 +111,15 @@ def main() -> None:
         print(row(f"C++, {args.trees} trees", cpp_full))
     ratio = (cpp_same.operations / cpp_same.seconds) / (python_same.operations / python_same.seconds)
     print(f"\nC++ / Python throughput on the same {reference_trees} trees: {ratio:.1f}x (target >= 20x)")
-    print(f"after {args.trees} trees: {stats.nodes:,} nodes, {stats.cached_tokens:,} cached tokens, "
-          f"{stats.cached_blocks:,} cached blocks, {stats.evicted_blocks:,} blocks evicted, "
-          f"hit rate {stats.hit_rate:.3f}")
-    print(f"bookkeeping: {cache.memory_bytes():,} bytes = {cache.memory_bytes() / stats.cached_tokens:.1f} bytes per "
-          f"cached token (target <= 32)")
+    print(
+        f"after {args.trees} trees: {stats.nodes:,} nodes, {stats.cached_tokens:,} cached tokens, "
+        f"{stats.cached_blocks:,} cached blocks, {stats.evicted_blocks:,} blocks evicted, "
+        f"hit rate {stats.hit_rate:.3f}"
+    )
+    print(
+        f"bookkeeping: {cache.memory_bytes():,} bytes = {cache.memory_bytes() / stats.cached_tokens:.1f} bytes per "
+        f"cached token (target <= 32)"
+    )
 
 
 if __name__ == "__main__":

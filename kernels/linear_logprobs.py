@@ -56,11 +56,33 @@ def _finish_logits(acc, bias, v_mask, inv_temp, softcap, HAS_SOFTCAP: tl.constex
 
 @triton.jit
 def _linear_logprobs_fwd_kernel(
-    h_ptr, r_ptr, w_ptr, b_ptr, lab_ptr, zlab_ptr, max_ptr, rest_ptr, ref_zlab_ptr, ref_max_ptr, ref_rest_ptr,
-    M, V, H, stride_hm, stride_rm, stride_wv, inv_temp, softcap,
-    HAS_BIAS: tl.constexpr, HAS_SOFTCAP: tl.constexpr, HAS_REF: tl.constexpr,
-    DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_K: tl.constexpr,
+    h_ptr,
+    r_ptr,
+    w_ptr,
+    b_ptr,
+    lab_ptr,
+    zlab_ptr,
+    max_ptr,
+    rest_ptr,
+    ref_zlab_ptr,
+    ref_max_ptr,
+    ref_rest_ptr,
+    M,
+    V,
+    H,
+    stride_hm,
+    stride_rm,
+    stride_wv,
+    inv_temp,
+    softcap,
+    HAS_BIAS: tl.constexpr,
+    HAS_SOFTCAP: tl.constexpr,
+    HAS_REF: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_V: tl.constexpr,
+    BLOCK_K: tl.constexpr,
 ):
     pid = tl.program_id(0)
     # int64 row offsets: M * H and V * H can exceed 2**31 for long batches / big vocabularies.
@@ -87,8 +109,11 @@ def _linear_logprobs_fwd_kernel(
         for k0 in range(0, H, BLOCK_K):
             offs_k = k0 + tl.arange(0, BLOCK_K)
             k_mask = offs_k < H
-            wt = tl.load(w_ptr + offs_v[None, :].to(tl.int64) * stride_wv + offs_k[:, None],
-                         mask=v_mask[None, :] & k_mask[:, None], other=0.0)
+            wt = tl.load(
+                w_ptr + offs_v[None, :].to(tl.int64) * stride_wv + offs_k[:, None],
+                mask=v_mask[None, :] & k_mask[:, None],
+                other=0.0,
+            )
             hk_mask = m_mask[:, None] & k_mask[None, :]
             h = tl.load(h_ptr + offs_m[:, None] * stride_hm + offs_k[None, :], mask=hk_mask, other=0.0)
             acc = _dot(h, wt, acc, DOT_PRECISION, UPCAST)
@@ -105,7 +130,8 @@ def _linear_logprobs_fwd_kernel(
         # Every tile has >= 1 valid column, so new_max is a real logit and both exps are well defined.
         new_max = tl.maximum(run_max, tl.max(z, axis=1))
         run_sum = run_sum * tl.exp(run_max - new_max) + tl.sum(
-            tl.where(is_label, 0.0, tl.exp(z - new_max[:, None])), axis=1)
+            tl.where(is_label, 0.0, tl.exp(z - new_max[:, None])), axis=1
+        )
         run_max = new_max
         z_label += tl.sum(tl.where(is_label, z, 0.0), axis=1)
 
@@ -113,7 +139,8 @@ def _linear_logprobs_fwd_kernel(
             zr, _ = _finish_logits(ref_acc, bias, v_mask, inv_temp, softcap, HAS_SOFTCAP)
             new_max = tl.maximum(ref_max, tl.max(zr, axis=1))
             ref_sum = ref_sum * tl.exp(ref_max - new_max) + tl.sum(
-                tl.where(is_label, 0.0, tl.exp(zr - new_max[:, None])), axis=1)
+                tl.where(is_label, 0.0, tl.exp(zr - new_max[:, None])), axis=1
+            )
             ref_max = new_max
             ref_label += tl.sum(tl.where(is_label, zr, 0.0), axis=1)
 
@@ -128,12 +155,34 @@ def _linear_logprobs_fwd_kernel(
 
 @triton.jit
 def _linear_logprobs_bwd_kernel(
-    h_ptr, w_ptr, b_ptr, lab_ptr, lse_ptr, g_ptr, lg_ptr, gh_ptr, gw_ptr, gb_ptr,
-    M, V, H, stride_hm, stride_wv, inv_temp, softcap,
-    HAS_BIAS: tl.constexpr, HAS_SOFTCAP: tl.constexpr, HAS_LABEL_GRAD: tl.constexpr,
-    NEED_GH: tl.constexpr, NEED_GW: tl.constexpr, NEED_GB: tl.constexpr,
-    DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_K: tl.constexpr,
+    h_ptr,
+    w_ptr,
+    b_ptr,
+    lab_ptr,
+    lse_ptr,
+    g_ptr,
+    lg_ptr,
+    gh_ptr,
+    gw_ptr,
+    gb_ptr,
+    M,
+    V,
+    H,
+    stride_hm,
+    stride_wv,
+    inv_temp,
+    softcap,
+    HAS_BIAS: tl.constexpr,
+    HAS_SOFTCAP: tl.constexpr,
+    HAS_LABEL_GRAD: tl.constexpr,
+    NEED_GH: tl.constexpr,
+    NEED_GW: tl.constexpr,
+    NEED_GB: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_V: tl.constexpr,
+    BLOCK_K: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
     pid_v = tl.program_id(1)
@@ -147,10 +196,12 @@ def _linear_logprobs_bwd_kernel(
     for k0 in range(0, H, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         k_mask = offs_k < H
-        h = tl.load(h_ptr + offs_m[:, None] * stride_hm + offs_k[None, :],
-                    mask=m_mask[:, None] & k_mask[None, :], other=0.0)
-        wt = tl.load(w_ptr + offs_v[None, :] * stride_wv + offs_k[:, None],
-                     mask=v_mask[None, :] & k_mask[:, None], other=0.0)
+        h = tl.load(
+            h_ptr + offs_m[:, None] * stride_hm + offs_k[None, :], mask=m_mask[:, None] & k_mask[None, :], other=0.0
+        )
+        wt = tl.load(
+            w_ptr + offs_v[None, :] * stride_wv + offs_k[:, None], mask=v_mask[None, :] & k_mask[:, None], other=0.0
+        )
         acc = _dot(h, wt, acc, DOT_PRECISION, UPCAST)
     bias = tl.zeros((BLOCK_V,), dtype=tl.float32)
     if HAS_BIAS:
@@ -180,14 +231,16 @@ def _linear_logprobs_bwd_kernel(
         k_mask = offs_k < H
         if NEED_GH:
             hk_mask = m_mask[:, None] & k_mask[None, :]
-            w = tl.load(w_ptr + offs_v[:, None] * stride_wv + offs_k[None, :],
-                        mask=v_mask[:, None] & k_mask[None, :], other=0.0)
+            w = tl.load(
+                w_ptr + offs_v[:, None] * stride_wv + offs_k[None, :], mask=v_mask[:, None] & k_mask[None, :], other=0.0
+            )
             gh = _dot(dz_in, w, None, DOT_PRECISION, UPCAST)
             tl.atomic_add(gh_ptr + offs_m[:, None] * H + offs_k[None, :], gh, mask=hk_mask)
         if NEED_GW:
             wk_mask = v_mask[:, None] & k_mask[None, :]
-            h = tl.load(h_ptr + offs_m[:, None] * stride_hm + offs_k[None, :],
-                        mask=m_mask[:, None] & k_mask[None, :], other=0.0)
+            h = tl.load(
+                h_ptr + offs_m[:, None] * stride_hm + offs_k[None, :], mask=m_mask[:, None] & k_mask[None, :], other=0.0
+            )
             gw = _dot(tl.trans(dz_in), h, None, DOT_PRECISION, UPCAST)
             tl.atomic_add(gw_ptr + offs_v[:, None] * H + offs_k[None, :], gw, mask=wk_mask)
 
@@ -198,14 +251,13 @@ def _launch_config(t: torch.Tensor):
     exp(logp - old_logp) amplify. bf16/fp16 products are exact in fp32 whatever the precision flag."""
     precision = "ieee" if t.dtype == torch.float32 or not t.is_cuda else "tf32"
     if t.is_cuda:
-        return dict(BLOCK_M=64, BLOCK_V=128, BLOCK_K=64, DOT_PRECISION=precision, UPCAST=False,
-                    num_warps=8, num_stages=3)
+        return dict(
+            BLOCK_M=64, BLOCK_V=128, BLOCK_K=64, DOT_PRECISION=precision, UPCAST=False, num_warps=8, num_stages=3
+        )
     return dict(BLOCK_M=16, BLOCK_V=32, BLOCK_K=32, DOT_PRECISION=precision, UPCAST=True)
 
 
-def linear_logprobs_forward(
-    hidden, weight, labels, bias=None, temperature=1.0, softcap=None, ref_hidden=None
-):
+def linear_logprobs_forward(hidden, weight, labels, bias=None, temperature=1.0, softcap=None, ref_hidden=None):
     """hidden [M,H], weight [V,H] (same float dtype: fp32/bf16/fp16), labels [M] int64 all in [0,V)
     (already compacted: no ignore_index here), bias [V] or None, ref_hidden [M,H] or None.
     Returns (logp fp32[M], lse fp32[M], ref_logp fp32[M] or None).
@@ -229,11 +281,29 @@ def linear_logprobs_forward(
         # Unused pointer arguments get a harmless stand-in; the constexpr flags compile their uses away.
         ref_parts = parts[3:] if has_ref else parts
         _linear_logprobs_fwd_kernel[grid](
-            hidden, ref_hidden if has_ref else hidden, weight, bias if bias is not None else weight,
-            labels, parts[0], parts[1], parts[2], ref_parts[0], ref_parts[1], ref_parts[2],
-            M, V, H, hidden.stride(0), ref_hidden.stride(0) if has_ref else 0, weight.stride(0),
-            1.0 / float(temperature), float(softcap) if softcap else 1.0,
-            HAS_BIAS=bias is not None, HAS_SOFTCAP=bool(softcap), HAS_REF=has_ref, **cfg,
+            hidden,
+            ref_hidden if has_ref else hidden,
+            weight,
+            bias if bias is not None else weight,
+            labels,
+            parts[0],
+            parts[1],
+            parts[2],
+            ref_parts[0],
+            ref_parts[1],
+            ref_parts[2],
+            M,
+            V,
+            H,
+            hidden.stride(0),
+            ref_hidden.stride(0) if has_ref else 0,
+            weight.stride(0),
+            1.0 / float(temperature),
+            float(softcap) if softcap else 1.0,
+            HAS_BIAS=bias is not None,
+            HAS_SOFTCAP=bool(softcap),
+            HAS_REF=has_ref,
+            **cfg,
         )
     logp, lse = _finish_rows(*parts[:3])
     ref_logp = _finish_rows(*parts[3:])[0] if has_ref else None
@@ -250,8 +320,19 @@ def _finish_rows(label_logit, row_max, rest):
 
 
 def linear_logprobs_backward(
-    hidden, weight, labels, lse, grad_logp, bias=None, temperature=1.0, softcap=None, logp=None, *,
-    need_hidden=True, need_weight=True, need_bias=True,
+    hidden,
+    weight,
+    labels,
+    lse,
+    grad_logp,
+    bias=None,
+    temperature=1.0,
+    softcap=None,
+    logp=None,
+    *,
+    need_hidden=True,
+    need_weight=True,
+    need_bias=True,
 ):
     """Gradients of sum_i grad_logp[i] * logp[i] with respect to hidden, weight and bias.
     Returns (grad_hidden [M,H] in hidden.dtype, grad_weight [V,H] in weight.dtype, grad_bias [V] in bias.dtype);
@@ -276,13 +357,31 @@ def linear_logprobs_backward(
         grid = (triton.cdiv(M, cfg["BLOCK_M"]), triton.cdiv(V, cfg["BLOCK_V"]))
         # Unused pointer arguments get a harmless stand-in; the constexpr flags compile their uses away.
         _linear_logprobs_bwd_kernel[grid](
-            hidden, weight, bias if bias is not None else weight, labels, lse, grad_logp,
+            hidden,
+            weight,
+            bias if bias is not None else weight,
+            labels,
+            lse,
+            grad_logp,
             label_grad if label_grad is not None else grad_logp,
             *(g if g is not None else lse for g in (gh, gw, gb)),
-            M, V, H, hidden.stride(0), weight.stride(0),
-            1.0 / float(temperature), float(softcap) if softcap else 1.0,
-            HAS_BIAS=bias is not None, HAS_SOFTCAP=bool(softcap), HAS_LABEL_GRAD=label_grad is not None,
-            NEED_GH=need_hidden, NEED_GW=need_weight, NEED_GB=need_bias, **cfg,
+            M,
+            V,
+            H,
+            hidden.stride(0),
+            weight.stride(0),
+            1.0 / float(temperature),
+            float(softcap) if softcap else 1.0,
+            HAS_BIAS=bias is not None,
+            HAS_SOFTCAP=bool(softcap),
+            HAS_LABEL_GRAD=label_grad is not None,
+            NEED_GH=need_hidden,
+            NEED_GW=need_weight,
+            NEED_GB=need_bias,
+            **cfg,
         )
-    return (gh.to(hidden.dtype) if gh is not None else None, gw.to(weight.dtype) if gw is not None else None,
-            gb.to(bias.dtype) if gb is not None else None)
+    return (
+        gh.to(hidden.dtype) if gh is not None else None,
+        gw.to(weight.dtype) if gw is not None else None,
+        gb.to(bias.dtype) if gb is not None else None,
+    )

@@ -51,8 +51,7 @@ def _eval(args) -> int:
     except ValueError as e:  # RecordError included: bad data, named by file and line
         print(f"error: {e}", file=sys.stderr)
         return 2
-    report, rows = evaluate(model, tokenizer, records, max_new_tokens=args.max_new_tokens,
-                            batch_size=args.batch_size)
+    report, rows = evaluate(model, tokenizer, records, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     print(report.table())
     if args.output:
         write_jsonl_atomic(rows, args.output)
@@ -84,8 +83,11 @@ def _run(args) -> int:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         where = e.filename or cfg.run_dir
-        print(f"error: no space left on the device while writing {where} ({e.strerror}); the finished stages "
-              f"are kept in {cfg.run_dir / 'manifest.json'}: free some space, then add --resume", file=sys.stderr)
+        print(
+            f"error: no space left on the device while writing {where} ({e.strerror}); the finished stages "
+            f"are kept in {cfg.run_dir / 'manifest.json'}: free some space, then add --resume",
+            file=sys.stderr,
+        )
         return 3
     return 0
 
@@ -110,26 +112,42 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="tool-use data utilities").add_subparsers(dest="data_command", required=True)
     convert = data.add_parser("convert", help="convert a raw dataset file to canonical JSONL")
     convert.add_argument("--format", required=True, choices=FORMATS)
-    convert.add_argument("--on-error", choices=("stop", "skip"), default="stop",
-                         help="stop at the first bad record (default), or skip and count bad records")
+    convert.add_argument(
+        "--on-error",
+        choices=("stop", "skip"),
+        default="stop",
+        help="stop at the first bad record (default), or skip and count bad records",
+    )
     convert.add_argument("input", help=".json/.jsonl/.parquet file, or a hub dataset id")
     convert.add_argument("output", help="canonical JSONL to write (atomically)")
     convert.set_defaults(func=_convert)
 
     run = sub.add_parser("run", help="run the whole method (no config: the embedded tool-world default on CPU)")
     run.add_argument("config", nargs="?", help="YAML config (default: the embedded default run)")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a config value, e.g. --set search.rounds=8 (repeatable)")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set search.rounds=8 (repeatable)",
+    )
     run.add_argument("--resume", action="store_true", help="continue a killed run from its manifest")
-    run.add_argument("--overwrite", action="store_true",
-                     help="delete an existing run of this name and start again (without it, a run is refused)")
-    run.add_argument("--allow-config-change", action="store_true",
-                     help="with --resume: accept a config that differs from the run's (logged to config_changes.jsonl)")
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete an existing run of this name and start again (without it, a run is refused)",
+    )
+    run.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="with --resume: accept a config that differs from the run's (logged to config_changes.jsonl)",
+    )
     run.set_defaults(func=_run)
 
     # `rftfast bench ARGS...` hands every argument to the script (see main), so it is only listed here.
-    sub.add_parser("bench", help="the DPO-step benchmark (benchmarks/bench_dpo_step.py); arguments pass through",
-                   add_help=False)
+    sub.add_parser(
+        "bench", help="the DPO-step benchmark (benchmarks/bench_dpo_step.py); arguments pass through", add_help=False
+    )
 
     ev = sub.add_parser("eval", help="score a model on BFCL directories or canonical files")
     ev.add_argument("--model", required=True, help="path or hub id of a transformers causal LM")

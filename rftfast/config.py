@@ -36,8 +36,20 @@ from rftfast.train.search_stage import SearchStageConfig
 from rftfast.train.sft import WarmupConfig
 
 __all__ = [
-    "MIN_VOCAB", "ConfigError", "DataConfig", "DeficiencyConfig", "EvalConfig", "ModelConfig", "PreferenceConfig",
-    "RunConfig", "SearchStageConfig", "TrainConfig", "WarmupConfig", "check_environment", "load_config", "validate",
+    "MIN_VOCAB",
+    "ConfigError",
+    "DataConfig",
+    "DeficiencyConfig",
+    "EvalConfig",
+    "ModelConfig",
+    "PreferenceConfig",
+    "RunConfig",
+    "SearchStageConfig",
+    "TrainConfig",
+    "WarmupConfig",
+    "check_environment",
+    "load_config",
+    "validate",
 ]
 
 
@@ -63,8 +75,15 @@ class EvalConfig:
 def default_search() -> SearchStageConfig:
     """The default run's search: 4 rounds of 3 samples, steps of at most 24 tokens, trees 6 steps deep,
     pairs 0.2 apart, and the ground truth's next step as chosen wherever a node lies on its path."""
-    return SearchStageConfig(rounds=4, samples_per_expansion=3, max_depth=6, max_new_tokens=24, top_p=0.95,
-                             ground_truth_chosen=True, pairs=PairConfig(min_gap=0.2))
+    return SearchStageConfig(
+        rounds=4,
+        samples_per_expansion=3,
+        max_depth=6,
+        max_new_tokens=24,
+        top_p=0.95,
+        ground_truth_chosen=True,
+        pairs=PairConfig(min_gap=0.2),
+    )
 
 
 @dataclass
@@ -185,52 +204,91 @@ DEVICE = re.compile(r"cpu|cuda(:[0-9]+)?|mps")
 
 def _check_ranges(cfg: RunConfig) -> None:
     """Every value's range, and the keys that must agree with each other, checked before anything runs."""
-    m, d, w, f, s, p, t, e = (cfg.model, cfg.data, cfg.warmup, cfg.deficiency, cfg.search, cfg.preference,
-                              cfg.train, cfg.eval)
+    m, d, w, f, s, p, t, e = (
+        cfg.model,
+        cfg.data,
+        cfg.warmup,
+        cfg.deficiency,
+        cfg.search,
+        cfg.preference,
+        cfg.train,
+        cfg.eval,
+    )
     checks = [
-        ("name", RUN_NAME.fullmatch(cfg.name) is not None,
-         "a plain folder name under out_dir (letters, digits, '.', '_', '-'; no '/' or '..')"),
-        ("seed", cfg.seed >= 0, ">= 0"), ("iterations", cfg.iterations >= 0, ">= 0"),
+        (
+            "name",
+            RUN_NAME.fullmatch(cfg.name) is not None,
+            "a plain folder name under out_dir (letters, digits, '.', '_', '-'; no '/' or '..')",
+        ),
+        ("seed", cfg.seed >= 0, ">= 0"),
+        ("iterations", cfg.iterations >= 0, ">= 0"),
         ("device", DEVICE.fullmatch(cfg.device) is not None, "'cpu', 'cuda', 'cuda:N' or 'mps'"),
-        ("model.hidden_size", m.hidden_size >= 1, ">= 1"), ("model.num_layers", m.num_layers >= 1, ">= 1"),
-        ("model.num_heads", m.num_heads >= 1 and m.hidden_size % m.num_heads == 0,
-         ">= 1 and a divisor of model.hidden_size"),
-        ("model.num_kv_heads", m.num_kv_heads >= 1 and m.num_heads % max(1, m.num_kv_heads) == 0,
-         ">= 1 and a divisor of model.num_heads"),
+        ("model.hidden_size", m.hidden_size >= 1, ">= 1"),
+        ("model.num_layers", m.num_layers >= 1, ">= 1"),
+        (
+            "model.num_heads",
+            m.num_heads >= 1 and m.hidden_size % m.num_heads == 0,
+            ">= 1 and a divisor of model.hidden_size",
+        ),
+        (
+            "model.num_kv_heads",
+            m.num_kv_heads >= 1 and m.num_heads % max(1, m.num_kv_heads) == 0,
+            ">= 1 and a divisor of model.num_heads",
+        ),
         ("model.intermediate_size", m.intermediate_size >= 1, ">= 1"),
-        ("model.vocab_size", m.path is not None or m.vocab_size >= MIN_VOCAB,
-         f">= {MIN_VOCAB} (the 256 bytes and the special tokens of the byte-level tokenizer)"),
+        (
+            "model.vocab_size",
+            m.path is not None or m.vocab_size >= MIN_VOCAB,
+            f">= {MIN_VOCAB} (the 256 bytes and the special tokens of the byte-level tokenizer)",
+        ),
         ("model.max_length", m.max_length >= 2, ">= 2 (a prompt token and an answer token)"),
-        ("data.num_train", d.num_train >= 1, ">= 1"), ("data.num_heldout", d.num_heldout >= 1, ">= 1"),
+        ("data.num_train", d.num_train >= 1, ">= 1"),
+        ("data.num_heldout", d.num_heldout >= 1, ">= 1"),
         ("data.levels", bool(d.levels) and set(d.levels) <= set(range(1, 7)), "a non-empty list of levels 1-6"),
-        ("warmup.buckets", w.buckets >= 1, ">= 1"), ("warmup.epochs", w.epochs > 0, "> 0"),
-        ("warmup.replay", 0 <= w.replay < 1, "in [0, 1)"), ("warmup.lr", w.lr > 0, "> 0"),
-        ("warmup.batch_size", w.batch_size >= 1, ">= 1"), ("warmup.warmup_steps", w.warmup_steps >= 0, ">= 0"),
+        ("warmup.buckets", w.buckets >= 1, ">= 1"),
+        ("warmup.epochs", w.epochs > 0, "> 0"),
+        ("warmup.replay", 0 <= w.replay < 1, "in [0, 1)"),
+        ("warmup.lr", w.lr > 0, "> 0"),
+        ("warmup.batch_size", w.batch_size >= 1, ">= 1"),
+        ("warmup.warmup_steps", w.warmup_steps >= 0, ">= 0"),
         ("warmup.length_group", w.length_group >= 1, ">= 1"),
         ("deficiency.ratio", 0 < f.ratio <= 1, "in (0, 1]"),
         ("deficiency.max_new_tokens", f.max_new_tokens >= 1, ">= 1"),
         ("deficiency.max_records", f.max_records >= 1, ">= 1"),
         ("search.rounds", s.rounds >= 1, ">= 1"),
         ("search.samples_per_expansion", s.samples_per_expansion >= 1, ">= 1"),
-        ("search.leaves_per_tree", s.leaves_per_tree >= 1, ">= 1"), ("search.max_depth", s.max_depth >= 1, ">= 1"),
-        ("search.c", s.c >= 0, ">= 0"), ("search.temperature", s.temperature > 0, "> 0"),
-        ("search.top_p", 0 < s.top_p <= 1, "in (0, 1]"), ("search.max_new_tokens", s.max_new_tokens >= 1, ">= 1"),
+        ("search.leaves_per_tree", s.leaves_per_tree >= 1, ">= 1"),
+        ("search.max_depth", s.max_depth >= 1, ">= 1"),
+        ("search.c", s.c >= 0, ">= 0"),
+        ("search.temperature", s.temperature > 0, "> 0"),
+        ("search.top_p", 0 < s.top_p <= 1, "in (0, 1]"),
+        ("search.max_new_tokens", s.max_new_tokens >= 1, ">= 1"),
         ("search.virtual_loss", s.virtual_loss >= 0, ">= 0"),
-        ("search.seed", s.seed == SearchStageConfig.seed, f"{SearchStageConfig.seed!r}: the run seeds each search "
-         "from `seed` and the stage's name"),
-        ("search.use_chat_template", s.use_chat_template is SearchStageConfig.use_chat_template,
-         f"{SearchStageConfig.use_chat_template!r}: the run renders the search's prompts as its training examples"),
+        (
+            "search.seed",
+            s.seed == SearchStageConfig.seed,
+            f"{SearchStageConfig.seed!r}: the run seeds each search from `seed` and the stage's name",
+        ),
+        (
+            "search.use_chat_template",
+            s.use_chat_template is SearchStageConfig.use_chat_template,
+            f"{SearchStageConfig.use_chat_template!r}: the run renders the search's prompts as its training examples",
+        ),
         ("search.pairs.min_gap", s.pairs.min_gap >= 0, ">= 0"),
         ("search.pairs.max_overlap", 0 <= s.pairs.max_overlap <= 1, "in [0, 1]"),
         ("search.tensor_parallel_size", s.tensor_parallel_size >= 1, ">= 1"),
         ("search.gpu_memory_utilization", 0 < s.gpu_memory_utilization <= 1, "in (0, 1]"),
-        ("preference.lr", p.lr > 0, "> 0"), ("preference.epochs", p.epochs > 0, "> 0"),
-        ("preference.batch_size", p.batch_size >= 1, ">= 1"), ("preference.nll_weight", p.nll_weight >= 0, ">= 0"),
+        ("preference.lr", p.lr > 0, "> 0"),
+        ("preference.epochs", p.epochs > 0, "> 0"),
+        ("preference.batch_size", p.batch_size >= 1, ">= 1"),
+        ("preference.nll_weight", p.nll_weight >= 0, ">= 0"),
         ("train.gradient_accumulation", t.gradient_accumulation >= 1, ">= 1"),
-        ("train.lora_r", t.lora_r >= 0, ">= 0"), ("train.lora_alpha", t.lora_alpha >= 1, ">= 1"),
+        ("train.lora_r", t.lora_r >= 0, ">= 0"),
+        ("train.lora_alpha", t.lora_alpha >= 1, ">= 1"),
         ("train.lora_dropout", 0 <= t.lora_dropout < 1, "in [0, 1)"),
         ("train.lora_targets", t.lora_r == 0 or bool(t.lora_targets), "non-empty when train.lora_r > 0"),
-        ("eval.max_new_tokens", e.max_new_tokens >= 1, ">= 1"), ("eval.batch_size", e.batch_size >= 1, ">= 1"),
+        ("eval.max_new_tokens", e.max_new_tokens >= 1, ">= 1"),
+        ("eval.batch_size", e.batch_size >= 1, ">= 1"),
     ]
     for key, ok, expected in checks:
         if not ok:
@@ -245,8 +303,9 @@ def check_environment(cfg: RunConfig) -> None:
     if cfg.data.source != "toolworld" and source.suffix in (".json", ".jsonl", ".parquet") and not source.is_file():
         raise ConfigError(f"data.source: no such file: {source}")
     if cfg.search.backend == "vllm" and importlib.util.find_spec("vllm") is None:
-        raise ConfigError("search.backend: 'vllm' needs the vllm package (pip install 'rftfast[vllm]'), "
-                          "which is not installed")
+        raise ConfigError(
+            "search.backend: 'vllm' needs the vllm package (pip install 'rftfast[vllm]'), which is not installed"
+        )
     if cfg.device.startswith("cuda"):
         import torch
 

@@ -27,8 +27,14 @@ from rftfast.train.runtime import StepLog, flush_denormals
 __all__ = ["StopRequested", "run"]
 
 
-def run(cfg: RunConfig, resume: bool = False, stop_after: str | None = None, *, overwrite: bool = False,
-        allow_config_change: bool = False) -> dict:
+def run(
+    cfg: RunConfig,
+    resume: bool = False,
+    stop_after: str | None = None,
+    *,
+    overwrite: bool = False,
+    allow_config_change: bool = False,
+) -> dict:
     """Run (or resume) the whole method; returns the report (also written to report.json/.png).
 
     The run directory is locked for the run's lifetime; a finished run there is only continued
@@ -45,8 +51,9 @@ def run(cfg: RunConfig, resume: bool = False, stop_after: str | None = None, *, 
     main = distributed.is_main()
     lock = None
     if main:
-        lock = open_run_dir(cfg.run_dir, as_given, resume=resume, overwrite=overwrite,
-                            allow_config_change=allow_config_change)
+        lock = open_run_dir(
+            cfg.run_dir, as_given, resume=resume, overwrite=overwrite, allow_config_change=allow_config_change
+        )
     try:
         manifest = _open_manifest(cfg, as_given, resume)
         state = RunState(cfg, manifest, stop_after, log=StepLog(cfg.run_dir, cfg.tensorboard) if main else None)

@@ -43,8 +43,9 @@ def test_dry_run_skips_every_cuda_part_and_writes_a_summary(tmp_path):
     out = tmp_path / "gpu-out"
     env = dict(os.environ, OUT=str(out), PYTHON=sys.executable)
     start = time.monotonic()
-    proc = subprocess.run(["bash", str(GPU / "run.sh"), "--dry-run"], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        ["bash", str(GPU / "run.sh"), "--dry-run"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     elapsed = time.monotonic() - start
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert elapsed < 60, f"the dry run took {elapsed:.0f} s"
@@ -70,8 +71,22 @@ def test_dry_run_skips_every_cuda_part_and_writes_a_summary(tmp_path):
 
 
 def test_selection_and_budget_are_honoured(tmp_path):
-    proc = subprocess.run([sys.executable, str(GPU / "suite.py"), "--out", str(tmp_path), "--dry-run",
-                           "--only", "env,tests", "--budget", "10"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(GPU / "suite.py"),
+            "--out",
+            str(tmp_path),
+            "--dry-run",
+            "--only",
+            "env,tests",
+            "--budget",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     parts = _summary(tmp_path)["parts"]
     assert parts["env"] == {**parts["env"], "status": "skipped", "reason": "no time left in the 10 s budget"}
@@ -82,8 +97,13 @@ def test_selection_and_budget_are_honoured(tmp_path):
 
 def test_bad_arguments_are_refused(tmp_path):
     for args in (["--only", "nope"], ["--budget", "abc"]):
-        proc = subprocess.run(["bash", str(GPU / "run.sh"), "--out", str(tmp_path / "o"), *args],
-                              capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHON=sys.executable))
+        proc = subprocess.run(
+            ["bash", str(GPU / "run.sh"), "--out", str(tmp_path / "o"), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=dict(os.environ, PYTHON=sys.executable),
+        )
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
 
 
@@ -158,9 +178,17 @@ def test_bench_plan_covers_every_variant_at_both_sizes():
     assert sorted(plan["tokens"]) == [4096, 16384]
     assert {"naive", "liger", "cce", "trl", "rftfast-fused", "rftfast-recompute"} <= set(plan["variants"])
     assert len(plan["jobs"]) == len(plan["variants"]) * 2
-    rows = [{"variant": "floor", "tokens": 8, "status": "ok", "median_s": 0.5, "peak_above_inputs_mib": 1.0,
-             "working_mib": 0.5},
-            {"variant": "naive", "tokens": 8, "status": "oom", "reason": "CUDA out of memory"}]
+    rows = [
+        {
+            "variant": "floor",
+            "tokens": 8,
+            "status": "ok",
+            "median_s": 0.5,
+            "peak_above_inputs_mib": 1.0,
+            "working_mib": 0.5,
+        },
+        {"variant": "naive", "tokens": 8, "status": "oom", "reason": "CUDA out of memory"},
+    ]
     table = bench.table(rows)
     assert "| 8 | floor | ok | 500.0 | 1.00 |" in table and "oom: CUDA out of memory" in table
 
@@ -169,8 +197,9 @@ def test_bench_plan_covers_every_variant_at_both_sizes():
 
 
 def _tiny(seed=0):
-    return bench.make_inputs(torch, tokens=4 * 12, hidden_size=16, vocab=53, seq_len=12, dtype=torch.float32,
-                             device="cpu", seed=seed)
+    return bench.make_inputs(
+        torch, tokens=4 * 12, hidden_size=16, vocab=53, seq_len=12, dtype=torch.float32, device="cpu", seed=seed
+    )
 
 
 def _grads_and_loss(step, hidden, weight):

@@ -34,8 +34,14 @@ def test_loss_from_hidden_states_matches_the_models_logits():
     from rftfast import FusedDPOLoss
 
     torch.manual_seed(1)
-    config = transformers.LlamaConfig(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                      num_attention_heads=4, num_key_value_heads=2)
+    config = transformers.LlamaConfig(
+        vocab_size=96,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
     policy, reference = transformers.LlamaForCausalLM(config), transformers.LlamaForCausalLM(config).eval()
     input_ids = torch.randint(0, 96, (4, 12))
     labels = input_ids[:, 1:].clone()
@@ -43,8 +49,9 @@ def test_loss_from_hidden_states_matches_the_models_logits():
     hidden = policy.model(input_ids).last_hidden_state[:, :-1]
     with torch.no_grad():
         ref_hidden = reference.model(input_ids).last_hidden_state[:, :-1]
-    out = FusedDPOLoss("sigmoid", beta=0.2)(hidden, policy.lm_head.weight, labels, ref_hidden=ref_hidden,
-                                            ref_weight=reference.lm_head.weight)
+    out = FusedDPOLoss("sigmoid", beta=0.2)(
+        hidden, policy.lm_head.weight, labels, ref_hidden=ref_hidden, ref_weight=reference.lm_head.weight
+    )
     out.loss.backward()
     fused_grad = policy.model.layers[0].mlp.up_proj.weight.grad.clone()
     policy.zero_grad()
@@ -61,5 +68,6 @@ def test_loss_from_hidden_states_matches_the_models_logits():
     naive = -torch.nn.functional.logsigmoid(0.2 * delta).mean()
     naive.backward()
     assert_close(out.loss, naive, atol=1e-5, what="loss vs model logits")
-    assert_close(fused_grad, policy.model.layers[0].mlp.up_proj.weight.grad, atol=1e-5,
-                 what="gradient reaching the first layer")
+    assert_close(
+        fused_grad, policy.model.layers[0].mlp.up_proj.weight.grad, atol=1e-5, what="gradient reaching the first layer"
+    )

@@ -50,8 +50,13 @@ HIDDEN, VOCAB, SEQ_LEN, BETA, IGNORE = 4096, 128256, 512, 0.1, -100
 TOKENS = (16384, 4096)
 VARIANTS = ("floor", "rftfast-fused", "rftfast-recompute", "naive", "liger", "cce", "trl")
 # The module each variant needs beyond torch (checked before a worker is started).
-NEEDS = {"rftfast-fused": "rftfast", "rftfast-recompute": "rftfast", "liger": "liger_kernel",
-         "cce": "cut_cross_entropy", "trl": "trl"}
+NEEDS = {
+    "rftfast-fused": "rftfast",
+    "rftfast-recompute": "rftfast",
+    "liger": "liger_kernel",
+    "cce": "cut_cross_entropy",
+    "trl": "trl",
+}
 TRL_CHUNK = 32768  # trl.trainer.utils._CHUNKED_LOGPROB_CHUNK_SIZE, what its DPOTrainer uses
 RESULT_MARK = "BENCH_RESULT "
 ACTIVE: set = set()  # worker processes running now (each in its own process group), for a caller to end
@@ -59,9 +64,16 @@ ACTIVE: set = set()  # worker processes running now (each in its own process gro
 
 def plan(tokens=TOKENS, variants=VARIANTS) -> dict:
     """What a run measures, without running anything."""
-    return {"hidden": HIDDEN, "vocab": VOCAB, "seq_len": SEQ_LEN, "dtype": "bf16", "beta": BETA,
-            "tokens": list(tokens), "variants": list(variants),
-            "jobs": [f"{v}@N={n}" for n in tokens for v in variants]}
+    return {
+        "hidden": HIDDEN,
+        "vocab": VOCAB,
+        "seq_len": SEQ_LEN,
+        "dtype": "bf16",
+        "beta": BETA,
+        "tokens": list(tokens),
+        "variants": list(variants),
+        "jobs": [f"{v}@N={n}" for n in tokens for v in variants],
+    }
 
 
 # ----------------------------------------------------------------------------- the DPO formula
@@ -152,6 +164,7 @@ def make_step(variant: str, hidden, ref_hidden, weight, labels, beta: float = BE
             hidden.grad = (logits @ w).view(hidden.shape)
             weight.grad = logits.T @ flat_h
             return hidden.grad.float().sum()
+
         return step
     if variant in ENGINES:
         engine = ENGINES[variant]
@@ -160,28 +173,31 @@ def make_step(variant: str, hidden, ref_hidden, weight, labels, beta: float = BE
             loss = dpo_loss_from_engine(engine, hidden, ref_hidden, weight, labels, beta, **engine_kw)
             loss.backward()
             return loss
+
         return step
     if variant == "liger":
         from liger_kernel.chunked_loss import LigerFusedLinearDPOLoss
 
-        fn = LigerFusedLinearDPOLoss(beta=beta, ignore_index=IGNORE, compiled=engine_kw.get("compiled", True),
-                                     use_ref_model=True)
+        fn = LigerFusedLinearDPOLoss(
+            beta=beta, ignore_index=IGNORE, compiled=engine_kw.get("compiled", True), use_ref_model=True
+        )
 
         def step():
             loss = fn(weight, hidden, labels, None, ref_hidden, weight.detach(), None)[0]
             loss.backward()
             return loss
+
         return step
     if variant in ("rftfast-fused", "rftfast-recompute"):
         from rftfast import FusedDPOLoss
 
-        fn = FusedDPOLoss("sigmoid", beta=beta, ignore_index=IGNORE, strategy=variant.split("-")[1],
-                          backend="triton")
+        fn = FusedDPOLoss("sigmoid", beta=beta, ignore_index=IGNORE, strategy=variant.split("-")[1], backend="triton")
 
         def step():
             out = fn(hidden, weight, labels, ref_hidden=ref_hidden)
             out.loss.backward()
             return out.loss
+
         return step
     raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
 
@@ -213,14 +229,29 @@ def run_worker(variant: str, tokens: int, args) -> dict:
             (warm if i < args.warmup else times).append(start.elapsed_time(end) / 1e3)
         loss = float(loss.detach())
     except torch.cuda.OutOfMemoryError as e:
-        return {**row, "status": "oom", "reason": str(e).splitlines()[0][:300],
-                "peak_mib": torch.cuda.max_memory_allocated() / 2**20}
+        return {
+            **row,
+            "status": "oom",
+            "reason": str(e).splitlines()[0][:300],
+            "peak_mib": torch.cuda.max_memory_allocated() / 2**20,
+        }
     peak = torch.cuda.max_memory_allocated() - base
-    norms = {f"grad_{name}_norm": float(t.grad.float().norm()) if t.grad is not None else None
-             for name, t in (("hidden", hidden), ("weight", weight))}
-    return {**row, "status": "ok", "median_s": statistics.median(times), "seconds": times, "warmup_s": warm,
-            "peak_above_inputs_mib": peak / 2**20, "grads_mib": grads_bytes / 2**20,
-            "working_mib": (peak - grads_bytes) / 2**20, "loss": loss, **norms}
+    norms = {
+        f"grad_{name}_norm": float(t.grad.float().norm()) if t.grad is not None else None
+        for name, t in (("hidden", hidden), ("weight", weight))
+    }
+    return {
+        **row,
+        "status": "ok",
+        "median_s": statistics.median(times),
+        "seconds": times,
+        "warmup_s": warm,
+        "peak_above_inputs_mib": peak / 2**20,
+        "grads_mib": grads_bytes / 2**20,
+        "working_mib": (peak - grads_bytes) / 2**20,
+        "loss": loss,
+        **norms,
+    }
 
 
 # ----------------------------------------------------------------------------- driver
@@ -262,22 +293,29 @@ def _run_job(variant: str, tokens: int, args, limit_s: float) -> dict:
     wall = time.monotonic() - start
     if err.strip():
         sys.stderr.write(err if err.endswith("\n") else err + "\n")
-    found = [line[len(RESULT_MARK):] for line in out.splitlines() if line.startswith(RESULT_MARK)]
+    found = [line[len(RESULT_MARK) :] for line in out.splitlines() if line.startswith(RESULT_MARK)]
     if found:
         return {**json.loads(found[-1]), "process_s": round(wall, 1)}
     if timed_out:
         return {**row, "status": "timeout", "reason": f"no result within {limit_s:.0f} s", "process_s": round(wall, 1)}
     tail = [line for line in err.strip().splitlines() if line.strip()][-1:] or [f"exit code {proc.returncode}"]
     oom = "OutOfMemoryError" in err or "out of memory" in err
-    return {**row, "status": "oom" if oom else "failed", "reason": tail[0][:300], "exit_code": proc.returncode,
-            "process_s": round(wall, 1)}
+    return {
+        **row,
+        "status": "oom" if oom else "failed",
+        "reason": tail[0][:300],
+        "exit_code": proc.returncode,
+        "process_s": round(wall, 1),
+    }
 
 
 def cross_check(rows: list[dict]) -> None:
     """Relative differences of each ok row's loss and grad norms from the naive row of the same N."""
     for row in rows:
-        base = next((r for r in rows if r["variant"] == "naive" and r["tokens"] == row["tokens"]
-                     and r.get("status") == "ok"), None)
+        base = next(
+            (r for r in rows if r["variant"] == "naive" and r["tokens"] == row["tokens"] and r.get("status") == "ok"),
+            None,
+        )
         if row.get("status") != "ok" or base is None or row["variant"] in ("floor", "naive"):
             continue
         for key in ("loss", "grad_hidden_norm", "grad_weight_norm"):
@@ -287,15 +325,21 @@ def cross_check(rows: list[dict]) -> None:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| N | variant | status | median step (ms) | x floor | peak above inputs (MiB) | working (MiB) |",
-             "|---:|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "| N | variant | status | median step (ms) | x floor | peak above inputs (MiB) | working (MiB) |",
+        "|---:|---|---|---:|---:|---:|---:|",
+    ]
     for row in rows:
-        floor = next((r for r in rows if r["variant"] == "floor" and r["tokens"] == row["tokens"]
-                      and r.get("status") == "ok"), None)
+        floor = next(
+            (r for r in rows if r["variant"] == "floor" and r["tokens"] == row["tokens"] and r.get("status") == "ok"),
+            None,
+        )
         if row.get("status") == "ok":
             ratio = f"{row['median_s'] / floor['median_s']:.2f}" if floor else ""
-            lines.append(f"| {row['tokens']} | {row['variant']} | ok | {row['median_s'] * 1e3:.1f} | {ratio} | "
-                         f"{row['peak_above_inputs_mib']:.0f} | {row['working_mib']:.0f} |")
+            lines.append(
+                f"| {row['tokens']} | {row['variant']} | ok | {row['median_s'] * 1e3:.1f} | {ratio} | "
+                f"{row['peak_above_inputs_mib']:.0f} | {row['working_mib']:.0f} |"
+            )
         else:
             why = f"{row.get('status')}: {row.get('reason', '')}"[:70].replace("|", "/")
             lines.append(f"| {row['tokens']} | {row['variant']} | {why} | | | | |")
@@ -305,23 +349,43 @@ def table(rows: list[dict]) -> str:
 def run_bench(args) -> dict:
     deadline = time.monotonic() + args.budget
     rows: list[dict] = []
-    config = {**plan(args.tokens, args.variants), "hidden": args.hidden, "vocab": args.vocab,
-              "seq_len": args.seq_len, "dtype": args.dtype, "warmup": args.warmup, "repeats": args.repeats,
-              "timing": "CUDA events, median", "memory": "max_memory_allocated minus inputs"}
+    config = {
+        **plan(args.tokens, args.variants),
+        "hidden": args.hidden,
+        "vocab": args.vocab,
+        "seq_len": args.seq_len,
+        "dtype": args.dtype,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "timing": "CUDA events, median",
+        "memory": "max_memory_allocated minus inputs",
+    }
     result = {"config": config, "rows": rows}
     for tokens in args.tokens:
         for variant in args.variants:
             left = deadline - time.monotonic()
             if left < args.min_job:
-                rows.append({"variant": variant, "tokens": tokens, "status": "skipped",
-                             "reason": f"bench budget of {args.budget:.0f} s spent"})
+                rows.append(
+                    {
+                        "variant": variant,
+                        "tokens": tokens,
+                        "status": "skipped",
+                        "reason": f"bench budget of {args.budget:.0f} s spent",
+                    }
+                )
                 continue
             print(f"bench: {variant} at N={tokens} (limit {min(args.job_limit, left):.0f} s)", flush=True)
             rows.append(_run_job(variant, tokens, args, min(args.job_limit, left)))
             r = rows[-1]
-            print(f"bench: {variant} at N={tokens}: {r['status']}"
-                  + (f", {r['median_s'] * 1e3:.1f} ms, {r['peak_above_inputs_mib']:.0f} MiB" if r["status"] == "ok"
-                     else f" ({r.get('reason', '')})"), flush=True)
+            print(
+                f"bench: {variant} at N={tokens}: {r['status']}"
+                + (
+                    f", {r['median_s'] * 1e3:.1f} ms, {r['peak_above_inputs_mib']:.0f} MiB"
+                    if r["status"] == "ok"
+                    else f" ({r.get('reason', '')})"
+                ),
+                flush=True,
+            )
             cross_check(rows)
             if args.out:
                 _write_json(args.out, result)
@@ -363,8 +427,10 @@ def main(argv=None) -> int:
         print(RESULT_MARK + json.dumps(run_worker(args.worker, args.tokens[0], args)), flush=True)
         return 0
     result = run_bench(args)
-    print(f"\nDPO step, H={args.hidden}, V={args.vocab}, T={args.seq_len}, {args.dtype}; median of {args.repeats} "
-          f"after {args.warmup} warm-up steps")
+    print(
+        f"\nDPO step, H={args.hidden}, V={args.vocab}, T={args.seq_len}, {args.dtype}; median of {args.repeats} "
+        f"after {args.warmup} warm-up steps"
+    )
     print(table(result["rows"]))
     return 1 if any(r["status"] in ("failed", "timeout") for r in result["rows"]) else 0
 

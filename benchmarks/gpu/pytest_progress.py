@@ -18,8 +18,7 @@ def pytest_runtest_logreport(report):
     # One line per test: its call phase, or the setup/teardown phase that failed or skipped it.
     if report.when != "call" and report.passed:
         return
-    line = {"test": report.nodeid, "when": report.when, "outcome": report.outcome,
-            "seconds": round(report.duration, 3)}
+    line = {"test": report.nodeid, "when": report.when, "outcome": report.outcome, "seconds": round(report.duration, 3)}
     if report.failed or report.skipped:
         line["message"] = str(report.longrepr)[-1500:] if report.failed else str(report.longrepr)[:300]
     with open(path, "a") as f:

@@ -1,6 +1,6 @@
 """The GPU suite's closing table, from its summary.json (stdlib only).
 
-    python benchmarks/gpu/report.py gpu-out/summary.json
+python benchmarks/gpu/report.py gpu-out/summary.json
 """
 
 from __future__ import annotations
@@ -31,13 +31,17 @@ def _figures_line(name: str, figures: dict) -> str:
 
 
 def render(summary: dict) -> str:
-    lines = [f"GPU suite ({summary.get('mode')}): {summary.get('status')} in {summary.get('wall_s', 0):.0f} s "
-             f"of a {summary.get('budget_s', 0):.0f} s budget; files in {summary.get('out')}",
-             "| part | status | seconds | reason / figures |", "|---|---|---:|---|"]
+    lines = [
+        f"GPU suite ({summary.get('mode')}): {summary.get('status')} in {summary.get('wall_s', 0):.0f} s "
+        f"of a {summary.get('budget_s', 0):.0f} s budget; files in {summary.get('out')}",
+        "| part | status | seconds | reason / figures |",
+        "|---|---|---:|---|",
+    ]
     for name, part in summary.get("parts", {}).items():
         note = part.get("reason") or _figures_line(name, part.get("figures") or {})
-        lines.append(f"| {name} | {part.get('status')} | {part.get('wall_s', 0):.0f} | "
-                     f"{str(note)[:110].replace('|', '/')} |")
+        lines.append(
+            f"| {name} | {part.get('status')} | {part.get('wall_s', 0):.0f} | {str(note)[:110].replace('|', '/')} |"
+        )
     bench = (summary.get("parts", {}).get("bench") or {}).get("figures") or {}
     if bench.get("table"):
         lines += ["", bench["table"]]

@@ -60,12 +60,32 @@ MAX_FILES = 8  # what comes back from $OUT
 NO_CUDA = "no CUDA"
 
 # `rftfast run` overrides: tests/pipeline/test_pipeline.py's SMALL config with a few hundred records, on CUDA in bf16.
-PIPELINE_SET = ["data.num_train=300", "data.num_heldout=40", "model.hidden_size=32", "model.num_layers=2",
-                "model.num_heads=2", "model.num_kv_heads=1", "model.intermediate_size=64", "model.vocab_size=400",
-                "warmup.epochs=1", "warmup.batch_size=8", "warmup.buckets=2", "deficiency.max_records=8",
-                "deficiency.max_new_tokens=20", "search.rounds=2", "search.samples_per_expansion=2",
-                "search.max_depth=3", "search.max_new_tokens=10", "preference.epochs=1", "preference.batch_size=4",
-                "iterations=1", "eval.max_new_tokens=20", "device=cuda", "train.precision=bf16", "name=gpu-smoke"]
+PIPELINE_SET = [
+    "data.num_train=300",
+    "data.num_heldout=40",
+    "model.hidden_size=32",
+    "model.num_layers=2",
+    "model.num_heads=2",
+    "model.num_kv_heads=1",
+    "model.intermediate_size=64",
+    "model.vocab_size=400",
+    "warmup.epochs=1",
+    "warmup.batch_size=8",
+    "warmup.buckets=2",
+    "deficiency.max_records=8",
+    "deficiency.max_new_tokens=20",
+    "search.rounds=2",
+    "search.samples_per_expansion=2",
+    "search.max_depth=3",
+    "search.max_new_tokens=10",
+    "preference.epochs=1",
+    "preference.batch_size=4",
+    "iterations=1",
+    "eval.max_new_tokens=20",
+    "device=cuda",
+    "train.precision=bf16",
+    "name=gpu-smoke",
+]
 
 
 class Skip(Exception):
@@ -124,14 +144,16 @@ def _kill_group(proc: subprocess.Popen) -> None:
             continue
 
 
-def run_cmd(cmd: list[str], limit: float, env: dict | None = None, cwd: str = ROOT,
-            capture: bool = False) -> tuple[int | None, float, str]:
+def run_cmd(
+    cmd: list[str], limit: float, env: dict | None = None, cwd: str = ROOT, capture: bool = False
+) -> tuple[int | None, float, str]:
     """Run `cmd` in its own process group, its output into the log (or captured); kill the group at `limit`.
     Returns (exit code or None on timeout, seconds, captured stdout)."""
     print("$ " + " ".join(a if len(a) <= 100 else a.strip().split("\n")[0][:60] + " ..." for a in cmd), flush=True)
     start = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, start_new_session=True, text=True,
-                            stdout=subprocess.PIPE if capture else None)
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env, start_new_session=True, text=True, stdout=subprocess.PIPE if capture else None
+    )
     ACTIVE.add(proc)
     try:
         out, _ = proc.communicate(timeout=limit)
@@ -177,21 +199,39 @@ def _wheels() -> list[str]:
 
 
 def install_cmd(wheels: list[str]) -> list[str]:
-    return [_py(), "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile", "--no-cache-dir",
-            "--upgrade", "--target", SITE, *wheels]
+    return [
+        _py(),
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-index",
+        "--no-deps",
+        "--no-compile",
+        "--no-cache-dir",
+        "--upgrade",
+        "--target",
+        SITE,
+        *wheels,
+    ]
 
 
 def plan_install() -> dict:
     wheels = [os.path.relpath(w, ROOT) for w in _wheels()]
-    return {"wheels": wheels, "command": " ".join(install_cmd(wheels or [f"{WHEELS}/*.whl"])),
-            "then": f"PYTHONPATH={SITE}"}
+    return {
+        "wheels": wheels,
+        "command": " ".join(install_cmd(wheels or [f"{WHEELS}/*.whl"])),
+        "then": f"PYTHONPATH={SITE}",
+    }
 
 
 def part_install(ctx: Ctx) -> None:
     wheels = _wheels()
     if not wheels:
-        raise Skip(f"no wheels in {WHEELS}/ (fetch them with benchmarks/gpu/fetch-wheels.sh on a machine "
-                   "with a package registry, and carry the folder)")
+        raise Skip(
+            f"no wheels in {WHEELS}/ (fetch them with benchmarks/gpu/fetch-wheels.sh on a machine "
+            "with a package registry, and carry the folder)"
+        )
     ctx.figures["wheels"] = [os.path.basename(w) for w in wheels]
     rc, secs, _ = run_cmd(install_cmd(wheels), ctx.inner_limit)
     ctx.figures["seconds"] = round(secs, 1)
@@ -200,9 +240,11 @@ def part_install(ctx: Ctx) -> None:
 
 
 BUILD_CMD = ["-m", "pip", "install", "--no-build-isolation", "--no-deps", "--no-index", "-e", "."]
-IMPORT_CHECK = ("import json, rftfast, rftfast._C, rftfast.kernels.linear_logprobs as k; "
-                "print(json.dumps({'rftfast': rftfast.__version__, 'package': rftfast.__file__, "
-                "'extension': rftfast._C.__file__, 'kernels': k.__file__}))")
+IMPORT_CHECK = (
+    "import json, rftfast, rftfast._C, rftfast.kernels.linear_logprobs as k; "
+    "print(json.dumps({'rftfast': rftfast.__version__, 'package': rftfast.__file__, "
+    "'extension': rftfast._C.__file__, 'kernels': k.__file__}))"
+)
 
 
 def plan_build() -> dict:
@@ -222,8 +264,9 @@ def part_build(ctx: Ctx) -> None:
     if rc != 0:
         raise Failed("build timed out" if rc is None else f"pip install -e . exit code {rc}")
     # From another folder, so that the installed package (editable hook, extension) is what imports.
-    rc, _, out = run_cmd([_py(), "-c", IMPORT_CHECK], max(5.0, ctx.inner_limit - secs), cwd=tempfile.gettempdir(),
-                         capture=True)
+    rc, _, out = run_cmd(
+        [_py(), "-c", IMPORT_CHECK], max(5.0, ctx.inner_limit - secs), cwd=tempfile.gettempdir(), capture=True
+    )
     if rc != 0:
         raise Failed("built, but `import rftfast._C, rftfast.kernels` failed (see the log)")
     ctx.figures.update(json.loads(out.strip().splitlines()[-1]))
@@ -259,8 +302,10 @@ print("ENV " + json.dumps(info))
 
 
 def plan_env() -> dict:
-    return {"reports": "versions of python, torch, triton, transformers, rftfast and the baselines; GPU name, "
-                       "capability, memory; nvidia-smi's driver"}
+    return {
+        "reports": "versions of python, torch, triton, transformers, rftfast and the baselines; GPU name, "
+        "capability, memory; nvidia-smi's driver"
+    }
 
 
 def part_env(ctx: Ctx) -> None:
@@ -270,9 +315,15 @@ def part_env(ctx: Ctx) -> None:
         raise Failed("timeout" if rc is None else f"the version probe failed (exit code {rc})")
     ctx.figures.update(json.loads(lines[-1]))
     if shutil.which("nvidia-smi"):
-        rc, _, out = run_cmd(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.sm,"
-                              "clocks.max.sm,temperature.gpu,power.draw", "--format=csv,noheader"],
-                             min(20.0, ctx.inner_limit), capture=True)
+        rc, _, out = run_cmd(
+            [
+                "nvidia-smi",
+                "--query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,temperature.gpu,power.draw",
+                "--format=csv,noheader",
+            ],
+            min(20.0, ctx.inner_limit),
+            capture=True,
+        )
         if rc == 0:
             ctx.figures["nvidia_smi"] = out.strip()
     for key, value in ctx.figures.items():
@@ -280,8 +331,20 @@ def part_env(ctx: Ctx) -> None:
     ctx.details = dict(ctx.figures)
 
 
-TESTS_CMD = ["-m", "pytest", "-m", "gpu", "tests/ops/test_gpu.py", "-q", "-rA", "-p", "pytest_progress",
-             "-p", "no:cacheprovider", "--durations=15"]
+TESTS_CMD = [
+    "-m",
+    "pytest",
+    "-m",
+    "gpu",
+    "tests/ops/test_gpu.py",
+    "-q",
+    "-rA",
+    "-p",
+    "pytest_progress",
+    "-p",
+    "no:cacheprovider",
+    "--durations=15",
+]
 
 
 def plan_tests() -> dict:
@@ -290,15 +353,20 @@ def plan_tests() -> dict:
 
 def part_tests(ctx: Ctx) -> None:
     progress, errors = os.path.join(ctx.work, "progress.jsonl"), os.path.join(ctx.work, "errors.jsonl")
-    env = dict(os.environ, GPU_SUITE_PROGRESS=progress, RFTFAST_GPU_REPORT=errors,
-               PYTHONPATH=os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH")) if p))
+    env = dict(
+        os.environ,
+        GPU_SUITE_PROGRESS=progress,
+        RFTFAST_GPU_REPORT=errors,
+        PYTHONPATH=os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH")) if p),
+    )
     rc, secs, _ = run_cmd([_py(), *TESTS_CMD], ctx.inner_limit, env=env)
     results = _read_jsonl(progress)
     counts = {k: sum(r["outcome"] == k and r["when"] == "call" for r in results) for k in ("passed", "failed")}
     counts["skipped"] = sum(r["outcome"] == "skipped" for r in results)
     counts["errors"] = sum(r["outcome"] == "failed" and r["when"] != "call" for r in results)
-    ctx.figures.update(counts, seconds=round(secs, 1), exit_code=rc,
-                       failures=[r["test"] for r in results if r["outcome"] == "failed"])
+    ctx.figures.update(
+        counts, seconds=round(secs, 1), exit_code=rc, failures=[r["test"] for r in results if r["outcome"] == "failed"]
+    )
     ctx.details = {**ctx.figures, "tests": results, "measured_errors": _read_jsonl(errors)}
     if rc is None:
         raise Failed(f"timeout after {ctx.inner_limit:.0f} s; {len(results)} tests finished")
@@ -324,10 +392,24 @@ def part_bench(ctx: Ctx) -> None:
                 ctx.details = json.load(f)
     rows = result["rows"]
     ctx.figures["table"] = bench_loss.table(rows)
-    ctx.figures["rows"] = [{k: r.get(k) for k in ("variant", "tokens", "status", "reason", "median_s",
-                                                    "peak_above_inputs_mib", "working_mib", "loss",
-                                                    "loss_rel_diff_vs_naive") if r.get(k) is not None}
-                           for r in rows]
+    ctx.figures["rows"] = [
+        {
+            k: r.get(k)
+            for k in (
+                "variant",
+                "tokens",
+                "status",
+                "reason",
+                "median_s",
+                "peak_above_inputs_mib",
+                "working_mib",
+                "loss",
+                "loss_rel_diff_vs_naive",
+            )
+            if r.get(k) is not None
+        }
+        for r in rows
+    ]
     print(ctx.figures["table"])
     ours = [r for r in rows if r["variant"].startswith("rftfast") and r["status"] not in ("ok", "skipped")]
     if ours:
@@ -355,8 +437,9 @@ def part_pipeline(ctx: Ctx) -> None:
             with open(path) as f:
                 data = json.load(f)
             stages = data.get("stages", {})
-            ctx.figures["stages"] = {s: {k: v for k, v in info.items() if not isinstance(v, (list, dict))}
-                                     for s, info in stages.items()}
+            ctx.figures["stages"] = {
+                s: {k: v for k, v in info.items() if not isinstance(v, (list, dict))} for s, info in stages.items()
+            }
             if "accuracy" in data:
                 ctx.figures["accuracy"] = data["accuracy"]
             break
@@ -397,8 +480,10 @@ def run_part(name: str, out: str, work: str, limit: float) -> int:
 
         traceback.print_exc()
         status, reason = "failed", f"{type(e).__name__}: {e}"[:300]
-    _write_json(os.path.join(work, f"{name}.json"),
-                {"status": status, "reason": reason, "figures": ctx.figures, "details": ctx.details})
+    _write_json(
+        os.path.join(work, f"{name}.json"),
+        {"status": status, "reason": reason, "figures": ctx.figures, "details": ctx.details},
+    )
     return 1 if status == "failed" else 0
 
 
@@ -462,15 +547,28 @@ class Runner:
         signal.signal(signal.SIGINT, self.interrupted)
         cuda, note = probe_cuda(min(90.0, max(1.0, self.left())))
         mode = "gpu" if cuda and not self.dry_run else "dry-run"
-        self.summary = {"suite": "rftfast GPU suite", "mode": mode, "status": "running", "cuda": cuda,
-                        "cuda_probe": note, "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                        "budget_s": self.budget, "out": os.path.abspath(self.out), "root": ROOT, "parts": {}}
-        print(f"GPU suite: mode {mode} (CUDA: {cuda}, {note}); budget {self.budget:.0f} s; out {self.out}",
-              flush=True)
+        self.summary = {
+            "suite": "rftfast GPU suite",
+            "mode": mode,
+            "status": "running",
+            "cuda": cuda,
+            "cuda_probe": note,
+            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "budget_s": self.budget,
+            "out": os.path.abspath(self.out),
+            "root": ROOT,
+            "parts": {},
+        }
+        print(f"GPU suite: mode {mode} (CUDA: {cuda}, {note}); budget {self.budget:.0f} s; out {self.out}", flush=True)
         self.write_summary()
         for part in PARTS:
-            entry = self.summary["parts"][part.name] = {"status": "pending", "reason": None, "limit_s": None,
-                                                        "wall_s": 0.0, "figures": {}}
+            entry = self.summary["parts"][part.name] = {
+                "status": "pending",
+                "reason": None,
+                "limit_s": None,
+                "wall_s": 0.0,
+                "figures": {},
+            }
             try:
                 entry["plan"] = part.plan()
             except Exception as e:  # noqa: BLE001 - a plan is information only
@@ -498,8 +596,18 @@ class Runner:
     def run_one(self, part: Part, entry: dict, limit: float) -> None:
         entry["limit_s"] = round(limit, 1)
         print(f"\n=== {part.name} (limit {limit:.0f} s)", flush=True)
-        cmd = [_py(), os.path.abspath(__file__), "--part", part.name, "--out", self.out, "--work", self.work,
-               "--limit", str(limit)]
+        cmd = [
+            _py(),
+            os.path.abspath(__file__),
+            "--part",
+            part.name,
+            "--out",
+            self.out,
+            "--work",
+            self.work,
+            "--limit",
+            str(limit),
+        ]
         rc, secs, _ = run_cmd(cmd, limit)
         entry["wall_s"] = round(secs, 1)
         result_path = os.path.join(self.work, f"{part.name}.json")
@@ -519,8 +627,12 @@ class Runner:
             entry["file"] = f"{part.name}.json"
         if part.name == "install" and entry["status"] == "ok":  # every later part sees the carried packages
             os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SITE, os.environ.get("PYTHONPATH")) if p)
-        print(f"=== {part.name}: {entry['status']}" + (f" ({entry['reason']})" if entry["reason"] else "")
-              + f" in {secs:.0f} s", flush=True)
+        print(
+            f"=== {part.name}: {entry['status']}"
+            + (f" ({entry['reason']})" if entry["reason"] else "")
+            + f" in {secs:.0f} s",
+            flush=True,
+        )
 
 
 def _names(text: str | None) -> list[str]:
@@ -532,13 +644,16 @@ def _names(text: str | None) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="benchmarks/gpu/run.sh", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default=os.environ.get("OUT") or "gpu-out", help="output folder (default: $OUT, "
-                    "else ./gpu-out)")
+    ap = argparse.ArgumentParser(
+        prog="benchmarks/gpu/run.sh", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--out", default=os.environ.get("OUT") or "gpu-out", help="output folder (default: $OUT, else ./gpu-out)"
+    )
     ap.add_argument("--dry-run", action="store_true", help="exercise the plumbing only: every CUDA part skipped")
-    ap.add_argument("--budget", type=float, default=BUDGET_S, help=f"seconds for the whole suite (default "
-                    f"{BUDGET_S:.0f})")
+    ap.add_argument(
+        "--budget", type=float, default=BUDGET_S, help=f"seconds for the whole suite (default {BUDGET_S:.0f})"
+    )
     ap.add_argument("--only", type=_names, default=[], help=f"comma-separated parts to run, of {PART_NAMES}")
     ap.add_argument("--skip", type=_names, default=[], help="comma-separated parts not to run")
     ap.add_argument("--list", action="store_true", help="print the parts and their plans, run nothing")

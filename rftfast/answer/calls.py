@@ -84,8 +84,20 @@ _ARGUMENT_NAME = re.compile(r"[^\W\d][\w.-]*")
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _WORD = re.compile(r"\w+")
 _KEYWORDS = {"True": True, "False": False, "None": None, "true": True, "false": False, "null": None}
-_SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "v": "\v", "a": "\a",
-                   "\\": "\\", "'": "'", '"': '"', "/": "/", "\n": ""}
+_SIMPLE_ESCAPES = {
+    "n": "\n",
+    "t": "\t",
+    "r": "\r",
+    "b": "\b",
+    "f": "\f",
+    "v": "\v",
+    "a": "\a",
+    "\\": "\\",
+    "'": "'",
+    '"': '"',
+    "/": "/",
+    "\n": "",
+}
 _HEX_ESCAPE_DIGITS = {"x": 2, "u": 4, "U": 8}
 # Runs of characters that need no attention inside a string, per quote character.
 _PLAIN_STRING_RUN = {'"': re.compile(r'[^"\\]+'), "'": re.compile(r"[^'\\]+")}
@@ -216,7 +228,7 @@ class _PythonicReader:
         start = self.pos
         while self.pos < len(self.text) and self.text[self.pos] not in NAME_STOP:
             self.pos += 1
-        name = self.text[start:self.pos].strip(" ")
+        name = self.text[start : self.pos].strip(" ")
         if not name:
             raise self.error("a function name", start)
         return name
@@ -267,7 +279,7 @@ class _PythonicReader:
         """A tuple (read as a list), or, as in Python, one value in parentheses without a comma."""
         start = self.pos
         items = self.read_sequence(")")
-        inner = self.text[start + 1:self.pos - 1].rstrip(WHITESPACE)
+        inner = self.text[start + 1 : self.pos - 1].rstrip(WHITESPACE)
         return items[0] if len(items) == 1 and not inner.endswith(",") else items
 
     def read_dict(self) -> dict:
@@ -312,7 +324,7 @@ class _PythonicReader:
         not paired up, also as in Python, so every string renders and reads back exactly.
         """
         start = self.pos
-        code = self.text[self.pos + 1:self.pos + 2]
+        code = self.text[self.pos + 1 : self.pos + 2]
         if code in _SIMPLE_ESCAPES:
             self.pos += 2
             return _SIMPLE_ESCAPES[code]
@@ -323,7 +335,7 @@ class _PythonicReader:
 
     def read_hex_escape(self, code: str, start: int) -> str:
         n_digits = _HEX_ESCAPE_DIGITS[code]
-        digits = self.text[start + 2:start + 2 + n_digits]
+        digits = self.text[start + 2 : start + 2 + n_digits]
         if len(digits) != n_digits or not all(c in "0123456789abcdefABCDEF" for c in digits):
             raise ParseError(f"expected {n_digits} hex digits after \\{code}", start, self.text)
         codepoint = int(digits, 16)
@@ -352,8 +364,9 @@ class _PythonicReader:
             self.pos = match.end()
             return _KEYWORDS[match.group()]
         if match:
-            raise ParseError(f"expected a value, found the bare word {match.group()!r} (strings need quotes)",
-                             self.pos, self.text)
+            raise ParseError(
+                f"expected a value, found the bare word {match.group()!r} (strings need quotes)", self.pos, self.text
+            )
         raise self.error("a value (string, number, True/False/None, list, tuple or dict)")
 
 
@@ -488,8 +501,9 @@ class _JsonCallReader:
         if isinstance(value, dict) and isinstance(value.get("function"), dict):
             value = value["function"]
         if not isinstance(value, dict):
-            raise self.error(f'expected a call object {{"name": ..., "arguments": {{...}}}}, found '
-                             f"{type(value).__name__}", pos)
+            raise self.error(
+                f'expected a call object {{"name": ..., "arguments": {{...}}}}, found {type(value).__name__}', pos
+            )
         name = value.get("name")
         if not isinstance(name, str) or not name:
             raise self.error(f'expected the call object to have a non-empty string "name", found {name!r:.60}', pos)
@@ -499,8 +513,9 @@ class _JsonCallReader:
         elif isinstance(arguments, str):  # the OpenAI wire format carries arguments as a JSON string
             arguments = self.decode_argument_string(arguments, name, pos)
         if not isinstance(arguments, dict):
-            raise self.error(f"expected the arguments of {name!r} to be an object, found "
-                             f"{type(arguments).__name__}", pos)
+            raise self.error(
+                f"expected the arguments of {name!r} to be an object, found {type(arguments).__name__}", pos
+            )
         return Call(name, arguments)
 
     def decode_argument_string(self, arguments: str, name: str, pos: int) -> Any:
@@ -588,12 +603,16 @@ def _check_pythonic_names(calls: list[Call]) -> None:
     """Names the pythonic reader would read differently (brackets, quotes, edge spaces...) cannot be written."""
     for i, call in enumerate(calls):
         if call.name != call.name.strip(" ") or any(char in NAME_STOP for char in call.name):
-            raise ValueError(f"calls[{i}].name: {call.name!r} cannot be written as a pythonic function name "
-                             f"(no leading/trailing spaces, none of {''.join(sorted(NAME_STOP))!r})")
+            raise ValueError(
+                f"calls[{i}].name: {call.name!r} cannot be written as a pythonic function name "
+                f"(no leading/trailing spaces, none of {''.join(sorted(NAME_STOP))!r})"
+            )
         for key in call.arguments:
             if not _ARGUMENT_NAME.fullmatch(key):
-                raise ValueError(f"calls[{i}].arguments: {key!r} cannot be written as a pythonic argument name "
-                                 "(letters, digits, '_', '.', '-'; not starting with a digit)")
+                raise ValueError(
+                    f"calls[{i}].arguments: {key!r} cannot be written as a pythonic argument name "
+                    "(letters, digits, '_', '.', '-'; not starting with a digit)"
+                )
 
 
 def _render_pythonic_checked(calls: list[Call]) -> str:
@@ -602,8 +621,12 @@ def _render_pythonic_checked(calls: list[Call]) -> str:
 
 
 _PARSERS: dict[str, Callable[[str], list[Call]]] = {
-    "pythonic": _parse_pythonic, "json": _parse_json, "hermes": _parse_hermes,
+    "pythonic": _parse_pythonic,
+    "json": _parse_json,
+    "hermes": _parse_hermes,
 }
 _RENDERERS: dict[str, Callable[[list[Call]], str]] = {
-    "pythonic": _render_pythonic_checked, "json": _render_json, "hermes": _render_hermes,
+    "pythonic": _render_pythonic_checked,
+    "json": _render_json,
+    "hermes": _render_hermes,
 }

@@ -108,7 +108,7 @@ def _partial_call(span: CallSpan, text: str, length: int) -> PartialCall:
         elif closed:
             done = True
         else:  # the last argument written: over once a comma follows it outside any string or bracket
-            tail = written[span.arg_starts[i]:]
+            tail = written[span.arg_starts[i] :]
             done = _lex(tail).at_top_level and tail.rstrip().endswith(",")
         if not done:
             return PartialCall(span.call.name, opened, tuple(finished), closed, pending_name=key)

@@ -47,7 +47,7 @@ class Step:
     end: int
 
     def text_in(self, text: str) -> str:
-        return text[self.start:self.end]
+        return text[self.start : self.end]
 
 
 def segment_calls(text: str) -> list[Step]:

@@ -62,7 +62,7 @@ class Example:
 
     @property
     def answer_ids(self) -> list[int]:
-        return self.input_ids[self.answer_start: self.answer_end]
+        return self.input_ids[self.answer_start : self.answer_end]
 
 
 def answer_content(record: Record) -> str:
@@ -108,8 +108,10 @@ def fallback_prompt(messages: list[dict], tools: list[dict]) -> str:
     parts = ["<|system|>\n" + (_content(system[0]) if system else "")]
     if tools:
         signatures = "\n".join(tool_signature(t) for t in tools)
-        parts.append("\n\nYou can call these functions:\n" + signatures + "\nAnswer with the calls as "
-                     "[name(param=value, ...)], or in plain text when no function helps.")
+        parts.append(
+            "\n\nYou can call these functions:\n" + signatures + "\nAnswer with the calls as "
+            "[name(param=value, ...)], or in plain text when no function helps."
+        )
     for m in messages:
         if m["role"] == "system":
             continue
@@ -135,11 +137,12 @@ def render_example(record: Record, tokenizer, *, use_chat_template: bool | None 
         messages = _template_messages(record.messages)
         tools = [t["function"] for t in record.tools] or None
         prompt = tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False)
-        full = tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": answer}], tools=tools,
-                                             tokenize=False)
+        full = tokenizer.apply_chat_template(
+            messages + [{"role": "assistant", "content": answer}], tools=tools, tokenize=False
+        )
         # Templates append the assistant turn after the generation prompt; if one does not, fall
         # back to the answer text and the end-of-sequence token.
-        answer_text = full[len(prompt):] if full.startswith(prompt) else answer + (tokenizer.eos_token or "")
+        answer_text = full[len(prompt) :] if full.startswith(prompt) else answer + (tokenizer.eos_token or "")
     else:
         prompt, answer_text = fallback_prompt(record.messages, record.tools), answer + END
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]

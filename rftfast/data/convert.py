@@ -44,8 +44,9 @@ def _reason(error: RecordError) -> str:
     return str(error).split(": ", 1)[-1][:100]
 
 
-def import_file(fmt: str, src: str | os.PathLike, on_error: str = "stop",
-                report: ConvertReport | None = None) -> list[Record]:
+def import_file(
+    fmt: str, src: str | os.PathLike, on_error: str = "stop", report: ConvertReport | None = None
+) -> list[Record]:
     """Canonical records of a raw file. `on_error="stop"` raises RecordError on the first bad record (its
     message starts with the file and line, or index); `"skip"` skips it and counts it in `report`.
 
@@ -100,8 +101,9 @@ def _bfcl_answers(test_file: Path) -> dict[str, dict]:
     answers = {}
     for where, raw in read_raw(answer_file):
         if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
-            raise RecordError(f"{where}: expected a possible answer {{'id': str, 'ground_truth': list}}, "
-                              f"got {type(raw).__name__}")
+            raise RecordError(
+                f"{where}: expected a possible answer {{'id': str, 'ground_truth': list}}, got {type(raw).__name__}"
+            )
         answers[raw["id"]] = raw
     return answers
 
@@ -126,7 +128,8 @@ def convert_file(fmt: str, src: str | os.PathLike, dst: str | os.PathLike, on_er
     report = ConvertReport()
     records = import_file(fmt, src, on_error, report)
     if not records:  # every record was skipped: an empty output helps no one
-        raise RecordError(f"{src}: no record converted, all {report.skipped} skipped as bad ("
-                          f"{'; '.join(report.examples)})")
+        raise RecordError(
+            f"{src}: no record converted, all {report.skipped} skipped as bad ({'; '.join(report.examples)})"
+        )
     report.written = write_records(records, dst)
     return report

@@ -68,8 +68,9 @@ def _loads_lenient(text: str, where: str) -> Any:
         raise RecordError(f"{where}: neither JSON nor a Python literal: {e}") from None
 
 
-def _per_assistant_turn(messages: list[dict], tools: list[dict], record_id: str, meta: dict,
-                        where: str) -> list[Record]:
+def _per_assistant_turn(
+    messages: list[dict], tools: list[dict], record_id: str, meta: dict, where: str
+) -> list[Record]:
     """One record per assistant turn: the history before it, and the turn as the answer."""
     out = []
     for i, m in enumerate(messages):
@@ -98,9 +99,23 @@ def _assistant(calls_or_text: list[Call] | str) -> dict:
 
 
 # JSON Schema type names for the dialects seen in the wild (BFCL's "dict", Python's "str", ...).
-_TYPE_NAMES = {"dict": "object", "object": "object", "str": "string", "string": "string", "int": "integer",
-               "integer": "integer", "float": "number", "number": "number", "bool": "boolean", "boolean": "boolean",
-               "list": "array", "array": "array", "tuple": "array", "any": "string", "none": "null"}
+_TYPE_NAMES = {
+    "dict": "object",
+    "object": "object",
+    "str": "string",
+    "string": "string",
+    "int": "integer",
+    "integer": "integer",
+    "float": "number",
+    "number": "number",
+    "bool": "boolean",
+    "boolean": "boolean",
+    "list": "array",
+    "array": "array",
+    "tuple": "array",
+    "any": "string",
+    "none": "null",
+}
 
 
 def _python_type_schema(type_text: str) -> tuple[dict, bool]:
@@ -197,8 +212,11 @@ def _xlam_tool(tool: Any, where: str) -> dict:
         properties[name] = schema
         if not optional and "default" not in spec:
             required.append(name)
-    fn = {"name": tool.get("name"), "description": tool.get("description", ""),
-          "parameters": {"type": "object", "properties": properties, "required": required}}
+    fn = {
+        "name": tool.get("name"),
+        "description": tool.get("description", ""),
+        "parameters": {"type": "object", "properties": properties, "required": required},
+    }
     return normalize_tool(fn, where)
 
 
@@ -215,8 +233,7 @@ def import_xlam(raw: dict, where: str = "record") -> list[Record]:
     tools = [_xlam_tool(t, f"{where}.tools[{i}]") for i, t in enumerate(tools)]
     calls = [Call.from_json(a, f"{where}.answers[{i}]") for i, a in enumerate(answers)]
     answer: list[Call] | str = calls if calls else ""
-    return [Record([{"role": "user", "content": query}], tools, answer, str(raw.get("id", "")),
-                   {"source": "xlam"})]
+    return [Record([{"role": "user", "content": query}], tools, answer, str(raw.get("id", "")), {"source": "xlam"})]
 
 
 # ----------------------------------------------------------------------------- Glaive v2
@@ -230,7 +247,7 @@ def _glaive_call(text: str, where: str) -> Call:
     # Glaive quotes the arguments object as a single-quoted string: '{"k": "v"}'.
     quoted = re.search(r"\"arguments\"\s*:\s*'(.*)'\s*\}\s*$", body, re.S)
     if quoted:
-        body = body[: quoted.start(1) - 1] + quoted.group(1) + body[quoted.end(1) + 1:]
+        body = body[: quoted.start(1) - 1] + quoted.group(1) + body[quoted.end(1) + 1 :]
     value = _loads_lenient(body, f"{where}: functioncall")
     return Call.from_json(value, where)
 
@@ -241,8 +258,10 @@ def import_glaive(raw: dict, where: str = "record") -> list[Record]:
     if not isinstance(system, str):
         raise RecordError(f"{where}.system: expected str, got {type(system).__name__}")
     system_text = re.sub(r"^\s*SYSTEM:\s*", "", system)
-    tools = [normalize_tool(t, f"{where}.system[{i}]") for i, t in enumerate(
-        v for v in _json_values(system_text) if isinstance(v, dict) and "name" in v)]
+    tools = [
+        normalize_tool(t, f"{where}.system[{i}]")
+        for i, t in enumerate(v for v in _json_values(system_text) if isinstance(v, dict) and "name" in v)
+    ]
     messages = [{"role": "system", "content": system_text.strip()}] if system_text.strip() else []
     pieces = _GLAIVE_TURN.split(chat)
     if len(pieces) < 3:
@@ -283,8 +302,14 @@ def _hermes_tools(raw: dict, system: str, where: str) -> list[dict]:
 
 def import_hermes(raw: dict, where: str = "record") -> list[Record]:
     turns = _require(raw, "conversations", list, where)
-    roles = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-             "tool": "tool"}
+    roles = {
+        "system": "system",
+        "human": "user",
+        "user": "user",
+        "gpt": "assistant",
+        "assistant": "assistant",
+        "tool": "tool",
+    }
     system = next((t["value"] for t in turns if _role(t, roles) == "system"), "")
     tools = _hermes_tools(raw, system, where)
     messages = []
@@ -333,8 +358,10 @@ def import_bfcl(raw: dict, possible_answer: dict | None = None, where: str = "re
         # Only the (ir)relevance categories have no possible answer; any other entry would become a
         # record whose answer is "" (no call), which is wrong, not missing.
         if "relevance" not in category:
-            raise RecordError(f"{where} ({entry_id}): no possible answer for this entry (BFCL keeps them in "
-                              "possible_answer/<the test file's name>)")
+            raise RecordError(
+                f"{where} ({entry_id}): no possible answer for this entry (BFCL keeps them in "
+                "possible_answer/<the test file's name>)"
+            )
         truth = []
     else:
         if possible_answer.get("id") not in (None, entry_id):
@@ -343,10 +370,14 @@ def import_bfcl(raw: dict, possible_answer: dict | None = None, where: str = "re
     calls = []
     for i, item in enumerate(truth):
         name, params = next(iter(item.items())) if isinstance(item, dict) and len(item) == 1 else (None, None)
-        if not isinstance(name, str) or not isinstance(params, dict) or not all(
-                isinstance(values, list) for values in params.values()):
-            raise RecordError(f"{where}.ground_truth[{i}]: expected {{function: {{param: [values]}}}}, "
-                              f"got {item!r:.100}")
+        if (
+            not isinstance(name, str)
+            or not isinstance(params, dict)
+            or not all(isinstance(values, list) for values in params.values())
+        ):
+            raise RecordError(
+                f"{where}.ground_truth[{i}]: expected {{function: {{param: [values]}}}}, got {item!r:.100}"
+            )
         calls.append(Call(name, {k: v[0] for k, v in params.items() if isinstance(v, list) and v and v[0] != ""}))
     meta = {"source": "bfcl", "category": category, "functions": functions, "possible_answer": truth}
     return [Record(messages, tools, calls if calls else "", entry_id, meta)]

@@ -83,6 +83,7 @@ def _loads(data: bytes, path: Path, line: int | None = None) -> Any:
     A problem comes back as a RecordError in place of the value, naming the line (the caller decides
     whether to skip or raise).
     """
+
     def problem(message: str, line_in_data: int | None = None) -> RecordError:
         if line is not None:
             return RecordError(f"{path}:{line}: {message}")
@@ -91,8 +92,9 @@ def _loads(data: bytes, path: Path, line: int | None = None) -> Any:
     try:
         text = data.decode("utf-8-sig")  # a BOM is harmless: accept it
     except UnicodeDecodeError as e:
-        return problem(f"not UTF-8 text: bytes {data[e.start:e.end]!r} at byte {e.start}",
-                       data.count(b"\n", 0, e.start) + 1)
+        return problem(
+            f"not UTF-8 text: bytes {data[e.start : e.end]!r} at byte {e.start}", data.count(b"\n", 0, e.start) + 1
+        )
     try:
         return json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as e:
@@ -141,8 +143,10 @@ def _load_hub_dataset(name: str, split: str):
     # Offline, `datasets` reads its cache and fails fast; without a network it would retry for a minute
     # and more, so look first and say what to do.
     if not datasets.config.HF_HUB_OFFLINE and not _reachable(constants.ENDPOINT):
-        raise RecordError(f"{name}: no such file, and the hub ({constants.ENDPOINT}) cannot be reached to load it "
-                          "as a dataset id (set HF_HUB_OFFLINE=1 to use the local datasets cache)")
+        raise RecordError(
+            f"{name}: no such file, and the hub ({constants.ENDPOINT}) cannot be reached to load it "
+            "as a dataset id (set HF_HUB_OFFLINE=1 to use the local datasets cache)"
+        )
     return _load_dataset(name, name, split=split)
 
 
@@ -249,10 +253,13 @@ def to_dataset(records: Iterable[Record]):
 
     rows = [r.to_json() for r in records]
     return datasets.Dataset.from_list(
-        [{k: (json.dumps(v, ensure_ascii=False) if k in _JSON_FIELDS else v) for k, v in row.items()} for row in rows])
+        [{k: (json.dumps(v, ensure_ascii=False) if k in _JSON_FIELDS else v) for k, v in row.items()} for row in rows]
+    )
 
 
 def from_dataset(dataset) -> list[Record]:
     """Records back from `to_dataset`'s layout."""
-    return [Record.from_json({k: (json.loads(v) if k in _JSON_FIELDS else v) for k, v in row.items()},
-                             f"dataset[{i}]") for i, row in enumerate(dataset)]
+    return [
+        Record.from_json({k: (json.loads(v) if k in _JSON_FIELDS else v) for k, v in row.items()}, f"dataset[{i}]")
+        for i, row in enumerate(dataset)
+    ]

@@ -24,7 +24,7 @@ class ParseError(ValueError):
     def __init__(self, message: str, position: int, text: str | None = None):
         self.position = position
         self.text = text
-        context = "" if text is None else f" near {text[max(0, position - 15): position + 15]!r}"
+        context = "" if text is None else f" near {text[max(0, position - 15) : position + 15]!r}"
         super().__init__(f"{message} at position {position}{context}")
 
 
@@ -107,8 +107,13 @@ class Record:
             if "tool_calls" in m:
                 if not isinstance(m["tool_calls"] or [], list):
                     raise RecordError(f"{where}.messages[{i}].tool_calls: expected a list, got {m['tool_calls']!r:.80}")
-                m = dict(m, tool_calls=[Call.from_json(c, f"{where}.messages[{i}].tool_calls[{j}]").to_openai()
-                                        for j, c in enumerate(m["tool_calls"] or [])])
+                m = dict(
+                    m,
+                    tool_calls=[
+                        Call.from_json(c, f"{where}.messages[{i}].tool_calls[{j}]").to_openai()
+                        for j, c in enumerate(m["tool_calls"] or [])
+                    ],
+                )
                 messages[i] = m
         if not isinstance(tools, list):
             raise RecordError(f"{where}.tools: expected a list")

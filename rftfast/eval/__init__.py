@@ -1,10 +1,10 @@
 """Evaluation: BFCL's AST rules, the judge, one greedy decode-and-judge loop, one report, the CLI runner.
 
-    checker.py  BFCL's AST rules for one answer's calls (`check`)
-    judge.py    a model's answer text parsed and checked against a record (`judge`, `possible_answer`)
-    loop.py     greedy decoding and judging, split across ranks and gathered (`judge_greedy`)
-    report.py   one aggregation by group: the CLI's table and the pipeline's held-out metrics (`EvalReport`)
-    runner.py   `rftfast eval`: model and records loaded, evaluated, reported
+checker.py  BFCL's AST rules for one answer's calls (`check`)
+judge.py    a model's answer text parsed and checked against a record (`judge`, `possible_answer`)
+loop.py     greedy decoding and judging, split across ranks and gathered (`judge_greedy`)
+report.py   one aggregation by group: the CLI's table and the pipeline's held-out metrics (`EvalReport`)
+runner.py   `rftfast eval`: model and records loaded, evaluated, reported
 """
 
 from rftfast.eval.checker import CATEGORIES, CheckResult, check

@@ -249,13 +249,15 @@ def _expected_calls(possible_answer: Any, kind: str) -> list[tuple[str, dict]]:
     for index, item in enumerate(possible_answer):
         if not isinstance(item, dict) or len(item) != 1:
             raise ValueError(f"expected call {index} must be {{name: {{param: [values]}}}}, got {item!r:.120}")
-        (name, acceptable), = item.items()
+        ((name, acceptable),) = item.items()
         if not isinstance(name, str) or not isinstance(acceptable, dict):
             raise ValueError(f"expected call {index} must be {{name: {{param: [values]}}}}, got {item!r:.120}")
         for param, options in acceptable.items():
             if not isinstance(options, list):
-                raise ValueError(f"expected call {index} ({name}): the acceptable values of {param!r} must be a "
-                                 f"list, got {options!r:.80}")
+                raise ValueError(
+                    f"expected call {index} ({name}): the acceptable values of {param!r} must be a "
+                    f"list, got {options!r:.80}"
+                )
         expected.append((name, acceptable))
     return expected
 
@@ -545,8 +547,9 @@ def _dict_mismatch(param: str, value: dict, option: Any) -> _Mismatch | None:
         # Malformed ground truth, not a wrong answer. A string passes: BFCL's Java data holds some
         # (`{"format": "epoch_millis"}`) and BFCL compares against its characters, as happens below.
         if not isinstance(choices, (list, str)):
-            raise ValueError(f"parameter {param!r}: the acceptable values of key {key!r} must be a list, "
-                             f"got {choices!r:.80}")
+            raise ValueError(
+                f"parameter {param!r}: the acceptable values of key {key!r} must be a list, got {choices!r:.80}"
+            )
     for key, item in value.items():
         if key not in option:
             return _Mismatch("wrong_value", f"{param!r}: unexpected key {key!r}")

@@ -32,18 +32,35 @@ def generate_greedy(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_
     width = max(len(p) for p in prompts)
     ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompts])
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-    eos = [t for t in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(END)) if isinstance(t, int) and t >= 0
-           and t != tokenizer.unk_token_id]
+    eos = [
+        t
+        for t in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(END))
+        if isinstance(t, int) and t >= 0 and t != tokenizer.unk_token_id
+    ]
     with torch.no_grad():
-        out = model.generate(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
-                             max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
-                             eos_token_id=eos or None)
+        out = model.generate(
+            input_ids=ids.to(model.device),
+            attention_mask=mask.to(model.device),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=pad,
+            eos_token_id=eos or None,
+        )
     texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
     return [t.split(END)[0] for t in texts]
 
 
-def judge_greedy(model, tokenizer, records: Sequence[Record], prompts: Sequence[Sequence[int]], *,
-                 max_new_tokens: int, batch_size: int, desc: str = "eval", progress: bool = True) -> list[Judged]:
+def judge_greedy(
+    model,
+    tokenizer,
+    records: Sequence[Record],
+    prompts: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+    desc: str = "eval",
+    progress: bool = True,
+) -> list[Judged]:
     """Greedy answers to `prompts` (one per record, token ids) judged against `records`, in record order."""
     from tqdm.auto import tqdm
 
@@ -54,7 +71,7 @@ def judge_greedy(model, tokenizer, records: Sequence[Record], prompts: Sequence[
     judged: list[Judged] = []
     bar = tqdm(total=len(local), desc=desc, unit="rec", disable=not (progress and distributed.is_main()))
     for start in range(0, len(local), batch_size):
-        chunk = local[start: start + batch_size]
+        chunk = local[start : start + batch_size]
         outputs = generate_greedy(model, tokenizer, [prompts[i] for i in chunk], max_new_tokens)
         judged.extend(Judged(output, judge(records[i], output)) for i, output in zip(chunk, outputs, strict=True))
         bar.update(len(chunk))

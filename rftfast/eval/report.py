@@ -50,8 +50,12 @@ class EvalReport:
 
     def metrics(self, by: str = "by_group") -> dict:
         """{"accuracy", `by`: {group: accuracy} in group order, "failures": {category: n}, "n"}."""
-        return {"accuracy": self.accuracy, by: {g: self.group_accuracy(g) for g in sorted(self.total)},
-                "failures": dict(self.failure_totals), "n": self.n}
+        return {
+            "accuracy": self.accuracy,
+            by: {g: self.group_accuracy(g) for g in sorted(self.total)},
+            "failures": dict(self.failure_totals),
+            "n": self.n,
+        }
 
     def table(self) -> str:
         kinds = sorted({k for c in self.failures.values() for k in c})
@@ -59,7 +63,9 @@ class EvalReport:
         lines = [head, "|---|---:|---:|" + "---:|" * len(kinds)]
         for group in sorted(self.total):
             cells = " | ".join(str(self.failures[group].get(k, 0)) for k in kinds)
-            lines.append(f"| {group} | {self.total[group]} | {self.group_accuracy(group):.1%} | {cells}"
-                         + (" |" if kinds else ""))
+            lines.append(
+                f"| {group} | {self.total[group]} | {self.group_accuracy(group):.1%} | {cells}"
+                + (" |" if kinds else "")
+            )
         lines.append(f"| **all** | {self.n} | {self.accuracy:.1%} |" + " |" * len(kinds))
         return "\n".join(lines)

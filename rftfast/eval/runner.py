@@ -18,18 +18,41 @@ from rftfast.eval.loop import judge_greedy
 from rftfast.eval.report import EvalReport
 
 
-def evaluate(model, tokenizer, records: Sequence[Record], *, max_new_tokens: int = 128, batch_size: int = 8,
-             progress: bool = True) -> tuple[EvalReport, list[dict]]:
+def evaluate(
+    model,
+    tokenizer,
+    records: Sequence[Record],
+    *,
+    max_new_tokens: int = 128,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> tuple[EvalReport, list[dict]]:
     """Score `model` on `records`; returns the report (by category) and one row per record (output and verdict)."""
     prompts = [render_example(r, tokenizer).prompt_ids for r in records]
-    judged = judge_greedy(model, tokenizer, records, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                          desc="eval", progress=progress)
+    judged = judge_greedy(
+        model,
+        tokenizer,
+        records,
+        prompts,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        desc="eval",
+        progress=progress,
+    )
     report, rows = EvalReport(), []
     for record, (output, result) in zip(records, judged, strict=True):
         category = infer_category(record)
         report.add(category, result)
-        rows.append({"id": record.id, "category": category, "output": output,
-                     "valid": result.valid, "failure": result.category, "message": result.message})
+        rows.append(
+            {
+                "id": record.id,
+                "category": category,
+                "output": output,
+                "valid": result.valid,
+                "failure": result.category,
+                "message": result.message,
+            }
+        )
     return report, rows
 
 
@@ -62,8 +85,15 @@ def load_eval_records(paths: Sequence[str | Path], limit: int | None = None):
 
 
 # Any of these beside a model's weights lets AutoTokenizer load it.
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt",
-                   "spiece.model", "tekken.json")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "vocab.json",
+    "vocab.txt",
+    "spiece.model",
+    "tekken.json",
+)
 
 
 def load_model(path: str, device: str = "cpu"):
@@ -80,8 +110,10 @@ def load_model(path: str, device: str = "cpu"):
     folder = Path(path)
     if folder.is_dir():
         if not any((folder / name).exists() for name in TOKENIZER_FILES):
-            raise ValueError(f"{folder}: no tokenizer files (expected one of {', '.join(TOKENIZER_FILES)}); save "
-                             "the tokenizer beside the model with tokenizer.save_pretrained(folder)")
+            raise ValueError(
+                f"{folder}: no tokenizer files (expected one of {', '.join(TOKENIZER_FILES)}); save "
+                "the tokenizer beside the model with tokenizer.save_pretrained(folder)"
+            )
     elif folder.exists():
         raise ValueError(f"{path}: not a folder; expected a model folder (config.json, weights, tokenizer)")
     elif not looks_like_hub_id(str(path)):
@@ -94,6 +126,8 @@ def load_model(path: str, device: str = "cpu"):
     missing = sorted(map(str, info.get("missing_keys") or ())) + sorted(map(str, info.get("mismatched_keys") or ()))
     if missing:
         shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
-        raise ValueError(f"{path}: the checkpoint lacks {len(missing)} tensor(s) the model needs, or has them in "
-                         f"another shape (they would be random): {shown}")
+        raise ValueError(
+            f"{path}: the checkpoint lacks {len(missing)} tensor(s) the model needs, or has them in "
+            f"another shape (they would be random): {shown}"
+        )
     return model.to(device).eval(), tokenizer

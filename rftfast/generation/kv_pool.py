@@ -19,11 +19,20 @@ LayerKV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values), e
 
 
 class KVPool:
-    def __init__(self, num_layers: int, num_blocks: int, block_size: int, kv_heads: int, head_dim: int,
-                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        num_layers: int,
+        num_blocks: int,
+        block_size: int,
+        kv_heads: int,
+        head_dim: int,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ):
         self.num_layers, self.num_blocks, self.block_size = num_layers, num_blocks, block_size
-        self.storage = torch.zeros(num_layers, 2, num_blocks, block_size, kv_heads, head_dim, dtype=dtype,
-                                   device=device)
+        self.storage = torch.zeros(
+            num_layers, 2, num_blocks, block_size, kv_heads, head_dim, dtype=dtype, device=device
+        )
 
     @classmethod
     def like(cls, kv: LayerKV, num_blocks: int, block_size: int) -> KVPool:

@@ -177,8 +177,9 @@ class PrefixCache:
             from rftfast import _C
 
             if not INT32_MIN <= self.num_blocks <= INT32_MAX or not INT32_MIN <= self.block_size <= INT32_MAX:
-                raise ValueError(f"num_blocks and block_size must be in 1..{INT32_MAX}, got "
-                                 f"{self.num_blocks} and {self.block_size}")
+                raise ValueError(
+                    f"num_blocks and block_size must be in 1..{INT32_MAX}, got {self.num_blocks} and {self.block_size}"
+                )
             self._impl = _C.RadixCache(self.num_blocks, self.block_size)
         else:
             from rftfast.generation.prefix_cache_ref import ReferencePrefixCache  # it imports this module

@@ -26,11 +26,21 @@ FREE, HELD, CACHED = 0, 1, 2
 
 
 class _Node:
-    __slots__ = ("handle", "parent", "tokens", "start", "first_block", "blocks", "children", "lock_count",
-                 "last_access")
+    __slots__ = (
+        "handle",
+        "parent",
+        "tokens",
+        "start",
+        "first_block",
+        "blocks",
+        "children",
+        "lock_count",
+        "last_access",
+    )
 
-    def __init__(self, handle: int, parent: _Node | None, tokens: list[int], start: int, first_block: int,
-                 blocks: list[int]):
+    def __init__(
+        self, handle: int, parent: _Node | None, tokens: list[int], start: int, first_block: int, blocks: list[int]
+    ):
         self.handle = handle
         self.parent = parent
         self.tokens = tokens  # the edge: positions [start, start + len(tokens))
@@ -80,7 +90,7 @@ class ReferencePrefixCache:
             if child is None:
                 break
             edge = child.tokens
-            if tokens[pos:pos + len(edge)] == edge:  # the common case, compared at C speed
+            if tokens[pos : pos + len(edge)] == edge:  # the common case, compared at C speed
                 k = len(edge)
             else:
                 k = 0
@@ -96,9 +106,9 @@ class ReferencePrefixCache:
     def _path_blocks(self, path: list[_Node], matched: int) -> list[int]:
         blocks: list[int] = []
         for node in path:
-            del blocks[node.first_block:]  # a node's own copy replaces the block its parent ended in
+            del blocks[node.first_block :]  # a node's own copy replaces the block its parent ended in
             blocks.extend(node.blocks)
-        return blocks[:_ceil_div(matched, self.block_size)]
+        return blocks[: _ceil_div(matched, self.block_size)]
 
     def _evictable(self, node: _Node) -> bool:
         return node is not self.root and not node.children and node.lock_count == 0
@@ -144,12 +154,16 @@ class ReferencePrefixCache:
         for i, b in enumerate(block_ids):
             if i < len(cached) and b == cached[i]:
                 if diverges_inside_block and i == j:
-                    raise ValueError(f"insert: block_ids[{i}] = {b} is the cached block the sequence leaves at "
-                                     f"position {m}; pass a freshly allocated block and apply the returned copy")
+                    raise ValueError(
+                        f"insert: block_ids[{i}] = {b} is the cached block the sequence leaves at "
+                        f"position {m}; pass a freshly allocated block and apply the returned copy"
+                    )
                 continue
             if self.state[b] != HELD:
-                raise ValueError(f"insert: block_ids[{i}] = {b} is {'free' if self.state[b] == FREE else 'cached'}"
-                                 "; pass the cached block from match() or one from allocate()")
+                raise ValueError(
+                    f"insert: block_ids[{i}] = {b} is {'free' if self.state[b] == FREE else 'cached'}"
+                    "; pass the cached block from match() or one from allocate()"
+                )
             if b in seen:
                 raise ValueError(f"insert: block_ids[{i}] = {b} appears twice")
             seen.add(b)
@@ -183,8 +197,9 @@ class ReferencePrefixCache:
         """Cut `lower`'s edge after k tokens; returns the new upper half, `lower` keeps its handle."""
         cut = lower.start + k
         n_upper = _ceil_div(cut, self.block_size) - lower.first_block
-        upper = _Node(self._new_handle(), lower.parent, lower.tokens[:k], lower.start, lower.first_block,
-                      lower.blocks[:n_upper])
+        upper = _Node(
+            self._new_handle(), lower.parent, lower.tokens[:k], lower.start, lower.first_block, lower.blocks[:n_upper]
+        )
         upper.last_access = lower.last_access
         lower.tokens, lower.blocks = lower.tokens[k:], lower.blocks[n_upper:]
         lower.start, lower.first_block, lower.parent = cut, lower.first_block + n_upper, upper
@@ -210,8 +225,10 @@ class ReferencePrefixCache:
         if len(self.free) < n:
             self.evict(n - len(self.free))
         if len(self.free) < n:
-            raise RuntimeError(f"allocate: asked for {n} blocks but only {len(self.free)} can be freed; the rest "
-                               "are held by callers or locked in the cache")
+            raise RuntimeError(
+                f"allocate: asked for {n} blocks but only {len(self.free)} can be freed; the rest "
+                "are held by callers or locked in the cache"
+            )
         out = [self.free.pop() for _ in range(n)]
         for b in out:
             self.state[b] = HELD
@@ -254,8 +271,9 @@ class ReferencePrefixCache:
     def _node(self, handle: int, where: str) -> _Node:
         node = self.nodes.get(handle) if isinstance(handle, int) else None
         if node is None:
-            raise ValueError(f"{where}: node {handle!r} is not in the cache (evicted, or never returned by "
-                             "match/insert)")
+            raise ValueError(
+                f"{where}: node {handle!r} is not in the cache (evicted, or never returned by match/insert)"
+            )
         return node
 
     def lock(self, node: int) -> None:
@@ -283,6 +301,7 @@ class ReferencePrefixCache:
 
     def check_invariants(self) -> None:
         """Raise RuntimeError at the first broken invariant."""
+
         def fail(what: str):
             raise RuntimeError(f"invariant violated: {what}")
 

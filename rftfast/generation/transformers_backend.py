@@ -40,8 +40,9 @@ from rftfast.generation.kv_pool import KVPool, LayerKV
 from rftfast.generation.prefix_cache import PrefixCache, as_token_array, depth_first_order
 
 
-def sample_tokens(logits: torch.Tensor, temperature: float, top_p: float,
-                  generator: torch.Generator | None) -> torch.Tensor:
+def sample_tokens(
+    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None
+) -> torch.Tensor:
     """One token per row of `logits` [rows, vocab]: argmax when temperature == 0, else nucleus sampling."""
     if temperature == 0:
         return logits.argmax(dim=-1)
@@ -76,9 +77,18 @@ class TransformersGenerator:
     `close` frees the KV pool; the model is the caller's and stays as it is.
     """
 
-    def __init__(self, model, tokenizer, prefix_cache: bool = True, *, num_blocks: int = 4096, block_size: int = 16,
-                 cache_backend: str = "cpp", cache_children: bool = True,
-                 stop_token_ids: Sequence[int] | None = None):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        prefix_cache: bool = True,
+        *,
+        num_blocks: int = 4096,
+        block_size: int = 16,
+        cache_backend: str = "cpp",
+        cache_children: bool = True,
+        stop_token_ids: Sequence[int] | None = None,
+    ):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
@@ -190,8 +200,10 @@ class TransformersGenerator:
                 return None
             try:
                 if any(keys.shape[-2] < length for keys, _ in kv):
-                    raise NotImplementedError("prefix_cache: a layer keeps fewer positions than the sequence has "
-                                              "(sliding-window attention?); use prefix_cache=False")
+                    raise NotImplementedError(
+                        "prefix_cache: a layer keeps fewer positions than the sequence has "
+                        "(sliding-window attention?); use prefix_cache=False"
+                    )
                 if self.pool is None:
                     self.pool = KVPool.like(kv, self.cache.num_blocks, bs)
                 layout = match.block_ids[: matched // bs] + new_blocks
@@ -226,8 +238,9 @@ class TransformersGenerator:
             generator.seed()
         answer_so_far = ""
         if request.stop_at_step and request.answer_start is not None:
-            answer_so_far = self.tokenizer.decode(list(request.prefix_ids[request.answer_start:]),
-                                                  skip_special_tokens=True)
+            answer_so_far = self.tokenizer.decode(
+                list(request.prefix_ids[request.answer_start :]), skip_special_tokens=True
+            )
         rows = [_Row(StepScanner(answer_so_far) if request.stop_at_step else None) for _ in range(n)]
         if n > 1:
             past.batch_repeat_interleave(n)
@@ -246,8 +259,11 @@ class TransformersGenerator:
                     still.append(position)
                 elif self.cache_children:
                     # Its KV covers the prefix and every token but the one just drawn.
-                    self._store(np.concatenate([prefix, np.asarray(row.token_ids[:-1], dtype=np.int32)]),
-                                _layer_kv(past), row=position)
+                    self._store(
+                        np.concatenate([prefix, np.asarray(row.token_ids[:-1], dtype=np.int32)]),
+                        _layer_kv(past),
+                        row=position,
+                    )
             if not still:
                 break
             if len(still) < len(active):
@@ -255,8 +271,15 @@ class TransformersGenerator:
             active = [active[p] for p in still]
             logits, past = self._forward_rows(tokens[still], past)
         self.stats.generated += sum(len(row.token_ids) for row in rows)
-        return [Child(row.token_ids, self.tokenizer.decode(row.token_ids, skip_special_tokens=True), row.logprobs,
-                      row.finish_reason or "length") for row in rows]
+        return [
+            Child(
+                row.token_ids,
+                self.tokenizer.decode(row.token_ids, skip_special_tokens=True),
+                row.logprobs,
+                row.finish_reason or "length",
+            )
+            for row in rows
+        ]
 
     def _forward_rows(self, tokens: torch.Tensor, past):
         out = self.model(input_ids=tokens[:, None], past_key_values=past, use_cache=True)
@@ -271,7 +294,7 @@ class TransformersGenerator:
             # character is complete (the boundary characters themselves are ASCII).
             stable = len(text.rstrip("\ufffd"))
             if stable > row.fed_chars:
-                boundary = row.scanner.feed(text[row.fed_chars:stable])
+                boundary = row.scanner.feed(text[row.fed_chars : stable])
                 row.fed_chars = stable
                 if boundary is not None:
                     return "step"
@@ -335,5 +358,7 @@ def _check_cacheable(model) -> None:
     config = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else model.config
     layer_types = getattr(config, "layer_types", None) or []
     if any(kind != "full_attention" for kind in layer_types):
-        raise NotImplementedError(f"prefix_cache: needs full attention in every layer, the model has "
-                                  f"{sorted(set(layer_types))}; use prefix_cache=False")
+        raise NotImplementedError(
+            f"prefix_cache: needs full attention in every layer, the model has "
+            f"{sorted(set(layer_types))}; use prefix_cache=False"
+        )

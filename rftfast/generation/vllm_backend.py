@@ -48,8 +48,9 @@ def sampling_params_kwargs(request: ExpandRequest, stop_token_ids: Sequence[int]
     )
 
 
-def cut_at_step(token_ids: Sequence[int], decode: Callable[[Sequence[int]], str],
-                answer_so_far: str = "") -> int | None:
+def cut_at_step(
+    token_ids: Sequence[int], decode: Callable[[Sequence[int]], str], answer_so_far: str = ""
+) -> int | None:
     """Number of leading tokens up to and including the one that completes the first answer step, or None.
 
     `decode` turns token ids into text (without special tokens). The text is scanned token by token, holding back
@@ -68,9 +69,14 @@ def cut_at_step(token_ids: Sequence[int], decode: Callable[[Sequence[int]], str]
     return None
 
 
-def child_from_completion(token_ids: Sequence[int], logprobs: Sequence[float], finish_reason: str,
-                          request: ExpandRequest, decode: Callable[[Sequence[int]], str],
-                          answer_so_far: str = "") -> Child:
+def child_from_completion(
+    token_ids: Sequence[int],
+    logprobs: Sequence[float],
+    finish_reason: str,
+    request: ExpandRequest,
+    decode: Callable[[Sequence[int]], str],
+    answer_so_far: str = "",
+) -> Child:
     """A `Child` from one vLLM completion: cut at the first step when the request stops at steps."""
     token_ids, logprobs = list(token_ids), list(logprobs)
     cut = cut_at_step(token_ids, decode, answer_so_far) if request.stop_at_step else None
@@ -98,16 +104,29 @@ class VLLMGenerator:
     memory, so that training (or the next checkpoint's engine) gets it back.
     """
 
-    def __init__(self, model_path: str, tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9,
-                 data_parallel_size: int = 1, seed: int = 0, **llm_kwargs):
+    def __init__(
+        self,
+        model_path: str,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.9,
+        data_parallel_size: int = 1,
+        seed: int = 0,
+        **llm_kwargs,
+    ):
         from vllm import LLM  # imported here: vLLM is an optional dependency
 
         if distributed.launched():
             llm_kwargs.setdefault("distributed_executor_backend", "external_launcher")
         # An explicit seed keeps the ranks of one tensor-parallel group sampling the same tokens.
-        self.llm = LLM(model=model_path, tensor_parallel_size=tensor_parallel_size,
-                       data_parallel_size=data_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
-                       enable_prefix_caching=True, seed=seed, **llm_kwargs)
+        self.llm = LLM(
+            model=model_path,
+            tensor_parallel_size=tensor_parallel_size,
+            data_parallel_size=data_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            enable_prefix_caching=True,
+            seed=seed,
+            **llm_kwargs,
+        )
         self.tokenizer = self.llm.get_tokenizer()
         vocab = self.tokenizer.get_vocab()
         self.stop_token_ids = {i for i in (self.tokenizer.eos_token_id, vocab.get(END)) if i is not None}
@@ -153,9 +172,13 @@ class VLLMGenerator:
             request = requests[i]
             answer_so_far = ""
             if request.stop_at_step and request.answer_start is not None:
-                answer_so_far = self._decode(request.prefix_ids[request.answer_start:])
-            children[i] = [child_from_completion(c.token_ids, sampled_logprobs(c), c.finish_reason or "length",
-                                                 request, self._decode, answer_so_far) for c in output.outputs]
+                answer_so_far = self._decode(request.prefix_ids[request.answer_start :])
+            children[i] = [
+                child_from_completion(
+                    c.token_ids, sampled_logprobs(c), c.finish_reason or "length", request, self._decode, answer_so_far
+                )
+                for c in output.outputs
+            ]
             cached = getattr(output, "num_cached_tokens", None) or 0
             self.stats.prefill_reused += cached
             self.stats.prefill_computed += len(request.prefix_ids) - cached
@@ -177,6 +200,6 @@ class VLLMGenerator:
         params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0)
         for i, output in zip(rows, self._engine().generate(prompts, params, use_tqdm=False)):
             tokens = list(continuations[i])
-            steps = output.prompt_logprobs[len(prefix):]
+            steps = output.prompt_logprobs[len(prefix) :]
             out[i] = [float(step[token].logprob) for token, step in zip(tokens, steps)]
         return out

@@ -102,8 +102,10 @@ def _layout(hidden, labels, cu_seqlens, pair_ids, name="policy_hidden") -> _Layo
     segment, num_seqs = segment_ids(labels, cu_seqlens)
     if pair_ids is None:
         if num_seqs % 2:
-            refuse("labels", f"paired layout needs an even number of sequences (chosen first, then rejected); "
-                            f"got {num_seqs}")
+            refuse(
+                "labels",
+                f"paired layout needs an even number of sequences (chosen first, then rejected); got {num_seqs}",
+            )
         canonical = torch.arange(num_seqs, device=labels.device)
         num_pairs = num_seqs // 2
     else:
@@ -254,9 +256,14 @@ class _FusedEngine:
     def _pairs(self, pairs, chosen, rejected) -> Pairs:
         p = self.layout.num_pairs
         ref = self.ref_logps
-        return Pairs(chosen, rejected,
-                     None if ref is None else ref[pairs], None if ref is None else ref[pairs + p],
-                     self.lengths[pairs], self.lengths[pairs + p])
+        return Pairs(
+            chosen,
+            rejected,
+            None if ref is None else ref[pairs],
+            None if ref is None else ref[pairs + p],
+            self.lengths[pairs],
+            self.lengths[pairs + p],
+        )
 
 
 # ----------------------------------------------------------------------------- module
@@ -327,8 +334,10 @@ class FusedDPOLoss(torch.nn.Module):
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy: unknown strategy {strategy!r}; expected one of {STRATEGIES}")
         if strategy == "fused" and BATCH_COUPLED.intersection(self.loss_types):
-            raise ValueError(f"strategy: 'fused' needs per-pair objectives; {sorted(BATCH_COUPLED)} couple pairs "
-                             "(use 'recompute' or 'auto')")
+            raise ValueError(
+                f"strategy: 'fused' needs per-pair objectives; {sorted(BATCH_COUPLED)} couple pairs "
+                "(use 'recompute' or 'auto')"
+            )
         self.nll_weight = float(nll_weight if nll_weight is not None else (1.0 if "orpo" in self.loss_types else 0.0))
         self.average_logprobs = average_logprobs
         self.reference_free = reference_free or all(t in REFERENCE_FREE for t in self.loss_types)
@@ -345,10 +354,14 @@ class FusedDPOLoss(torch.nn.Module):
             # objective divides by the length exactly once.
             lc, lr = pairs.chosen_lengths, pairs.rejected_lengths
             ones = torch.ones_like(lc)
-            pairs = Pairs(pairs.chosen / lc, pairs.rejected / lr,
-                          None if pairs.ref_chosen is None else pairs.ref_chosen / lc,
-                          None if pairs.ref_rejected is None else pairs.ref_rejected / lr,
-                          ones, ones)
+            pairs = Pairs(
+                pairs.chosen / lc,
+                pairs.rejected / lr,
+                None if pairs.ref_chosen is None else pairs.ref_chosen / lc,
+                None if pairs.ref_rejected is None else pairs.ref_rejected / lr,
+                ones,
+                ones,
+            )
         return preference_losses(pairs, self.loss_types, loss_weights=self.loss_weights, params=self.params)
 
     def forward(
@@ -377,22 +390,43 @@ class FusedDPOLoss(torch.nn.Module):
         (see the class docstring).
         """
         _require_tensors(policy_hidden=policy_hidden, lm_head_weight=lm_head_weight, labels=labels)
-        _require_tensors(optional=True, ref_hidden=ref_hidden, ref_weight=ref_weight, bias=bias, ref_bias=ref_bias,
-                         cu_seqlens=cu_seqlens, pair_ids=pair_ids)
+        _require_tensors(
+            optional=True,
+            ref_hidden=ref_hidden,
+            ref_weight=ref_weight,
+            bias=bias,
+            ref_bias=ref_bias,
+            cu_seqlens=cu_seqlens,
+            pair_ids=pair_ids,
+        )
         lay = _layout(policy_hidden, labels, cu_seqlens, pair_ids)
-        check_head_inputs(lay.hidden, lm_head_weight, lay.labels, bias, self.ignore_index, self.temperature,
-                          self.softcap, self.backend, hidden_name="policy_hidden")
+        check_head_inputs(
+            lay.hidden,
+            lm_head_weight,
+            lay.labels,
+            bias,
+            self.ignore_index,
+            self.temperature,
+            self.softcap,
+            self.backend,
+            hidden_name="policy_hidden",
+        )
         p = lay.num_pairs
         if ref_hidden is not None and ref_logps is not None:
             refuse("ref_logps", "pass either ref_hidden or ref_logps, not both")
         if ref_hidden is not None and ref_hidden.shape != policy_hidden.shape:
-            refuse("ref_hidden", f"shape {tuple(ref_hidden.shape)} differs from policy_hidden's "
-                                f"{tuple(policy_hidden.shape)}")
+            refuse(
+                "ref_hidden",
+                f"shape {tuple(ref_hidden.shape)} differs from policy_hidden's {tuple(policy_hidden.shape)}",
+            )
         if ref_hidden is None and ref_logps is None and not self.reference_free:
-            refuse("ref_logps", f"loss types {self.loss_types} need a reference: pass ref_hidden or ref_logps "
-                               "(or reference_free=True)")
+            refuse(
+                "ref_logps",
+                f"loss types {self.loss_types} need a reference: pass ref_hidden or ref_logps (or reference_free=True)",
+            )
         lengths = torch.zeros(2 * p, dtype=torch.float32, device=labels.device).index_add_(
-            0, lay.seq, (lay.labels != self.ignore_index).to(torch.float32))
+            0, lay.seq, (lay.labels != self.ignore_index).to(torch.float32)
+        )
         self._check_lengths(lengths)
         ref = self._precomputed_reference(ref_logps, p, labels.device)
 
@@ -403,19 +437,24 @@ class FusedDPOLoss(torch.nn.Module):
             ref = self._reference(lay, ref_hidden, ref_weight, ref_bias, ref, lm_head_weight, bias)
             loss, seq_logps, losses, nll, ref = self._fused(lay, lm_head_weight, bias, ref, lengths)
         else:  # the reference rides along with the policy in linear_logprobs_with_reference
-            loss, seq_logps, losses, nll, ref = self._recompute(lay, lm_head_weight, bias, ref, lengths,
-                                                                ref_hidden, ref_weight, ref_bias)
-        return self._output(loss, seq_logps.detach(), losses.detach(), nll.detach(),
-                            None if ref is None else ref.detach(), lengths)
+            loss, seq_logps, losses, nll, ref = self._recompute(
+                lay, lm_head_weight, bias, ref, lengths, ref_hidden, ref_weight, ref_bias
+            )
+        return self._output(
+            loss, seq_logps.detach(), losses.detach(), nll.detach(), None if ref is None else ref.detach(), lengths
+        )
 
     def _check_lengths(self, lengths: torch.Tensor) -> None:
         empty = (lengths == 0).nonzero().squeeze(1).tolist()
         if empty:
             p = lengths.shape[0] // 2
             which = [f"pair {s % p}'s {'rejected' if s >= p else 'chosen'}" for s in empty]
-            refuse("labels", f"{len(which)} sequence(s) have no counted tokens (every label is ignore_index="
-                            f"{self.ignore_index}): {', '.join(which[:4])}{', ...' if len(which) > 4 else ''}; "
-                            "each chosen and rejected sequence needs at least one")
+            refuse(
+                "labels",
+                f"{len(which)} sequence(s) have no counted tokens (every label is ignore_index="
+                f"{self.ignore_index}): {', '.join(which[:4])}{', ...' if len(which) > 4 else ''}; "
+                "each chosen and rejected sequence needs at least one",
+            )
 
     @staticmethod
     def _precomputed_reference(ref_logps, p, device):
@@ -427,18 +466,28 @@ class FusedDPOLoss(torch.nn.Module):
         if isinstance(ref_logps, (tuple, list)):
             if len(ref_logps) != 2 or not all(isinstance(r, torch.Tensor) for r in ref_logps):
                 kinds = sorted({type(r).__name__ for r in ref_logps})
-                refuse("ref_logps", f"a {type(ref_logps).__name__} must be (chosen, rejected): two tensors of shape "
-                                   f"({p},); got {len(ref_logps)} items of type {', '.join(kinds)}")
+                refuse(
+                    "ref_logps",
+                    f"a {type(ref_logps).__name__} must be (chosen, rejected): two tensors of shape "
+                    f"({p},); got {len(ref_logps)} items of type {', '.join(kinds)}",
+                )
             if any(r.shape != (p,) for r in ref_logps):
-                refuse("ref_logps", f"(chosen, rejected) must both have shape ({p},) for {p} pairs; got "
-                                   f"{[tuple(r.shape) for r in ref_logps]}")
+                refuse(
+                    "ref_logps",
+                    f"(chosen, rejected) must both have shape ({p},) for {p} pairs; got "
+                    f"{[tuple(r.shape) for r in ref_logps]}",
+                )
             ref_logps = torch.cat([r.to(ref_logps[0].device) for r in ref_logps])
         elif not isinstance(ref_logps, torch.Tensor):
-            refuse("ref_logps", f"expected a torch.Tensor of shape ({2 * p},) or a (chosen, rejected) tuple of "
-                               f"tensors, got {type(ref_logps).__name__}")
+            refuse(
+                "ref_logps",
+                f"expected a torch.Tensor of shape ({2 * p},) or a (chosen, rejected) tuple of "
+                f"tensors, got {type(ref_logps).__name__}",
+            )
         if ref_logps.shape != (2 * p,):
-            refuse("ref_logps", f"expected shape ({2 * p},) (chosen first, then rejected), got "
-                               f"{tuple(ref_logps.shape)}")
+            refuse(
+                "ref_logps", f"expected shape ({2 * p},) (chosen first, then rejected), got {tuple(ref_logps.shape)}"
+            )
         if not ref_logps.is_floating_point():
             refuse("ref_logps", f"expected a floating dtype, got {ref_logps.dtype}")
         ref = ref_logps.detach().to(device=device, dtype=torch.float32)
@@ -453,39 +502,67 @@ class FusedDPOLoss(torch.nn.Module):
         p = lay.num_pairs
         head_w, head_b = (weight, bias) if ref_weight is None else (ref_weight, ref_bias)
         with torch.no_grad():
-            tok = linear_logprobs(ref_hidden.reshape(-1, ref_hidden.shape[-1]), head_w, lay.labels, bias=head_b,
-                                  ignore_index=self.ignore_index, temperature=self.temperature,
-                                  softcap=self.softcap, backend=self.backend)
+            tok = linear_logprobs(
+                ref_hidden.reshape(-1, ref_hidden.shape[-1]),
+                head_w,
+                lay.labels,
+                bias=head_b,
+                ignore_index=self.ignore_index,
+                temperature=self.temperature,
+                softcap=self.softcap,
+                backend=self.backend,
+            )
         return torch.zeros(2 * p, dtype=torch.float32, device=tok.device).index_add_(0, lay.seq, tok)
 
     def _fused(self, lay, weight, bias, ref, lengths):
         needs = [torch.is_grad_enabled() and t is not None and t.requires_grad for t in (lay.hidden, weight, bias)]
         engine = _FusedEngine(
-            layout=lay, kept=(lay.labels != self.ignore_index).nonzero().squeeze(1), ref_logps=ref, lengths=lengths,
-            loss_fn=self._pair_losses, nll_weight=self.nll_weight,
-            temperature=self.temperature, softcap=self.softcap,
-            group_rows=head.chunk_rows(weight.shape[0], self.group_bytes), need_grads=tuple(needs),
+            layout=lay,
+            kept=(lay.labels != self.ignore_index).nonzero().squeeze(1),
+            ref_logps=ref,
+            lengths=lengths,
+            loss_fn=self._pair_losses,
+            nll_weight=self.nll_weight,
+            temperature=self.temperature,
+            softcap=self.softcap,
+            group_rows=head.chunk_rows(weight.shape[0], self.group_bytes),
+            need_grads=tuple(needs),
         )
         loss = _FusedStep.apply(lay.hidden, weight, bias, engine)
         return loss, engine.seq_logps, engine.pair_losses, engine.nll, ref
 
     def _recompute(self, lay, weight, bias, ref, lengths, ref_hidden, ref_weight, ref_bias):
         p = lay.num_pairs
-        kw = dict(ignore_index=self.ignore_index, temperature=self.temperature, softcap=self.softcap,
-                  backend=self.backend)
+        kw = dict(
+            ignore_index=self.ignore_index, temperature=self.temperature, softcap=self.softcap, backend=self.backend
+        )
         if ref_hidden is not None:
             tok, ref_tok = linear_logprobs_with_reference(
-                lay.hidden, weight, lay.labels, ref_hidden.reshape(-1, ref_hidden.shape[-1]), ref_weight,
-                bias=bias, ref_bias=ref_bias, **kw)
+                lay.hidden,
+                weight,
+                lay.labels,
+                ref_hidden.reshape(-1, ref_hidden.shape[-1]),
+                ref_weight,
+                bias=bias,
+                ref_bias=ref_bias,
+                **kw,
+            )
             ref = torch.zeros(2 * p, dtype=torch.float32, device=tok.device).index_add_(0, lay.seq, ref_tok)
         else:
             tok = linear_logprobs(lay.hidden, weight, lay.labels, bias=bias, **kw)
         seq_logps = tok.new_zeros(2 * p).index_add(0, lay.seq, tok)
         chosen_mask = (lay.seq < p) & (lay.labels != self.ignore_index)
         nll = -(tok * chosen_mask).sum() / chosen_mask.sum().clamp(min=1)
-        losses = self._pair_losses(Pairs(
-            seq_logps[:p], seq_logps[p:], None if ref is None else ref[:p], None if ref is None else ref[p:],
-            lengths[:p], lengths[p:]))
+        losses = self._pair_losses(
+            Pairs(
+                seq_logps[:p],
+                seq_logps[p:],
+                None if ref is None else ref[:p],
+                None if ref is None else ref[p:],
+                lengths[:p],
+                lengths[p:],
+            )
+        )
         return losses.mean() + self.nll_weight * nll, seq_logps, losses, nll, ref
 
     def _output(self, loss, seq_logps, losses, nll, ref, lengths) -> PreferenceOutput:
@@ -499,7 +576,13 @@ class FusedDPOLoss(torch.nn.Module):
                 rewards = rewards / lengths
         chosen, rejected = rewards[:p], rewards[p:]
         return PreferenceOutput(
-            loss=loss, losses=losses, chosen_rewards=chosen, rejected_rewards=rejected, margins=chosen - rejected,
-            reward_accuracy=(chosen > rejected).float().mean(), chosen_logps=seq_logps[:p],
-            rejected_logps=seq_logps[p:], nll=nll,
+            loss=loss,
+            losses=losses,
+            chosen_rewards=chosen,
+            rejected_rewards=rejected,
+            margins=chosen - rejected,
+            reward_accuracy=(chosen > rejected).float().mean(),
+            chosen_logps=seq_logps[:p],
+            rejected_logps=seq_logps[p:],
+            nll=nll,
         )

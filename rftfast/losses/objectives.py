@@ -57,7 +57,8 @@ class Pairs:
     def per_token(self, chosen: torch.Tensor, rejected: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`chosen` and `rejected` divided by their completion lengths."""
         return chosen / self._lengths(self.chosen_lengths, chosen), rejected / self._lengths(
-            self.rejected_lengths, rejected)
+            self.rejected_lengths, rejected
+        )
 
 
 @dataclass(frozen=True)
@@ -90,8 +91,9 @@ def ipo(p: Pairs, k: ObjectiveParams) -> torch.Tensor:
 
 def exo_pair(p: Pairs, k: ObjectiveParams) -> torch.Tensor:
     eps, x = k.label_smoothing, k.beta * p.delta
-    return (torch.sigmoid(x) * (F.logsigmoid(x) - math.log1p(-eps))
-            + torch.sigmoid(-x) * (F.logsigmoid(-x) - math.log(eps)))
+    return torch.sigmoid(x) * (F.logsigmoid(x) - math.log1p(-eps)) + torch.sigmoid(-x) * (
+        F.logsigmoid(-x) - math.log(eps)
+    )
 
 
 def nca_pair(p: Pairs, k: ObjectiveParams) -> torch.Tensor:
@@ -168,9 +170,26 @@ def orpo(p: Pairs, k: ObjectiveParams) -> torch.Tensor:
 
 Objective = Callable[[Pairs, ObjectiveParams], torch.Tensor]
 
-OBJECTIVES: dict[str, Objective] = {f.__name__: f for f in (
-    sigmoid, hinge, ipo, exo_pair, nca_pair, robust, bco_pair, sppo_hard, aot, apo_zero, apo_down,
-    discopop, sigmoid_norm, simpo, orpo)}
+OBJECTIVES: dict[str, Objective] = {
+    f.__name__: f
+    for f in (
+        sigmoid,
+        hinge,
+        ipo,
+        exo_pair,
+        nca_pair,
+        robust,
+        bco_pair,
+        sppo_hard,
+        aot,
+        apo_zero,
+        apo_down,
+        discopop,
+        sigmoid_norm,
+        simpo,
+        orpo,
+    )
+}
 
 # Objectives that need no reference model. They are defined on length-averaged log-probs, and report
 # rewards β × those (TRL's CPO/ORPO trainers and Liger do the same for SimPO and ORPO).
@@ -251,7 +270,6 @@ def preference_loss(
     A drop-in for the loss of TRL's trainers: `loss_type` is one name or a list mixed with
     `loss_weights`. Length-normalising types need `chosen_lengths` and `rejected_lengths`.
     """
-    pairs = Pairs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, chosen_lengths,
-                  rejected_lengths)
+    pairs = Pairs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, chosen_lengths, rejected_lengths)
     params = ObjectiveParams(beta, label_smoothing, gamma, discopop_tau)
     return preference_losses(pairs, loss_type, loss_weights=loss_weights, params=params).mean()

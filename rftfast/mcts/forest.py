@@ -89,10 +89,12 @@ def _q(value_sum, visits, pending, virtual_loss, value_mode):
 # tables below _TABLE_SIZE (made with Python's math, bit for bit what the same expression gives inline): a log,
 # a square root and a division less on the path of every descent step.
 _TABLE_SIZE = 4096
-_PARENT_FACTOR = np.array([[math.sqrt(math.log(max(n, 1))) for n in range(_TABLE_SIZE)],
-                           [math.sqrt(n) for n in range(_TABLE_SIZE)]])
-_CHILD_FACTOR = np.array([[1.0 / math.sqrt(n + 1) for n in range(_TABLE_SIZE)],
-                          [1.0 / (1 + n) for n in range(_TABLE_SIZE)]])
+_PARENT_FACTOR = np.array(
+    [[math.sqrt(math.log(max(n, 1))) for n in range(_TABLE_SIZE)], [math.sqrt(n) for n in range(_TABLE_SIZE)]]
+)
+_CHILD_FACTOR = np.array(
+    [[1.0 / math.sqrt(n + 1) for n in range(_TABLE_SIZE)], [1.0 / (1 + n) for n in range(_TABLE_SIZE)]]
+)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -124,8 +126,27 @@ def _propagate_exhausted(parent, children, num_children, exhausted, t, node):
 
 
 @njit(cache=True, error_model="numpy")
-def _select_leaves(parent, children, num_children, depth, visits, value_sum, prior, exhausted, pending, blocked,
-                   num_nodes, k, c, rule, virtual_loss, value_mode, max_depth, out_tree, out_node):
+def _select_leaves(
+    parent,
+    children,
+    num_children,
+    depth,
+    visits,
+    value_sum,
+    prior,
+    exhausted,
+    pending,
+    blocked,
+    num_nodes,
+    k,
+    c,
+    rule,
+    virtual_loss,
+    value_mode,
+    max_depth,
+    out_tree,
+    out_node,
+):
     """Up to `k` distinct leaves per tree; returns how many were written to `out_tree`/`out_node`.
 
     A picked leaf is blocked for the rest of the call, and so is each ancestor left with no selectable child.
@@ -205,8 +226,27 @@ def _select_leaves(parent, children, num_children, depth, visits, value_sum, pri
 
 
 @njit(cache=True, error_model="numpy")
-def _expand(tree_ids, parent_ids, priors, values, terminal_in, parent, children, num_children, depth, visits,
-            value_sum, reward, prior, terminal, exhausted, span_start, span_len, num_nodes, out_child):
+def _expand(
+    tree_ids,
+    parent_ids,
+    priors,
+    values,
+    terminal_in,
+    parent,
+    children,
+    num_children,
+    depth,
+    visits,
+    value_sum,
+    reward,
+    prior,
+    terminal,
+    exhausted,
+    span_start,
+    span_len,
+    num_nodes,
+    out_child,
+):
     """Add one child per entry; returns EXPANDED, or (nothing changed) the code of the first problem found:
     BAD_TREE, BAD_PARENT, EXHAUSTED_PARENT, TOO_MANY_CHILDREN or OUT_OF_CAPACITY."""
     n_trees = num_nodes.shape[0]
@@ -390,8 +430,9 @@ class Forest:
 
     def __init__(self, num_trees: int, capacity: int = 64, max_children: int = 8, *, backup: str = "mean"):
         if num_trees < 1 or capacity < 1 or max_children < 1:
-            raise ValueError(f"num_trees, capacity and max_children must be >= 1, got {num_trees}, {capacity}, "
-                             f"{max_children}")
+            raise ValueError(
+                f"num_trees, capacity and max_children must be >= 1, got {num_trees}, {capacity}, {max_children}"
+            )
         if backup not in BACKUPS:
             raise ValueError(f"backup: expected one of {sorted(BACKUPS)}, got {backup!r}")
         self.num_trees, self.max_children, self.backup_mode = int(num_trees), int(max_children), backup
@@ -443,8 +484,9 @@ class Forest:
             self._tokens = np.concatenate([self._tokens, np.zeros(size - self._tokens.size, np.int32)])
         starts = self.tokens_used + np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         if total:
-            self._tokens[self.tokens_used:self.tokens_used + total] = np.concatenate(
-                [np.asarray(ids, np.int32) for ids in token_lists if len(ids)])
+            self._tokens[self.tokens_used : self.tokens_used + total] = np.concatenate(
+                [np.asarray(ids, np.int32) for ids in token_lists if len(ids)]
+            )
         self.tokens_used += total
         return starts, lengths
 
@@ -456,12 +498,13 @@ class Forest:
 
     @property
     def tokens(self) -> np.ndarray:
-        return _read_only(self._tokens[:self.tokens_used])
+        return _read_only(self._tokens[: self.tokens_used])
 
     # -- the search operations ----------------------------------------------------------------------------------
 
-    def select_leaves(self, k: int = 1, c: float = 1.0, rule: str = "uct", virtual_loss: float = 1.0,
-                      max_depth: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def select_leaves(
+        self, k: int = 1, c: float = 1.0, rule: str = "uct", virtual_loss: float = 1.0, max_depth: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Up to `k` distinct leaves per tree, tree by tree: `(tree_ids, node_ids)`, both int64 `[L]`.
 
         A leaf at `depth >= max_depth` is not selected: it is marked exhausted (for good) and the descent
@@ -474,14 +517,32 @@ class Forest:
         a = self._arrays
         out_tree = np.empty(self.num_trees * k, np.int64)
         out_node = np.empty(self.num_trees * k, np.int64)
-        n = _select_leaves(a["parent"], a["children"], a["num_children"], a["depth"], a["visits"], a["value_sum"],
-                           a["prior"], a["exhausted"], a["pending"], a["blocked"], self._num_nodes, int(k), float(c),
-                           RULES[rule], float(virtual_loss), self._value_mode,
-                           NO_DEPTH_LIMIT if max_depth is None else int(max_depth), out_tree, out_node)
+        n = _select_leaves(
+            a["parent"],
+            a["children"],
+            a["num_children"],
+            a["depth"],
+            a["visits"],
+            a["value_sum"],
+            a["prior"],
+            a["exhausted"],
+            a["pending"],
+            a["blocked"],
+            self._num_nodes,
+            int(k),
+            float(c),
+            RULES[rule],
+            float(virtual_loss),
+            self._value_mode,
+            NO_DEPTH_LIMIT if max_depth is None else int(max_depth),
+            out_tree,
+            out_node,
+        )
         return out_tree[:n], out_node[:n]
 
-    def expand(self, tree_ids, parent_ids, priors, values, terminal=None,
-               tokens: Sequence[Sequence[int]] | None = None) -> np.ndarray:
+    def expand(
+        self, tree_ids, parent_ids, priors, values, terminal=None, tokens: Sequence[Sequence[int]] | None = None
+    ) -> np.ndarray:
         """Add a child under `parent_ids[i]` of tree `tree_ids[i]` for each i; returns the child ids, int64 `[M]`.
 
         Each child gets `priors[i]`, its own value `values[i]` (stored as `reward`; visits stay 0 until
@@ -503,9 +564,27 @@ class Forest:
         code = OUT_OF_CAPACITY
         while code == OUT_OF_CAPACITY:
             a = self._arrays
-            code = _expand(tree_ids, parent_ids, priors, values, terminal, a["parent"], a["children"],
-                           a["num_children"], a["depth"], a["visits"], a["value_sum"], a["reward"], a["prior"],
-                           a["terminal"], a["exhausted"], a["span_start"], a["span_len"], self._num_nodes, out)
+            code = _expand(
+                tree_ids,
+                parent_ids,
+                priors,
+                values,
+                terminal,
+                a["parent"],
+                a["children"],
+                a["num_children"],
+                a["depth"],
+                a["visits"],
+                a["value_sum"],
+                a["reward"],
+                a["prior"],
+                a["terminal"],
+                a["exhausted"],
+                a["span_start"],
+                a["span_len"],
+                self._num_nodes,
+                out,
+            )
             if code == OUT_OF_CAPACITY:  # some tree is full: double the capacity until the new nodes fit, and retry
                 self._reserve(tree_ids)
         if code == BAD_TREE:
@@ -539,16 +618,25 @@ class Forest:
         tree_ids, node_ids = self._checked_nodes(tree_ids, node_ids)
         a = self._arrays
         out = np.empty(tree_ids.shape[0], np.int64)
-        _best_child(tree_ids, node_ids, a["children"], a["num_children"], a["visits"], a["value_sum"], a["reward"],
-                    BEST_BY[by], self._value_mode, out)
+        _best_child(
+            tree_ids,
+            node_ids,
+            a["children"],
+            a["num_children"],
+            a["visits"],
+            a["value_sum"],
+            a["reward"],
+            BEST_BY[by],
+            self._value_mode,
+            out,
+        )
         return out
 
     def mark_terminal(self, tree_ids, node_ids) -> None:
         """Make nodes terminal (never expanded, never selected), e.g. leaves the generator could not extend."""
         tree_ids, node_ids = self._checked_nodes(tree_ids, node_ids)
         a = self._arrays
-        _mark_terminal(tree_ids, node_ids, a["parent"], a["children"], a["num_children"], a["terminal"],
-                       a["exhausted"])
+        _mark_terminal(tree_ids, node_ids, a["parent"], a["children"], a["num_children"], a["terminal"], a["exhausted"])
 
     def set_spans(self, tree_ids, node_ids, token_lists: Sequence[Sequence[int]]) -> None:
         """Record the tokens each node adds to its parent's sequence (appended to the token pool)."""
@@ -591,7 +679,7 @@ class Forest:
     def span(self, tree: int, node: int) -> np.ndarray:
         """The tokens `node` adds to its parent's sequence, int32 `[span_len]`."""
         start, length = self._arrays["span_start"][tree, node], self._arrays["span_len"][tree, node]
-        return self._tokens[start:start + length] if length else np.zeros(0, np.int32)
+        return self._tokens[start : start + length] if length else np.zeros(0, np.int32)
 
     def path_tokens(self, tree: int, node: int) -> np.ndarray:
         """The tokens of every node from the root to `node`, concatenated, int32."""

@@ -116,8 +116,14 @@ class _Candidate:
     is_truth: bool = False
 
 
-def extract_pairs(forest: Forest, prompts: Sequence[Sequence[int]], config: PairConfig = PairConfig(), *,
-                  record_ids: Sequence[str] | None = None, truth: Sequence[Truth | None] | None = None) -> list[Pair]:
+def extract_pairs(
+    forest: Forest,
+    prompts: Sequence[Sequence[int]],
+    config: PairConfig = PairConfig(),
+    *,
+    record_ids: Sequence[str] | None = None,
+    truth: Sequence[Truth | None] | None = None,
+) -> list[Pair]:
     """Pairs from every tree of `forest`; `prompts[t]` is tree t's prompt ids (its answer begins after them)."""
     if len(prompts) != forest.num_trees:
         raise ValueError(f"prompts: expected {forest.num_trees} (one per tree), got {len(prompts)}")
@@ -138,13 +144,24 @@ def extract_pairs(forest: Forest, prompts: Sequence[Sequence[int]], config: Pair
                 continue
             chosen, rejected = picked
             prompt_ids = [*map(int, prompts[t]), *answer_so_far]
-            pairs.append(Pair(
-                record_id=record_ids[t] if record_ids is not None else str(t), tree=t, node=node,
-                depth=int(forest.depth[t, node]), prompt_ids=prompt_ids, chosen_ids=list(chosen.ids),
-                rejected_ids=list(rejected.ids), chosen_value=chosen.value, rejected_value=rejected.value,
-                chosen_visits=chosen.visits, rejected_visits=rejected.visits, answer_start=len(prompts[t]),
-                divergence=len(prompt_ids) + _common_prefix(chosen.ids, rejected.ids),
-                chosen_is_truth=chosen.is_truth))
+            pairs.append(
+                Pair(
+                    record_id=record_ids[t] if record_ids is not None else str(t),
+                    tree=t,
+                    node=node,
+                    depth=int(forest.depth[t, node]),
+                    prompt_ids=prompt_ids,
+                    chosen_ids=list(chosen.ids),
+                    rejected_ids=list(rejected.ids),
+                    chosen_value=chosen.value,
+                    rejected_value=rejected.value,
+                    chosen_visits=chosen.visits,
+                    rejected_visits=rejected.visits,
+                    answer_start=len(prompts[t]),
+                    divergence=len(prompt_ids) + _common_prefix(chosen.ids, rejected.ids),
+                    chosen_is_truth=chosen.is_truth,
+                )
+            )
     return pairs
 
 
@@ -171,12 +188,17 @@ def _distinct_children(forest: Forest, t: int, node: int, values: np.ndarray, vi
     return list(by_tokens.values())
 
 
-def _pick(candidates: list[_Candidate], truth_step: tuple[int, ...] | None,
-          config: PairConfig) -> tuple[_Candidate, _Candidate] | None:
+def _pick(
+    candidates: list[_Candidate], truth_step: tuple[int, ...] | None, config: PairConfig
+) -> tuple[_Candidate, _Candidate] | None:
     if truth_step:
         written = next((c for c in candidates if c.ids == truth_step), None)
-        chosen = _Candidate(truth_step, written.value if written else config.truth_value,
-                            written.visits if written else 0, is_truth=True)
+        chosen = _Candidate(
+            truth_step,
+            written.value if written else config.truth_value,
+            written.visits if written else 0,
+            is_truth=True,
+        )
         others = [c for c in candidates if c.ids != truth_step]
         if not others:
             return None

@@ -15,8 +15,20 @@ from rftfast.mcts.forest import BACKUPS, BEST_BY, RULES
 
 
 class Node:
-    __slots__ = ("id", "parent", "children", "depth", "visits", "value_sum", "reward", "prior", "terminal",
-                 "exhausted", "pending", "blocked")
+    __slots__ = (
+        "id",
+        "parent",
+        "children",
+        "depth",
+        "visits",
+        "value_sum",
+        "reward",
+        "prior",
+        "terminal",
+        "exhausted",
+        "pending",
+        "blocked",
+    )
 
     def __init__(self, id: int, parent: Node | None, depth: int, prior: float, reward: float, terminal: bool):
         self.id = id
@@ -48,8 +60,9 @@ class ReferenceForest:
         n = node.visits + node.pending
         return w / n if n > 0 else 0.0
 
-    def select_leaves(self, k: int = 1, c: float = 1.0, rule: str = "uct", virtual_loss: float = 1.0,
-                      max_depth: int | None = None) -> tuple[list[int], list[int]]:
+    def select_leaves(
+        self, k: int = 1, c: float = 1.0, rule: str = "uct", virtual_loss: float = 1.0, max_depth: int | None = None
+    ) -> tuple[list[int], list[int]]:
         uct = RULES[rule] == 0
         max_depth = 2**62 if max_depth is None else max_depth
         out_tree: list[int] = []

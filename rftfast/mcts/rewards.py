@@ -69,17 +69,22 @@ def _same_value(value: Any, expected: Any) -> bool:
     if type(expected) is int:
         return type(value) is int and value == expected
     if isinstance(expected, (list, tuple)):
-        return (isinstance(value, (list, tuple)) and len(value) == len(expected)
-                and all(_same_value(v, e) for v, e in zip(value, expected)))
+        return (
+            isinstance(value, (list, tuple))
+            and len(value) == len(expected)
+            and all(_same_value(v, e) for v, e in zip(value, expected))
+        )
     if isinstance(expected, dict):
         if not isinstance(value, dict):
             return False
         if value.keys() == expected.keys() and all(_same_value(value[k], expected[k]) for k in value):
             return True
         # BFCL's possible answers write a dict as {key: [acceptable values]}, "" marking an optional key.
-        return (all(isinstance(v, list) for v in expected.values())
-                and all(k in expected and _acceptable(v, expected[k]) for k, v in value.items())
-                and all(k in value or "" in options for k, options in expected.items()))
+        return (
+            all(isinstance(v, list) for v in expected.values())
+            and all(k in expected and _acceptable(v, expected[k]) for k, v in value.items())
+            and all(k in value or "" in options for k, options in expected.items())
+        )
     return value == expected
 
 
@@ -120,8 +125,9 @@ def _matched_steps(calls: list[PartialCall], expected: list[_ExpectedCall]) -> t
             return matched, True, len(used)
         matched += 1
         for key, value in call.arguments:
-            candidates = [j for j in candidates if key in expected[j].options
-                          and _acceptable(value, expected[j].options[key])]
+            candidates = [
+                j for j in candidates if key in expected[j].options and _acceptable(value, expected[j].options[key])
+            ]
             if not candidates:
                 return matched, True, len(used)
             matched += 1
@@ -207,8 +213,14 @@ class JudgeReward:
     name's tokens, then normalised over the four levels). Results are cached per (record id, text, complete).
     """
 
-    def __init__(self, generator, tokenizer, rubric: Sequence[tuple[str, float]] = RUBRIC,
-                 template: str = JUDGE_TEMPLATE, max_cache: int = 100_000):
+    def __init__(
+        self,
+        generator,
+        tokenizer,
+        rubric: Sequence[tuple[str, float]] = RUBRIC,
+        template: str = JUDGE_TEMPLATE,
+        max_cache: int = 100_000,
+    ):
         self.generator, self.tokenizer = generator, tokenizer
         self.rubric = tuple(rubric)
         self.template = template
@@ -221,8 +233,12 @@ class JudgeReward:
     def prompt_ids(self, record: Record, text: str, complete: bool) -> list[int]:
         users = [m for m in record.messages if m["role"] == "user"]
         request = (users[-1].get("content") or "") if users else ""
-        body = self.template.format(request=request, reference=answer_content(record), answer=_clean(text) or "(empty)",
-                                    state="finished" if complete else "unfinished, so far")
+        body = self.template.format(
+            request=request,
+            reference=answer_content(record),
+            answer=_clean(text) or "(empty)",
+            state="finished" if complete else "unfinished, so far",
+        )
         messages = [{"role": "user", "content": body}]
         if getattr(self.tokenizer, "chat_template", None):
             prompt = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)

@@ -113,8 +113,14 @@ class SearchResult:
 RewardFn = Callable[[Record, str, bool], float]
 
 
-def search(records: Sequence[Record], generator, reward: RewardFn = ast_reward, config: SearchConfig = SearchConfig(),
-           *, tokenizer=None) -> SearchResult:
+def search(
+    records: Sequence[Record],
+    generator,
+    reward: RewardFn = ast_reward,
+    config: SearchConfig = SearchConfig(),
+    *,
+    tokenizer=None,
+) -> SearchResult:
     """Search every record's tree in lockstep and return the step-level pairs (see the module docstring).
 
     `generator` follows `rftfast.generation.base.Generator`; `tokenizer` (default: `generator.tokenizer`)
@@ -139,8 +145,9 @@ def search(records: Sequence[Record], generator, reward: RewardFn = ast_reward, 
     bar = _progress(config)
     for round_index in range(config.rounds):
         with timer("forest"):
-            tree_ids, leaf_ids = forest.select_leaves(config.leaves_per_tree, config.c, config.rule,
-                                                      config.virtual_loss, config.max_depth)
+            tree_ids, leaf_ids = forest.select_leaves(
+                config.leaves_per_tree, config.c, config.rule, config.virtual_loss, config.max_depth
+            )
         if not len(tree_ids):
             break
         with timer("bookkeeping"):
@@ -161,14 +168,24 @@ def search(records: Sequence[Record], generator, reward: RewardFn = ast_reward, 
                     continue
                 depth = int(depths[t, leaf]) + 1
                 priors = _priors(distinct)
-                child_texts = [tokenizer.decode(answer + list(c.token_ids), skip_special_tokens=True)
-                               for c, _ in distinct]
+                child_texts = [
+                    tokenizer.decode(answer + list(c.token_ids), skip_special_tokens=True) for c, _ in distinct
+                ]
             with timer("reward"):
-                values = [float(reward(records[t], text, c.finish_reason == "stop"))
-                          for (c, _), text in zip(distinct, child_texts)]
+                values = [
+                    float(reward(records[t], text, c.finish_reason == "stop"))
+                    for (c, _), text in zip(distinct, child_texts)
+                ]
             for (c, _), prior, value, text in zip(distinct, priors, values, child_texts):
-                new.add(t, leaf, prior, value, c.finish_reason == "stop" or depth >= config.max_depth,
-                        list(c.token_ids), text)
+                new.add(
+                    t,
+                    leaf,
+                    prior,
+                    value,
+                    c.finish_reason == "stop" or depth >= config.max_depth,
+                    list(c.token_ids),
+                    text,
+                )
         with timer("forest"):
             if new.trees:
                 child_ids = forest.expand(new.trees, new.parents, new.priors, new.values, new.terminal, new.tokens)
@@ -209,9 +226,16 @@ def search(records: Sequence[Record], generator, reward: RewardFn = ast_reward, 
 
 
 def _request(prompt: list[int], answer: list[int], config: SearchConfig, tree: int, node: int) -> ExpandRequest:
-    return ExpandRequest(prefix_ids=tuple(prompt + answer), n=config.samples_per_expansion,
-                         max_new_tokens=config.max_new_tokens, stop_at_step=True, temperature=config.temperature,
-                         top_p=config.top_p, seed=_seed(config.seed, tree, node), answer_start=len(prompt))
+    return ExpandRequest(
+        prefix_ids=tuple(prompt + answer),
+        n=config.samples_per_expansion,
+        max_new_tokens=config.max_new_tokens,
+        stop_at_step=True,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        seed=_seed(config.seed, tree, node),
+        answer_start=len(prompt),
+    )
 
 
 def _seed(base: int, tree: int, node: int) -> int:
@@ -271,7 +295,7 @@ class _NewChildren:
 def _truth(record: Record, tokenizer, config: SearchConfig) -> Truth | None:
     """The record's ground-truth answer as tokens, with its step ends (None when they cannot be aligned).
 
-    Steps are cut where generation cuts them (`rftfast.generation.step_stop`), so a node grown along the truth
+    Steps are cut where generation cuts them (`rftfast.answer.scanner`), so a node grown along the truth
     has exactly a truth step prefix as its answer.
     """
     example = render_example(record, tokenizer, use_chat_template=config.use_chat_template)
@@ -301,8 +325,13 @@ def _prefill(generator) -> tuple[int, int]:
 
 class _Timer:
     def __init__(self):
-        self.seconds: dict[str, float] = {"forest": 0.0, "bookkeeping": 0.0, "generator": 0.0, "reward": 0.0,
-                                          "pairs": 0.0}
+        self.seconds: dict[str, float] = {
+            "forest": 0.0,
+            "bookkeeping": 0.0,
+            "generator": 0.0,
+            "reward": 0.0,
+            "pairs": 0.0,
+        }
 
     def __call__(self, name: str):
         return _Section(self.seconds, name)
@@ -325,4 +354,3 @@ def _progress(config: SearchConfig):
     from tqdm.auto import tqdm
 
     return tqdm(total=config.rounds, desc="mcts rounds", unit="round", disable=not config.progress)
-

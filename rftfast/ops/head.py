@@ -41,8 +41,14 @@ def fp32_operand(weight: torch.Tensor) -> torch.Tensor:
     return weight
 
 
-def logits_into(out: torch.Tensor, hidden_rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                temperature: float, softcap: float | None) -> torch.Tensor | None:
+def logits_into(
+    out: torch.Tensor,
+    hidden_rows: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    temperature: float,
+    softcap: float | None,
+) -> torch.Tensor | None:
     """Write the processed fp32 logits of `hidden_rows` into `out` [rows, V].
 
     Returns tanh(z / softcap), z the logits after bias and temperature, when a softcap is set (the
@@ -103,8 +109,15 @@ def probs_from_lse_(logits: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
     return logits.sub_(lse[:, None]).exp_()
 
 
-def logit_grad_(probs: torch.Tensor, row_scale: torch.Tensor | None, labels: torch.Tensor, grad_logp: torch.Tensor,
-                label_logp: torch.Tensor, temperature: float, tanh: torch.Tensor | None) -> torch.Tensor:
+def logit_grad_(
+    probs: torch.Tensor,
+    row_scale: torch.Tensor | None,
+    labels: torch.Tensor,
+    grad_logp: torch.Tensor,
+    label_logp: torch.Tensor,
+    temperature: float,
+    tanh: torch.Tensor | None,
+) -> torch.Tensor:
     """Turn `probs` in place into d(Σ grad_logp·logp)/d(raw logits) and return it.
 
     `probs * row_scale` is the softmax (row_scale None: already normalised). d logp_i / d z_i is
@@ -124,9 +137,14 @@ def logit_grad_(probs: torch.Tensor, row_scale: torch.Tensor | None, labels: tor
     return grad
 
 
-def accumulate_head_grads(grad_logits: torch.Tensor, hidden_rows: torch.Tensor, weight: torch.Tensor,
-                          grad_weight: torch.Tensor | None, grad_bias: torch.Tensor | None,
-                          want_hidden: bool = True) -> torch.Tensor | None:
+def accumulate_head_grads(
+    grad_logits: torch.Tensor,
+    hidden_rows: torch.Tensor,
+    weight: torch.Tensor,
+    grad_weight: torch.Tensor | None,
+    grad_bias: torch.Tensor | None,
+    want_hidden: bool = True,
+) -> torch.Tensor | None:
     """Add this chunk's weight and bias gradients into fp32 buffers (None: not wanted, e.g. a frozen
     head under LoRA, which saves a whole matmul); return the chunk's hidden gradient in fp32, or None
     when `want_hidden` is False."""

@@ -92,8 +92,9 @@ def check_head_options(temperature: float, softcap: float | None, backend: str) 
 
 
 def check_chunk_rows(chunk_rows: int | None, name: str = "chunk_rows") -> None:
-    if chunk_rows is not None and not (isinstance(chunk_rows, int) and not isinstance(chunk_rows, bool)
-                                       and chunk_rows > 0):
+    if chunk_rows is not None and not (
+        isinstance(chunk_rows, int) and not isinstance(chunk_rows, bool) and chunk_rows > 0
+    ):
         refuse(name, f"must be a positive int or None, got {chunk_rows!r}")
 
 
@@ -179,7 +180,12 @@ class _TorchLinearLogprobs(torch.autograd.Function):
             grad_hidden.to(hidden.dtype) if want_hidden else None,
             grad_weight.to(weight.dtype) if want_weight else None,
             grad_bias.to(bias.dtype) if want_bias else None,
-            None, None, None, None, None, None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
         )
 
 
@@ -226,9 +232,18 @@ class _TritonLinearLogprobs(torch.autograd.Function):
         hidden, weight, bias, labels, lse, logp = ctx.saved_tensors
         want_hidden, want_weight, want_bias = ctx.needs_input_grad[:3]
         grad_hidden, grad_weight, grad_bias = linear_logprobs_backward(
-            hidden, weight, labels, lse, grad_logp.to(torch.float32).contiguous(),
-            bias=bias, temperature=ctx.temperature, softcap=ctx.softcap, logp=logp,
-            need_hidden=want_hidden, need_weight=want_weight, need_bias=want_bias,
+            hidden,
+            weight,
+            labels,
+            lse,
+            grad_logp.to(torch.float32).contiguous(),
+            bias=bias,
+            temperature=ctx.temperature,
+            softcap=ctx.softcap,
+            logp=logp,
+            need_hidden=want_hidden,
+            need_weight=want_weight,
+            need_bias=want_bias,
         )
         return grad_hidden, grad_weight, grad_bias, None, None, None, None
 
@@ -253,14 +268,16 @@ def _run(hidden, weight, labels, *, bias, ignore_index, temperature, softcap, ba
         if positions is not None:  # the kernels take compacted rows
             hidden = hidden.index_select(0, positions)
             ref_hidden = ref_hidden.index_select(0, positions) if ref_hidden is not None else None
-        logp, ref_logp = _TritonLinearLogprobs.apply(hidden, weight, bias, kept, float(temperature), softcap,
-                                                     ref_hidden)
+        logp, ref_logp = _TritonLinearLogprobs.apply(
+            hidden, weight, bias, kept, float(temperature), softcap, ref_hidden
+        )
     else:
         rows = chunk_rows if chunk_rows is not None else head.chunk_rows(weight.shape[0])
         if ref_hidden is not None:
             rows = max(2, rows - rows % 2)
-        logp, ref_logp = _TorchLinearLogprobs.apply(hidden, weight, bias, kept, positions, float(temperature),
-                                                    softcap, rows, ref_hidden)
+        logp, ref_logp = _TorchLinearLogprobs.apply(
+            hidden, weight, bias, kept, positions, float(temperature), softcap, rows, ref_hidden
+        )
     if ref_hidden is None:
         ref_logp = None
     if positions is None:
@@ -273,8 +290,15 @@ def _run(hidden, weight, labels, *, bias, ignore_index, temperature, softcap, ba
 
 
 def linear_logprobs(
-    hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, *, bias: torch.Tensor | None = None,
-    ignore_index: int = IGNORE_INDEX, temperature: float = 1.0, softcap: float | None = None, backend: str = "auto",
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    bias: torch.Tensor | None = None,
+    ignore_index: int = IGNORE_INDEX,
+    temperature: float = 1.0,
+    softcap: float | None = None,
+    backend: str = "auto",
     chunk_rows: int | None = None,
 ) -> torch.Tensor:
     """Log-probability of each label under `hidden @ weight.T (+ bias)`, fp32 [N].
@@ -292,14 +316,32 @@ def linear_logprobs(
     """
     check_head_inputs(hidden, weight, labels, bias, ignore_index, temperature, softcap, backend)
     check_chunk_rows(chunk_rows)
-    return _run(hidden, weight, labels, bias=bias, ignore_index=ignore_index, temperature=temperature,
-                softcap=softcap, backend=backend, chunk_rows=chunk_rows)[0]
+    return _run(
+        hidden,
+        weight,
+        labels,
+        bias=bias,
+        ignore_index=ignore_index,
+        temperature=temperature,
+        softcap=softcap,
+        backend=backend,
+        chunk_rows=chunk_rows,
+    )[0]
 
 
 def linear_logprobs_with_reference(
-    hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, ref_hidden: torch.Tensor,
-    ref_weight: torch.Tensor | None = None, *, bias: torch.Tensor | None = None, ref_bias: torch.Tensor | None = None,
-    ignore_index: int = IGNORE_INDEX, temperature: float = 1.0, softcap: float | None = None, backend: str = "auto",
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    labels: torch.Tensor,
+    ref_hidden: torch.Tensor,
+    ref_weight: torch.Tensor | None = None,
+    *,
+    bias: torch.Tensor | None = None,
+    ref_bias: torch.Tensor | None = None,
+    ignore_index: int = IGNORE_INDEX,
+    temperature: float = 1.0,
+    softcap: float | None = None,
+    backend: str = "auto",
     chunk_rows: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Policy log-probs (with grad) and reference log-probs (without) in one call.
@@ -316,13 +358,20 @@ def linear_logprobs_with_reference(
         refuse("ref_hidden", f"shape {tuple(ref_hidden.shape)} differs from hidden's {tuple(hidden.shape)}")
     if ref_hidden.dtype != hidden.dtype or ref_hidden.device != hidden.device:
         refuse("ref_hidden", f"{ref_hidden.dtype} on {ref_hidden.device}; expected {hidden.dtype} on {hidden.device}")
-    run = functools.partial(_run, ignore_index=ignore_index, temperature=temperature, softcap=softcap,
-                            backend=backend, chunk_rows=chunk_rows)
+    run = functools.partial(
+        _run,
+        ignore_index=ignore_index,
+        temperature=temperature,
+        softcap=softcap,
+        backend=backend,
+        chunk_rows=chunk_rows,
+    )
     shared = (ref_weight is None or ref_weight is weight) and (ref_bias is None or ref_bias is bias)
     if shared:
         return run(hidden, weight, labels, bias=bias, ref_hidden=ref_hidden.detach())
-    check_head_inputs(ref_hidden, ref_weight, labels, ref_bias, ignore_index, temperature, softcap, backend,
-                      hidden_name="ref_hidden")
+    check_head_inputs(
+        ref_hidden, ref_weight, labels, ref_bias, ignore_index, temperature, softcap, backend, hidden_name="ref_hidden"
+    )
     logp = run(hidden, weight, labels, bias=bias)[0]
     with torch.no_grad():
         ref = run(ref_hidden, ref_weight, labels, bias=ref_bias)[0]
@@ -351,8 +400,9 @@ def segment_ids(labels: torch.Tensor, cu_seqlens: torch.Tensor | None) -> tuple[
     return torch.arange(lengths.numel(), device=labels.device).repeat_interleave(lengths), lengths.numel()
 
 
-def sequence_lengths(labels: torch.Tensor, cu_seqlens: torch.Tensor | None = None,
-                     ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+def sequence_lengths(
+    labels: torch.Tensor, cu_seqlens: torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX
+) -> torch.Tensor:
     """Number of counted (non-ignored) labels of each sequence, int64 [S]."""
     seq, s = segment_ids(labels, cu_seqlens)
     kept = (labels.reshape(-1) != ignore_index).to(torch.int64)
@@ -383,8 +433,16 @@ def sequence_logprobs(
     if flat_hidden.shape[0] != seq.shape[0]:
         refuse("hidden", f"shape {tuple(hidden.shape)} does not match labels {tuple(labels.shape)}")
     flat_labels = labels.reshape(-1)
-    logp = linear_logprobs(flat_hidden, weight, flat_labels, bias=bias, ignore_index=ignore_index,
-                           temperature=temperature, softcap=softcap, backend=backend)
+    logp = linear_logprobs(
+        flat_hidden,
+        weight,
+        flat_labels,
+        bias=bias,
+        ignore_index=ignore_index,
+        temperature=temperature,
+        softcap=softcap,
+        backend=backend,
+    )
     sums = logp.new_zeros(s).index_add(0, seq, logp)
     if not average:
         return sums

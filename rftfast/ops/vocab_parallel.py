@@ -16,8 +16,14 @@ from rftfast.ops.head import CHUNK_BYTES
 from rftfast.ops.logprob import IGNORE_INDEX
 
 
-def vocab_parallel_logprobs(hidden: torch.Tensor, weight_shard: torch.Tensor, labels: torch.Tensor, *,
-                            group=None, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+def vocab_parallel_logprobs(
+    hidden: torch.Tensor,
+    weight_shard: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    group=None,
+    ignore_index: int = IGNORE_INDEX,
+) -> torch.Tensor:
     """log p(labels[i] | hidden[i]) over the whole vocabulary, from this rank's `weight_shard` [V/P, H].
 
     `labels` are global token ids; every rank of `group` passes the same `hidden` and `labels` and an
@@ -25,8 +31,10 @@ def vocab_parallel_logprobs(hidden: torch.Tensor, weight_shard: torch.Tensor, la
     precision whatever the autocast state. Differentiable in `hidden` and `weight_shard`.
     """
     if hidden.dim() != 2 or weight_shard.dim() != 2 or hidden.shape[1] != weight_shard.shape[1]:
-        raise ValueError(f"hidden [N, H] and weight_shard [V/P, H] expected, got {tuple(hidden.shape)} and "
-                         f"{tuple(weight_shard.shape)}")
+        raise ValueError(
+            f"hidden [N, H] and weight_shard [V/P, H] expected, got {tuple(hidden.shape)} and "
+            f"{tuple(weight_shard.shape)}"
+        )
     if labels.shape != hidden.shape[:1]:
         raise ValueError(f"labels: shape {tuple(labels.shape)} does not match hidden's {hidden.shape[0]} rows")
     with torch.autocast(hidden.device.type, enabled=False):  # fp32 (or fp64) math in both directions
@@ -58,16 +66,17 @@ class _VocabParallelLogprobs(torch.autograd.Function):
         start = rank * rows
         index, mine = _local_targets(labels, start, rows, ignore_index)
         n = hidden.shape[0]
-        lse = torch.empty(n, dtype=torch.float32 if hidden.dtype != torch.float64 else torch.float64,
-                          device=hidden.device)
+        lse = torch.empty(
+            n, dtype=torch.float32 if hidden.dtype != torch.float64 else torch.float64, device=hidden.device
+        )
         target = torch.zeros_like(lse)
         step = _rows_per_chunk(rows)
         w = weight.to(lse.dtype)
         for a in range(0, n, step):  # one pass over this shard: its own log-sum-exp and target logits
-            logits = hidden[a: a + step].to(lse.dtype) @ w.T
-            lse[a: a + step] = logits.logsumexp(dim=1)
+            logits = hidden[a : a + step].to(lse.dtype) @ w.T
+            lse[a : a + step] = logits.logsumexp(dim=1)
             rows_here = torch.arange(logits.shape[0], device=logits.device)
-            target[a: a + step] = torch.where(mine[a: a + step], logits[rows_here, index[a: a + step]], 0.0)
+            target[a : a + step] = torch.where(mine[a : a + step], logits[rows_here, index[a : a + step]], 0.0)
         # The group's log-sum-exp from the shards': log Σ_r exp(lse_r), stabilised by the largest.
         maxima = _all_reduce(lse.clone(), dist.ReduceOp.MAX, group)
         lse = _all_reduce((lse - maxima).exp(), dist.ReduceOp.SUM, group)
@@ -90,12 +99,12 @@ class _VocabParallelLogprobs(torch.autograd.Function):
         w = weight.to(lse.dtype)
         step = _rows_per_chunk(rows)
         for a in range(0, hidden.shape[0], step):
-            h = hidden[a: a + step].to(lse.dtype)
+            h = hidden[a : a + step].to(lse.dtype)
             # d logp / d logits = onehot(label) - softmax: the softmax part on this shard's columns.
-            grad_logits = -(h @ w.T - lse[a: a + step, None]).exp() * g[a: a + step, None]
+            grad_logits = -(h @ w.T - lse[a : a + step, None]).exp() * g[a : a + step, None]
             rows_here = torch.arange(h.shape[0], device=h.device)
-            grad_logits[rows_here, index[a: a + step]] += torch.where(mine[a: a + step], g[a: a + step], 0.0)
-            grad_hidden[a: a + step] = grad_logits @ w
+            grad_logits[rows_here, index[a : a + step]] += torch.where(mine[a : a + step], g[a : a + step], 0.0)
+            grad_hidden[a : a + step] = grad_logits @ w
             grad_weight += grad_logits.T @ h
         _all_reduce(grad_hidden, dist.ReduceOp.SUM, ctx.group)
         return grad_hidden.to(hidden.dtype), grad_weight.to(weight.dtype), None, None, None

@@ -25,11 +25,13 @@ def load_records(cfg: RunConfig) -> tuple[list[Record], list[Record]]:
     if not records:
         raise ConfigError(f"data.source: {cfg.data.source} holds no records")
     if len(records) <= cfg.data.num_heldout:
-        raise ConfigError(f"data.num_heldout: {cfg.data.source} holds {len(records)} records; holding out "
-                          f"{cfg.data.num_heldout} leaves none to train on")
+        raise ConfigError(
+            f"data.num_heldout: {cfg.data.source} holds {len(records)} records; holding out "
+            f"{cfg.data.num_heldout} leaves none to train on"
+        )
     rng = random.Random(cfg.data.seed)
     rng.shuffle(records)
-    return records[cfg.data.num_heldout:][: cfg.data.num_train], records[: cfg.data.num_heldout]
+    return records[cfg.data.num_heldout :][: cfg.data.num_train], records[: cfg.data.num_heldout]
 
 
 def render(state: RunState, records: list[Record], split: str) -> tuple[list[Record], list[Example], int]:
@@ -41,8 +43,10 @@ def render(state: RunState, records: list[Record], split: str) -> tuple[list[Rec
             kept.append(r)
             examples.append(ex)
     if not kept:
-        raise ConfigError(f"model.max_length: 0 of {len(records)} {split} records fit in "
-                          f"model.max_length={state.cfg.model.max_length}")
+        raise ConfigError(
+            f"model.max_length: 0 of {len(records)} {split} records fit in "
+            f"model.max_length={state.cfg.model.max_length}"
+        )
     return kept, examples, len(records) - len(kept)
 
 

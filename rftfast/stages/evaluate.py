@@ -10,7 +10,13 @@ def stage_eval(state: RunState, name: str) -> dict:
     from rftfast.train.evaluate import heldout_accuracy
 
     def evaluate(seed):
-        return heldout_accuracy(state.model, state.tokenizer, state.heldout, state.heldout_examples,
-                                state.cfg.eval.max_new_tokens, state.cfg.eval.batch_size)
+        return heldout_accuracy(
+            state.model,
+            state.tokenizer,
+            state.heldout,
+            state.heldout_examples,
+            state.cfg.eval.max_new_tokens,
+            state.cfg.eval.batch_size,
+        )
 
     return state.stage(f"{name}/eval", evaluate)

@@ -30,8 +30,14 @@ def stage_iteration(state: RunState, k: int) -> None:
 
     def deficiency(seed):
         idx = sample(state, k)
-        found = find_deficiencies(state.model, state.tokenizer, [state.train[i] for i in idx],
-                                  [state.train_examples[i] for i in idx], cfg.deficiency, device=cfg.device)
+        found = find_deficiencies(
+            state.model,
+            state.tokenizer,
+            [state.train[i] for i in idx],
+            [state.train_examples[i] for i in idx],
+            cfg.deficiency,
+            device=cfg.device,
+        )
         chosen = [idx[i] for i in found.selected]
         if distributed.is_main():
             write_json_atomic(state.dir / it / "deficient.json", chosen)
@@ -56,11 +62,22 @@ def stage_iteration(state: RunState, k: int) -> None:
     pairs = load_pairs(pairs_path)  # `rftfast.mcts.Pair`s, as every rank (and a resumed run) reads them
 
     def preference(seed):
-        history = train_preference(state.model, state.tokenizer, pairs, cfg.preference, seed, cfg.device,
-                                   train=cfg.train, log=state.step_log(f"{it}/preference"))
+        history = train_preference(
+            state.model,
+            state.tokenizer,
+            pairs,
+            cfg.preference,
+            seed,
+            cfg.device,
+            train=cfg.train,
+            log=state.step_log(f"{it}/preference"),
+        )
         state.save_model(it)
-        return {"steps": len(history), "losses": [h["loss"] for h in history],
-                "reward_accuracy": sum(h["rewards/accuracies"] for h in history) / max(1, len(history))}
+        return {
+            "steps": len(history),
+            "losses": [h["loss"] for h in history],
+            "reward_accuracy": sum(h["rewards/accuracies"] for h in history) / max(1, len(history)),
+        }
 
     state.stage(f"{it}/preference", preference, lambda: state.load_model(it))
 
@@ -75,10 +92,20 @@ def extra_sft(state: RunState, it: str, deficient: list[int]) -> None:
     def sft(seed):
         examples = [state.train_examples[i] for i in deficient] or state.train_examples
         steps = max(1, round(pref.epochs * len(examples) / pref.batch_size))
-        losses = train_sft(state.model, state.tokenizer, Schedule([examples], [steps], 0.0), lr=pref.lr,
-                           batch_size=pref.batch_size, warmup_steps=max(1, steps // 10), length_group=1, seed=seed,
-                           device=state.cfg.device, desc="extra SFT (ablation)", train=state.cfg.train,
-                           log=state.step_log(f"{it}/extra_sft"))
+        losses = train_sft(
+            state.model,
+            state.tokenizer,
+            Schedule([examples], [steps], 0.0),
+            lr=pref.lr,
+            batch_size=pref.batch_size,
+            warmup_steps=max(1, steps // 10),
+            length_group=1,
+            seed=seed,
+            device=state.cfg.device,
+            desc="extra SFT (ablation)",
+            train=state.cfg.train,
+            log=state.step_log(f"{it}/extra_sft"),
+        )
         state.save_model(it)
         return {"steps": len(losses), "losses": losses}
 

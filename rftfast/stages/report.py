@@ -25,8 +25,19 @@ def accuracy_table(stages: dict) -> str:
 
 def stage_table(stages: dict) -> str:
     lines = ["| stage | seconds | outcome |", "|---|---:|---|"]
-    keys = ("train", "heldout", "steps", "final_loss", "scored", "deficient", "greedy_accuracy", "pairs",
-            "prefill_reuse", "reward_accuracy", "accuracy")
+    keys = (
+        "train",
+        "heldout",
+        "steps",
+        "final_loss",
+        "scored",
+        "deficient",
+        "greedy_accuracy",
+        "pairs",
+        "prefill_reuse",
+        "reward_accuracy",
+        "accuracy",
+    )
     for name, s in stages.items():
         outcome = ", ".join(f"{k}={s[k]:.3g}" if isinstance(s[k], float) else f"{k}={s[k]}" for k in keys if k in s)
         lines.append(f"| {name} | {s['seconds']:.1f} | {outcome} |")
@@ -44,8 +55,7 @@ def plot(stages: dict, path) -> None:
     levels = sorted({lvl for n in names for lvl in stages[f"{n}/eval"]["by_difficulty"]})
     for lvl in levels:
         ax_acc.plot(names, [stages[f"{n}/eval"]["by_difficulty"].get(lvl) for n in names], marker="o", label=lvl)
-    ax_acc.plot(names, [stages[f"{n}/eval"]["accuracy"] for n in names], marker="s", color="black", lw=2,
-                label="all")
+    ax_acc.plot(names, [stages[f"{n}/eval"]["accuracy"] for n in names], marker="s", color="black", lw=2, label="all")
     ax_acc.set(title="held-out accuracy (BFCL rules)", ylim=(0, 1))
     ax_acc.legend(fontsize=7)
     if "warmup" in stages:
@@ -66,8 +76,11 @@ def write_report(cfg: RunConfig, stages: dict, write: bool = True) -> dict:
     """Print the summary, write report.json and report.png into the run directory; return the report.
 
     `write=False` (ranks other than 0) only returns it."""
-    report = {"config": cfg.to_dict(), "stages": stages,
-              "accuracy": {n: stages[f"{n}/eval"]["accuracy"] for n in _checkpoints(stages)}}
+    report = {
+        "config": cfg.to_dict(),
+        "stages": stages,
+        "accuracy": {n: stages[f"{n}/eval"]["accuracy"] for n in _checkpoints(stages)},
+    }
     if not write:
         return report
     (cfg.run_dir / "report.json").write_text(json.dumps(report, indent=1))

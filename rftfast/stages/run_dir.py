@@ -43,8 +43,9 @@ class RunLock:
             self.file.seek(0)
             holder = self.file.read().strip() or "unknown"
             self.file.close()
-            raise RunDirError(f"{run_dir} is in use by another run (PID {holder}); "
-                              "wait for it to finish or use another name") from None
+            raise RunDirError(
+                f"{run_dir} is in use by another run (PID {holder}); wait for it to finish or use another name"
+            ) from None
         self.file.seek(0)
         self.file.truncate()
         self.file.write(str(os.getpid()))
@@ -69,8 +70,11 @@ def _flatten(values: dict, prefix: str = "") -> dict:
 def config_changes(old: dict, new: dict) -> list[str]:
     """`key: old -> new` for every key that differs and matters to finished stages."""
     a, b = _flatten(old), _flatten(new)
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
-            if k not in RESUMABLE_KEYS and a.get(k) != b.get(k)]
+    return [
+        f"{k}: {a.get(k)!r} -> {b.get(k)!r}"
+        for k in sorted(set(a) | set(b))
+        if k not in RESUMABLE_KEYS and a.get(k) != b.get(k)
+    ]
 
 
 def _finished_stages(run_dir: Path) -> int:
@@ -80,8 +84,7 @@ def _finished_stages(run_dir: Path) -> int:
         return 0
 
 
-def open_run_dir(run_dir: Path, config: dict, *, resume: bool, overwrite: bool,
-                 allow_config_change: bool) -> RunLock:
+def open_run_dir(run_dir: Path, config: dict, *, resume: bool, overwrite: bool, allow_config_change: bool) -> RunLock:
     """Lock `run_dir` and check that starting (or resuming) there loses nothing; returns the lock.
 
     - a run directory with finished stages is refused unless `resume` (continue it) or `overwrite`
@@ -96,8 +99,10 @@ def open_run_dir(run_dir: Path, config: dict, *, resume: bool, overwrite: bool,
     try:
         finished = _finished_stages(run_dir)
         if finished and not resume and not overwrite:
-            raise RunDirError(f"{run_dir} holds a run with {finished} finished stages; pass --resume to "
-                              "continue it or --overwrite to delete it and start again")
+            raise RunDirError(
+                f"{run_dir} holds a run with {finished} finished stages; pass --resume to "
+                "continue it or --overwrite to delete it and start again"
+            )
         if overwrite:
             for child in run_dir.iterdir():
                 if child.name != LOCK_NAME:
@@ -106,8 +111,11 @@ def open_run_dir(run_dir: Path, config: dict, *, resume: bool, overwrite: bool,
         if resume and saved.exists():
             changes = config_changes(yaml.safe_load(saved.read_text()) or {}, config)
             if changes and not allow_config_change:
-                raise RunDirError("--resume with a config that differs from the run's config.yaml in "
-                                  + "; ".join(changes) + " (pass --allow-config-change to resume anyway)")
+                raise RunDirError(
+                    "--resume with a config that differs from the run's config.yaml in "
+                    + "; ".join(changes)
+                    + " (pass --allow-config-change to resume anyway)"
+                )
             if changes:
                 with (run_dir / "config_changes.jsonl").open("a") as f:
                     f.write(json.dumps({"resumed_with": changes}) + "\n")

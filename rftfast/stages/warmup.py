@@ -24,9 +24,19 @@ def stage_warmup(state: RunState) -> None:
 
     def warmup(seed):
         schedule = make_schedule(state.train_examples, difficulty(state), w, seed)
-        losses = train_sft(state.model, state.tokenizer, schedule, lr=w.lr, batch_size=w.batch_size,
-                           warmup_steps=w.warmup_steps, length_group=w.length_group, seed=seed,
-                           device=state.cfg.device, train=state.cfg.train, log=state.step_log("warmup"))
+        losses = train_sft(
+            state.model,
+            state.tokenizer,
+            schedule,
+            lr=w.lr,
+            batch_size=w.batch_size,
+            warmup_steps=w.warmup_steps,
+            length_group=w.length_group,
+            seed=seed,
+            device=state.cfg.device,
+            train=state.cfg.train,
+            log=state.step_log("warmup"),
+        )
         state.save_model("warmup")
         return {"steps": len(losses), "losses": losses[:: max(1, len(losses) // 200)], "final_loss": losses[-1]}
 

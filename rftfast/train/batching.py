@@ -9,8 +9,9 @@ import torch
 from rftfast.ops.logprob import IGNORE_INDEX
 
 
-def pad_batch(sequences: Sequence[Sequence[int]], label_starts: Sequence[int], pad_id: int,
-              device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+def pad_batch(
+    sequences: Sequence[Sequence[int]], label_starts: Sequence[int], pad_id: int, device: str | torch.device = "cpu"
+) -> dict[str, torch.Tensor]:
     """Right-padded `input_ids`, `attention_mask`, and next-token `labels` aligned with the hidden states.
 
     `labels[b, t]` is token t + 1 of sequence b when that token belongs to the answer (index >=
@@ -25,6 +26,6 @@ def pad_batch(sequences: Sequence[Sequence[int]], label_starts: Sequence[int], p
         n = len(seq)
         ids[b, :n] = torch.tensor(seq, dtype=torch.long)
         mask[b, :n] = 1
-        targets = torch.tensor(seq[max(start, 1):], dtype=torch.long)
-        labels[b, max(start, 1) - 1: n - 1] = targets
+        targets = torch.tensor(seq[max(start, 1) :], dtype=torch.long)
+        labels[b, max(start, 1) - 1 : n - 1] = targets
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}

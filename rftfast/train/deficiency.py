@@ -32,14 +32,14 @@ class DeficiencyConfig:
 
 
 @torch.no_grad()
-def answer_perplexities(model, tokenizer, examples: Sequence[Example], batch_size: int = 16,
-                        device: str = "cpu") -> list[float]:
+def answer_perplexities(
+    model, tokenizer, examples: Sequence[Example], batch_size: int = 16, device: str = "cpu"
+) -> list[float]:
     """exp(mean NLL of the answer tokens) of each example under `model`."""
     out = []
     for start in range(0, len(examples), batch_size):
-        chunk = examples[start: start + batch_size]
-        batch = pad_batch([e.input_ids for e in chunk], [e.answer_start for e in chunk], tokenizer.pad_token_id,
-                          device)
+        chunk = examples[start : start + batch_size]
+        batch = pad_batch([e.input_ids for e in chunk], [e.answer_start for e in chunk], tokenizer.pad_token_id, device)
         hidden = hidden_states(model, batch["input_ids"], batch["attention_mask"])
         mean_logp = sequence_logprobs(hidden, lm_head_weight(model), batch["labels"], average=True)
         out.extend(math.exp(min(50.0, -float(v))) for v in mean_logp)
@@ -59,14 +59,30 @@ class Deficiencies:
         return sum(self.greedy_valid) / len(self.greedy_valid) if self.greedy_valid else 0.0
 
 
-def find_deficiencies(model, tokenizer, records: Sequence[Record], examples: Sequence[Example],
-                      cfg: DeficiencyConfig, batch_size: int = 16, device: str = "cpu") -> Deficiencies:
+def find_deficiencies(
+    model,
+    tokenizer,
+    records: Sequence[Record],
+    examples: Sequence[Example],
+    cfg: DeficiencyConfig,
+    batch_size: int = 16,
+    device: str = "cpu",
+) -> Deficiencies:
     model.eval()
     local = distributed.shard(range(len(records)))  # split across ranks when several processes run
     ppl = distributed.gather(answer_perplexities(model, tokenizer, [examples[i] for i in local], batch_size, device))
-    valid = [result.valid for _, result in judge_greedy(
-        model, tokenizer, records, [e.prompt_ids for e in examples], max_new_tokens=cfg.max_new_tokens,
-        batch_size=batch_size, desc="deficiency: greedy decoding")]
+    valid = [
+        result.valid
+        for _, result in judge_greedy(
+            model,
+            tokenizer,
+            records,
+            [e.prompt_ids for e in examples],
+            max_new_tokens=cfg.max_new_tokens,
+            batch_size=batch_size,
+            desc="deficiency: greedy decoding",
+        )
+    ]
     worst = sorted(range(len(records)), key=lambda i: -ppl[i])[: max(1, round(cfg.ratio * len(records)))]
     selected = sorted(set(worst) | {i for i, ok in enumerate(valid) if not ok})
     return Deficiencies(ppl, valid, selected)

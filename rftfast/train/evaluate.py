@@ -9,11 +9,19 @@ from rftfast.data.record import Record
 from rftfast.eval import EvalReport, difficulty_of, judge_greedy
 
 
-def heldout_accuracy(model, tokenizer, records: Sequence[Record], examples: Sequence[Example],
-                     max_new_tokens: int, batch_size: int) -> dict:
+def heldout_accuracy(
+    model, tokenizer, records: Sequence[Record], examples: Sequence[Example], max_new_tokens: int, batch_size: int
+) -> dict:
     """{"accuracy", "by_difficulty": {name: accuracy}, "failures": {category: n}, "n"}."""
-    judged = judge_greedy(model, tokenizer, records, [e.prompt_ids for e in examples], max_new_tokens=max_new_tokens,
-                          batch_size=batch_size, desc="held-out eval")
+    judged = judge_greedy(
+        model,
+        tokenizer,
+        records,
+        [e.prompt_ids for e in examples],
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        desc="held-out eval",
+    )
     report = EvalReport()
     for record, (_, result) in zip(records, judged, strict=True):
         report.add(difficulty_of(record), result)

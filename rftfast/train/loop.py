@@ -33,7 +33,7 @@ def micro_batches(items: Sequence, parts: int) -> list[Sequence]:
     """`items` cut into `parts` contiguous, non-empty, near-equal slices (fewer if there are fewer items)."""
     parts = max(1, min(parts, len(items)))
     bounds = [round(i * len(items) / parts) for i in range(parts + 1)]
-    return [items[bounds[i]: bounds[i + 1]] for i in range(parts)]
+    return [items[bounds[i] : bounds[i + 1]] for i in range(parts)]
 
 
 def rank_micro_batches(batch: Sequence, accumulation: int) -> list[Sequence]:
@@ -45,9 +45,19 @@ def rank_micro_batches(batch: Sequence, accumulation: int) -> list[Sequence]:
     return micro_batches(distributed.shard(batch), min(accumulation, len(batch) // world))
 
 
-def optimise(model, train: TrainConfig, batches: Iterable[tuple[Sequence, dict]], micro_loss: MicroLoss, *,
-             lr: float, total_steps: int, warmup_steps: int, per_item: bool, desc: str,
-             log: StepLogger | None = None) -> list[dict[str, float]]:
+def optimise(
+    model,
+    train: TrainConfig,
+    batches: Iterable[tuple[Sequence, dict]],
+    micro_loss: MicroLoss,
+    *,
+    lr: float,
+    total_steps: int,
+    warmup_steps: int,
+    per_item: bool,
+    desc: str,
+    log: StepLogger | None = None,
+) -> list[dict[str, float]]:
     """Take one optimiser step per batch of `batches`; returns every step's metrics (summed over ranks).
 
     `batches` yields (batch, info): the same batch on every rank (each takes its share) and values to log

@@ -19,8 +19,13 @@ def hidden_states(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) 
     through its decoder, which keeps no other layer's activations.
     """
     if parallel_wrapped(model):
-        out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
-                    logits_to_keep=1, use_cache=False)
+        out = model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            output_hidden_states=True,
+            logits_to_keep=1,
+            use_cache=False,
+        )
         return out.hidden_states[-1]
     return model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
 

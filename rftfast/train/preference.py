@@ -52,8 +52,9 @@ def pair_batch(pairs: Sequence[Pair], pad_id: int, device="cpu") -> dict[str, to
 
 
 @torch.no_grad()
-def reference_logps(model, pairs: Sequence[Pair], pad_id: int, batch_size: int, device="cpu",
-                    precision: str = "fp32") -> torch.Tensor:
+def reference_logps(
+    model, pairs: Sequence[Pair], pad_id: int, batch_size: int, device="cpu", precision: str = "fp32"
+) -> torch.Tensor:
     """[P, 2] summed log-probs of (chosen, rejected) continuations under `model`, in one pass (split
     across ranks when several processes run, and gathered)."""
     # fp32 log-probs (a float64 model keeps float64: the equivalence tests run in it)
@@ -61,18 +62,25 @@ def reference_logps(model, pairs: Sequence[Pair], pad_id: int, batch_size: int, 
     local = distributed.shard(range(len(pairs)))
     out = []
     for start in range(0, len(local), batch_size):
-        chunk = [pairs[i] for i in local[start: start + batch_size]]
+        chunk = [pairs[i] for i in local[start : start + batch_size]]
         batch = pair_batch(chunk, pad_id, device)
         with autocast(device, precision):
             hidden = hidden_states(model, batch["input_ids"], batch["attention_mask"])
         seq = sequence_logprobs(hidden, lm_head_weight(model, hidden.dtype), batch["labels"]).to(dtype)
-        out.extend(torch.stack([seq[: len(chunk)], seq[len(chunk):]], 1).cpu().tolist())
+        out.extend(torch.stack([seq[: len(chunk)], seq[len(chunk) :]], 1).cpu().tolist())
     return torch.tensor(distributed.gather(out), dtype=dtype).reshape(len(pairs), 2)
 
 
-def train_preference(model, tokenizer, pairs: Sequence[Pair], cfg: PreferenceConfig, seed: int,
-                     device: str = "cpu", train: TrainConfig | None = None,
-                     log: StepLogger | None = None) -> list[dict]:
+def train_preference(
+    model,
+    tokenizer,
+    pairs: Sequence[Pair],
+    cfg: PreferenceConfig,
+    seed: int,
+    device: str = "cpu",
+    train: TrainConfig | None = None,
+    log: StepLogger | None = None,
+) -> list[dict]:
     """Optimise `model` on `pairs`; returns the metrics of every step (TRL's names).
 
     `train` sets precision, gradient checkpointing, accumulation and LoRA; `log(step, metrics)` sees
@@ -96,13 +104,21 @@ def train_preference(model, tokenizer, pairs: Sequence[Pair], cfg: PreferenceCon
     steps = max(1, round(cfg.epochs * len(pairs) / cfg.batch_size))
 
     def micro_loss(module, part, batch):
-        out = _pair_loss(module, reference, ref, loss_fn, [pairs[j] for j in part], part, pad, device,
-                         train.precision)
+        out = _pair_loss(module, reference, ref, loss_fn, [pairs[j] for j in part], part, pad, device, train.precision)
         return out.loss, out.metrics()
 
-    return optimise(model, train, _pair_batches(len(pairs), cfg.batch_size, steps, seed), micro_loss, lr=cfg.lr,
-                    total_steps=steps, warmup_steps=max(1, steps // 10), per_item=True,
-                    desc="preference optimisation", log=log)
+    return optimise(
+        model,
+        train,
+        _pair_batches(len(pairs), cfg.batch_size, steps, seed),
+        micro_loss,
+        lr=cfg.lr,
+        total_steps=steps,
+        warmup_steps=max(1, steps // 10),
+        per_item=True,
+        desc="preference optimisation",
+        log=log,
+    )
 
 
 def _pair_batches(n: int, batch_size: int, steps: int, seed: int) -> Iterator[tuple[list[int], dict]]:

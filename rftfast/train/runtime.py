@@ -29,8 +29,9 @@ class TrainConfig:
     lora_r: int = 0  # > 0: train peft LoRA adapters of this rank, merged into the weights after each stage
     lora_alpha: int = 16
     lora_dropout: float = 0.0
-    lora_targets: list[str] = field(default_factory=lambda: [
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    lora_targets: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
     flush_denormal: bool = True  # CPU: subnormal floats read and written as zero (see `flush_denormals`)
 
 
@@ -69,8 +70,10 @@ def trainable(model, cfg: TrainConfig) -> Iterator:
     plain transformers model that saves, generates and serves as usual.
     """
     if cfg.lora_r > 0 and distributed.active() and cfg.parallel == "fsdp2":
-        raise ValueError("train.lora_r > 0 with several processes needs train.parallel=ddp (LoRA adapters are "
-                         "small enough to replicate; FSDP2 of a peft model is not supported here)")
+        raise ValueError(
+            "train.lora_r > 0 with several processes needs train.parallel=ddp (LoRA adapters are "
+            "small enough to replicate; FSDP2 of a peft model is not supported here)"
+        )
     if cfg.lora_r > 0:
         try:
             from peft import LoraConfig, get_peft_model
@@ -81,8 +84,13 @@ def trainable(model, cfg: TrainConfig) -> Iterator:
     wrapped = model
     trainable_before = {name for name, p in model.named_parameters() if p.requires_grad}
     if cfg.lora_r > 0:
-        lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                          target_modules=list(cfg.lora_targets), task_type="CAUSAL_LM")
+        lora = LoraConfig(
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=list(cfg.lora_targets),
+            task_type="CAUSAL_LM",
+        )
         wrapped = get_peft_model(model, lora)
     finished = False
     try:
@@ -173,11 +181,17 @@ def gradient_sync(module, on: bool):
 def _checkpointing(model, on: bool) -> None:
     """Recompute each decoder layer's activations in the backward (transformers >= 5 renamed the switch)."""
     if hasattr(model, "activation_checkpointing_enable"):
-        enable, disable, key = model.activation_checkpointing_enable, model.activation_checkpointing_disable, \
-            "activation_checkpointing_kwargs"
+        enable, disable, key = (
+            model.activation_checkpointing_enable,
+            model.activation_checkpointing_disable,
+            "activation_checkpointing_kwargs",
+        )
     else:
-        enable, disable, key = model.gradient_checkpointing_enable, model.gradient_checkpointing_disable, \
-            "gradient_checkpointing_kwargs"
+        enable, disable, key = (
+            model.gradient_checkpointing_enable,
+            model.gradient_checkpointing_disable,
+            "gradient_checkpointing_kwargs",
+        )
     # Non-reentrant checkpointing needs no input that requires grad, which LoRA would otherwise need.
     if on:
         enable(**{key: {"use_reentrant": False}})
@@ -198,8 +212,9 @@ class StepLog:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                raise ImportError("tensorboard = true needs the tensorboard package: "
-                                  "pip install 'rftfast[tensorboard]'") from None
+                raise ImportError(
+                    "tensorboard = true needs the tensorboard package: pip install 'rftfast[tensorboard]'"
+                ) from None
             self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
 
     def __call__(self, stage: str, step: int, metrics: dict[str, float]) -> None:

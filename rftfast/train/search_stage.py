@@ -23,8 +23,9 @@ class SearchStageConfig(SearchConfig):
     gpu_memory_utilization: float = 0.3  # vLLM's share of each GPU (training state lives beside it)
 
 
-def search_pairs(model, tokenizer, records: Sequence[Record], cfg: SearchStageConfig, seed: int,
-                 model_path: str | Path | None = None) -> tuple[list[Pair], dict]:
+def search_pairs(
+    model, tokenizer, records: Sequence[Record], cfg: SearchStageConfig, seed: int, model_path: str | Path | None = None
+) -> tuple[list[Pair], dict]:
     """Run the MCTS over `records`; returns the `rftfast.mcts.Pair`s and the stats the report shows.
 
     `cfg.backend` picks the generator: transformers on `model` (prefix KV reuse on), or vLLM on the
@@ -45,9 +46,15 @@ def search_pairs(model, tokenizer, records: Sequence[Record], cfg: SearchStageCo
         s, g = result.stats, generator.stats
         # `tree` indexes this share's records; make it the record's index in `records`.
         pairs = [dataclasses.replace(p, tree=part + parts * p.tree) for p in result.pairs]
-        stats = {"simulations": s.simulations, "nodes": s.nodes, "search_seconds": s.wall_seconds,
-                 "generator_seconds": s.generator_seconds, "bookkeeping_seconds": s.bookkeeping_seconds,
-                 "prefill_computed": g.prefill_computed, "prefill_reused": g.prefill_reused}
+        stats = {
+            "simulations": s.simulations,
+            "nodes": s.nodes,
+            "search_seconds": s.wall_seconds,
+            "generator_seconds": s.generator_seconds,
+            "bookkeeping_seconds": s.bookkeeping_seconds,
+            "prefill_computed": g.prefill_computed,
+            "prefill_reused": g.prefill_reused,
+        }
     generator.close()  # frees a vLLM engine's GPU memory before training resumes
     # One entry per record share: pairs put back in record order, stats summed (times: the slowest share).
     shares = distributed.gather([(pairs, stats)], part, parts)
@@ -64,8 +71,13 @@ def _generator(model, tokenizer, cfg: SearchStageConfig, seed: int, model_path):
         tp, world = cfg.tensor_parallel_size, distributed.world_size()
         if world > 1 and world % tp:  # one process: vLLM starts its own tensor-parallel workers
             raise ValueError(f"search.tensor_parallel_size={tp} does not divide the {world} processes")
-        return VLLMGenerator(str(model_path), tensor_parallel_size=tp, data_parallel_size=max(1, world // tp),
-                             gpu_memory_utilization=cfg.gpu_memory_utilization, seed=seed)
+        return VLLMGenerator(
+            str(model_path),
+            tensor_parallel_size=tp,
+            data_parallel_size=max(1, world // tp),
+            gpu_memory_utilization=cfg.gpu_memory_utilization,
+            seed=seed,
+        )
     from rftfast.generation import TransformersGenerator
 
     return TransformersGenerator(model, tokenizer, prefix_cache=True)
@@ -79,7 +91,10 @@ def _merge_stats(shares: list[dict]) -> dict:
     wall = max(s["search_seconds"] for s in done)
     bookkeeping = sum(s["bookkeeping_seconds"] for s in done) / max(sum(s["search_seconds"] for s in done), 1e-9)
     prefill = total["prefill_computed"] + total["prefill_reused"]
-    return {**total, "search_seconds": round(wall, 2),
-            "generator_seconds": round(max(s["generator_seconds"] for s in done), 2),
-            "bookkeeping_fraction": round(bookkeeping, 4),
-            "prefill_reuse": round(total["prefill_reused"] / prefill, 3) if prefill else 0.0}
+    return {
+        **total,
+        "search_seconds": round(wall, 2),
+        "generator_seconds": round(max(s["generator_seconds"] for s in done), 2),
+        "bookkeeping_fraction": round(bookkeeping, 4),
+        "prefill_reuse": round(total["prefill_reused"] / prefill, 3) if prefill else 0.0,
+    }

@@ -84,7 +84,7 @@ class Schedule:
                 if len(drawn) == batch_size * length_group or step == steps - 1:
                     if length_group > 1:
                         drawn.sort(key=lambda e: len(e.input_ids))
-                    group = [drawn[i: i + batch_size] for i in range(0, len(drawn), batch_size)]
+                    group = [drawn[i : i + batch_size] for i in range(0, len(drawn), batch_size)]
                     regroup.shuffle(group)
                     yield from ((k, batch) for batch in group)
                     drawn = []
@@ -106,14 +106,26 @@ def make_schedule(examples: Sequence[Example], difficulty: Sequence[float], cfg:
     ranked = [e for _, _, e in sorted(zip(difficulty, tiebreak, examples, strict=True), key=lambda t: t[:2])]
     k = min(cfg.buckets, len(ranked))
     bounds = [round(i * len(ranked) / k) for i in range(k + 1)]
-    buckets = [ranked[bounds[i]: bounds[i + 1]] for i in range(k)]
+    buckets = [ranked[bounds[i] : bounds[i + 1]] for i in range(k)]
     steps = [max(1, round(total * len(b) / len(ranked))) for b in buckets]
     return Schedule(buckets, steps, cfg.replay)
 
 
-def train_sft(model, tokenizer, schedule: Schedule, *, lr: float, batch_size: int, warmup_steps: int,
-              length_group: int = 1, seed: int, device: str = "cpu", desc: str = "warm-up SFT",
-              train: TrainConfig | None = None, log: StepLogger | None = None) -> list[float]:
+def train_sft(
+    model,
+    tokenizer,
+    schedule: Schedule,
+    *,
+    lr: float,
+    batch_size: int,
+    warmup_steps: int,
+    length_group: int = 1,
+    seed: int,
+    device: str = "cpu",
+    desc: str = "warm-up SFT",
+    train: TrainConfig | None = None,
+    log: StepLogger | None = None,
+) -> list[float]:
     """Run the schedule (`batch_size` examples a step, grouped by length over `length_group` batches)
     with AdamW at peak rate `lr` and a cosine schedule after `warmup_steps`; returns every step's loss.
 
@@ -132,8 +144,17 @@ def train_sft(model, tokenizer, schedule: Schedule, *, lr: float, batch_size: in
             loss, _ = answer_nll(module, batch, denominator=tokens)
         return loss, {"loss": loss.item()}
 
-    batches = ((examples, {"bucket": bucket}) for bucket, examples in
-               schedule.batches(batch_size, seed, length_group))
-    history = optimise(model, train, batches, micro_loss, lr=lr, total_steps=schedule.total_steps,
-                       warmup_steps=warmup_steps, per_item=False, desc=desc, log=log)
+    batches = ((examples, {"bucket": bucket}) for bucket, examples in schedule.batches(batch_size, seed, length_group))
+    history = optimise(
+        model,
+        train,
+        batches,
+        micro_loss,
+        lr=lr,
+        total_steps=schedule.total_steps,
+        warmup_steps=warmup_steps,
+        per_item=False,
+        desc=desc,
+        log=log,
+    )
     return [h["loss"] for h in history]

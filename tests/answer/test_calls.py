@@ -18,17 +18,21 @@ from rftfast.data.record import Call, ParseError
 _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_"
 identifiers = st.builds(str.__add__, st.sampled_from(_LETTERS), st.text(_LETTERS + "0123456789", max_size=8))
 # ToolACE-style names: identifiers joined by dots or single inner spaces ("Get Weather", "pkg.sub.f").
-function_names = st.builds(lambda first, rest: first + "".join(sep + part for sep, part in rest),
-                           identifiers, st.lists(st.tuples(st.sampled_from([".", " "]), identifiers), max_size=2))
+function_names = st.builds(
+    lambda first, rest: first + "".join(sep + part for sep, part in rest),
+    identifiers,
+    st.lists(st.tuples(st.sampled_from([".", " "]), identifiers), max_size=2),
+)
 awkward_characters = st.sampled_from(list("\"'\\\n\t\r\x00{}[](),=:<>/ é€😀\u2028"))
 # Surrogates included: every Python str, even an unpaired half, must survive the trip.
 strings = st.text(st.characters(exclude_categories=()) | awkward_characters, max_size=12)
-scalars = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
-           | strings)
-values = st.recursive(scalars, lambda children: st.lists(children, max_size=4)
-                      | st.dictionaries(strings, children, max_size=4), max_leaves=12)
-calls_strategy = st.lists(st.builds(Call, function_names, st.dictionaries(identifiers, values, max_size=4)),
-                          max_size=3)
+scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | strings
+values = st.recursive(
+    scalars,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(strings, children, max_size=4),
+    max_leaves=12,
+)
+calls_strategy = st.lists(st.builds(Call, function_names, st.dictionaries(identifiers, values, max_size=4)), max_size=3)
 
 
 def typed(value):
@@ -54,45 +58,81 @@ def typed_calls(calls):
 def test_the_example_from_the_docs():
     text = '[f(a=1, b="x"), pkg.g(c=[1, {"k": -2.5}])]'
     assert typed_calls(parse_calls(text)) == typed_calls(
-        [Call("f", {"a": 1, "b": "x"}), Call("pkg.g", {"c": [1, {"k": -2.5}]})])
+        [Call("f", {"a": 1, "b": "x"}), Call("pkg.g", {"c": [1, {"k": -2.5}]})]
+    )
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("f(a=1)", [Call("f", {"a": 1})]),
-    ("f()", [Call("f", {})]),
-    ("[f()]", [Call("f", {})]),
-    ("[]", []),
-    ("  [  ]  ", []),
-    ("f(), g(x=2)", [Call("f"), Call("g", {"x": 2})]),
-    ('[Get Weather(city="Paris")]', [Call("Get Weather", {"city": "Paris"})]),
-    ('[  Get  Weather  (city="Paris")]', [Call("Get  Weather", {"city": "Paris"})]),
-    ("[Sports.Team Stats.v2(team='x')]", [Call("Sports.Team Stats.v2", {"team": "x"})]),
-    ("[f(a=1,), g(),]", [Call("f", {"a": 1}), Call("g")]),
-    ('\n[\n  f(\n    a = 1 ,\n    b = "x"\n  )\n]\n', [Call("f", {"a": 1, "b": "x"})]),
-    ("f(my.arg=1, my-arg=2, _x=3)", [Call("f", {"my.arg": 1, "my-arg": 2, "_x": 3})]),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("f(a=1)", [Call("f", {"a": 1})]),
+        ("f()", [Call("f", {})]),
+        ("[f()]", [Call("f", {})]),
+        ("[]", []),
+        ("  [  ]  ", []),
+        ("f(), g(x=2)", [Call("f"), Call("g", {"x": 2})]),
+        ('[Get Weather(city="Paris")]', [Call("Get Weather", {"city": "Paris"})]),
+        ('[  Get  Weather  (city="Paris")]', [Call("Get  Weather", {"city": "Paris"})]),
+        ("[Sports.Team Stats.v2(team='x')]", [Call("Sports.Team Stats.v2", {"team": "x"})]),
+        ("[f(a=1,), g(),]", [Call("f", {"a": 1}), Call("g")]),
+        ('\n[\n  f(\n    a = 1 ,\n    b = "x"\n  )\n]\n', [Call("f", {"a": 1, "b": "x"})]),
+        ("f(my.arg=1, my-arg=2, _x=3)", [Call("f", {"my.arg": 1, "my-arg": 2, "_x": 3})]),
+    ],
+)
 def test_pythonic_calls(text, expected):
     assert typed_calls(parse_calls(text)) == typed_calls(expected)
 
 
-@pytest.mark.parametrize("literal,value", [
-    ("0", 0), ("-7", -7), ("+7", 7), ("123456789012345678901234567890", 123456789012345678901234567890),
-    ("1.0", 1.0), ("-2.5", -2.5), ("1e3", 1000.0), ("-2.5E-3", -0.0025), ("1.5e+10", 1.5e10), (".5", 0.5),
-    ("5.", 5.0), ("-0.0", -0.0),
-    ("True", True), ("False", False), ("None", None), ("true", True), ("false", False), ("null", None),
-    ('"x"', "x"), ("'x'", "x"), ('""', ""), ("''", ""),
-    (r'"say \"hi\""', 'say "hi"'), (r"'it\'s'", "it's"), ('"it\'s"', "it's"), ("'say \"hi\"'", 'say "hi"'),
-    (r'"a\nb\tc\\d\re"', "a\nb\tc\\d\re"), (r'"\u00e9\U0001F600\x41"', "é😀A"), ('"é😀"', "é😀"),
-    (r'"C:\path"', "C:\\path"),  # unknown escapes keep their backslash, as in Python
-    (r'"\ud83d\ude00"', "\ud83d\ude00"),  # surrogate halves stay halves, as in Python
-    ('"a\nb"', "a\nb"),  # a raw newline inside quotes is taken as it is
-    ('"(a=1), ]"', "(a=1), ]"),
-    ("[]", []), ("[1, [2, [3, [4]]]]", [1, [2, [3, [4]]]]), ("[1, 2,]", [1, 2]),
-    ("(1, 2)", [1, 2]), ("()", []), ("(1,)", [1]), ("(1)", 1), ("( [1] )", [1]),
-    ("{}", {}), ('{"k": -2.5, \'j\': [True, None]}', {"k": -2.5, "j": [True, None]}),
-    ('{"a": {"b": {"c": [{"d": 1e-5}]}}}', {"a": {"b": {"c": [{"d": 1e-5}]}}}),
-    ('{"k": 1,}', {"k": 1}),
-])
+@pytest.mark.parametrize(
+    "literal,value",
+    [
+        ("0", 0),
+        ("-7", -7),
+        ("+7", 7),
+        ("123456789012345678901234567890", 123456789012345678901234567890),
+        ("1.0", 1.0),
+        ("-2.5", -2.5),
+        ("1e3", 1000.0),
+        ("-2.5E-3", -0.0025),
+        ("1.5e+10", 1.5e10),
+        (".5", 0.5),
+        ("5.", 5.0),
+        ("-0.0", -0.0),
+        ("True", True),
+        ("False", False),
+        ("None", None),
+        ("true", True),
+        ("false", False),
+        ("null", None),
+        ('"x"', "x"),
+        ("'x'", "x"),
+        ('""', ""),
+        ("''", ""),
+        (r'"say \"hi\""', 'say "hi"'),
+        (r"'it\'s'", "it's"),
+        ('"it\'s"', "it's"),
+        ("'say \"hi\"'", 'say "hi"'),
+        (r'"a\nb\tc\\d\re"', "a\nb\tc\\d\re"),
+        (r'"\u00e9\U0001F600\x41"', "é😀A"),
+        ('"é😀"', "é😀"),
+        (r'"C:\path"', "C:\\path"),  # unknown escapes keep their backslash, as in Python
+        (r'"\ud83d\ude00"', "\ud83d\ude00"),  # surrogate halves stay halves, as in Python
+        ('"a\nb"', "a\nb"),  # a raw newline inside quotes is taken as it is
+        ('"(a=1), ]"', "(a=1), ]"),
+        ("[]", []),
+        ("[1, [2, [3, [4]]]]", [1, [2, [3, [4]]]]),
+        ("[1, 2,]", [1, 2]),
+        ("(1, 2)", [1, 2]),
+        ("()", []),
+        ("(1,)", [1]),
+        ("(1)", 1),
+        ("( [1] )", [1]),
+        ("{}", {}),
+        ("{\"k\": -2.5, 'j': [True, None]}", {"k": -2.5, "j": [True, None]}),
+        ('{"a": {"b": {"c": [{"d": 1e-5}]}}}', {"a": {"b": {"c": [{"d": 1e-5}]}}}),
+        ('{"k": 1,}', {"k": 1}),
+    ],
+)
 def test_pythonic_values(literal, value):
     (call,) = parse_calls(f"f(v={literal})")
     assert typed(call.arguments["v"]) == typed(value)
@@ -115,20 +155,28 @@ def test_locate_pythonic_calls_reports_where_arguments_begin():
 # --------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("calls,text", [
-    ([], "[]"),
-    ([Call("f")], "[f()]"),
-    ([Call("f", {"a": 1, "b": "x"}), Call("pkg.g", {"c": [1, {"k": -2.5}]})],
-     '[f(a=1, b="x"), pkg.g(c=[1, {"k": -2.5}])]'),
-    ([Call("Get Weather", {"city": "Paris"})], '[Get Weather(city="Paris")]'),
-    ([Call("f", {"a": True, "b": None, "c": 1.0, "d": 1e-7, "e": (1, 2)})],
-     "[f(a=True, b=None, c=1.0, d=1e-07, e=[1, 2])]"),
-    ([Call("f", {"s": 'say "hi"\n\\ é\x00'})], r'[f(s="say \"hi\"\n\\ é\u0000")]'),
-])
+@pytest.mark.parametrize(
+    "calls,text",
+    [
+        ([], "[]"),
+        ([Call("f")], "[f()]"),
+        (
+            [Call("f", {"a": 1, "b": "x"}), Call("pkg.g", {"c": [1, {"k": -2.5}]})],
+            '[f(a=1, b="x"), pkg.g(c=[1, {"k": -2.5}])]',
+        ),
+        ([Call("Get Weather", {"city": "Paris"})], '[Get Weather(city="Paris")]'),
+        (
+            [Call("f", {"a": True, "b": None, "c": 1.0, "d": 1e-7, "e": (1, 2)})],
+            "[f(a=True, b=None, c=1.0, d=1e-07, e=[1, 2])]",
+        ),
+        ([Call("f", {"s": 'say "hi"\n\\ é\x00'})], r'[f(s="say \"hi\"\n\\ é\u0000")]'),
+    ],
+)
 def test_render_pythonic(calls, text):
     assert render_calls(calls) == text
-    assert typed_calls(parse_calls(text)) == typed_calls([Call(c.name, json.loads(json.dumps(c.arguments)))
-                                                          for c in calls])
+    assert typed_calls(parse_calls(text)) == typed_calls(
+        [Call(c.name, json.loads(json.dumps(c.arguments))) for c in calls]
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -136,25 +184,32 @@ def test_render_pythonic(calls, text):
 # --------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text,expected", [
-    ('[{"name": "f", "arguments": {"a": 1, "b": 1.0}}]', [Call("f", {"a": 1, "b": 1.0})]),
-    ('{"name": "f", "arguments": {"a": 1}}', [Call("f", {"a": 1})]),
-    ('{"name": "f", "parameters": {"a": 1}}', [Call("f", {"a": 1})]),
-    ('{"name": "f", "arguments": "{\\"a\\": [1, null]}"}', [Call("f", {"a": [1, None]})]),
-    ('{"name": "f", "arguments": ""}', [Call("f")]),
-    ('{"name": "f"}', [Call("f")]),
-    ('{"type": "function", "function": {"name": "f", "arguments": {"a": 1}}}', [Call("f", {"a": 1})]),
-    ('  [ ]  ', []),
-    ('[{"name": "Get Weather", "arguments": {"city": "Paris"}}, {"name": "g", "arguments": {}}]',
-     [Call("Get Weather", {"city": "Paris"}), Call("g")]),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ('[{"name": "f", "arguments": {"a": 1, "b": 1.0}}]', [Call("f", {"a": 1, "b": 1.0})]),
+        ('{"name": "f", "arguments": {"a": 1}}', [Call("f", {"a": 1})]),
+        ('{"name": "f", "parameters": {"a": 1}}', [Call("f", {"a": 1})]),
+        ('{"name": "f", "arguments": "{\\"a\\": [1, null]}"}', [Call("f", {"a": [1, None]})]),
+        ('{"name": "f", "arguments": ""}', [Call("f")]),
+        ('{"name": "f"}', [Call("f")]),
+        ('{"type": "function", "function": {"name": "f", "arguments": {"a": 1}}}', [Call("f", {"a": 1})]),
+        ("  [ ]  ", []),
+        (
+            '[{"name": "Get Weather", "arguments": {"city": "Paris"}}, {"name": "g", "arguments": {}}]',
+            [Call("Get Weather", {"city": "Paris"}), Call("g")],
+        ),
+    ],
+)
 def test_json_calls(text, expected):
     assert typed_calls(parse_calls(text, "json")) == typed_calls(expected)
 
 
 def test_hermes_reads_every_block_and_ignores_the_text_around_them():
-    text = ('Let me look that up.\n<tool_call>\n{"name": "f", "arguments": {"a": 1}}\n</tool_call>\n'
-            'and also <tool_call>[{"name": "g", "parameters": {}}, {"name": "h"}]</tool_call> done')
+    text = (
+        'Let me look that up.\n<tool_call>\n{"name": "f", "arguments": {"a": 1}}\n</tool_call>\n'
+        'and also <tool_call>[{"name": "g", "parameters": {}}, {"name": "h"}]</tool_call> done'
+    )
     assert typed_calls(parse_calls(text, "hermes")) == typed_calls([Call("f", {"a": 1}), Call("g"), Call("h")])
     assert parse_calls("I cannot help with that.", "hermes") == []
 
@@ -261,20 +316,23 @@ def test_malformed_input_raises_parse_error_at_the_problem(format, text, positio
     assert raised.value.text == text
 
 
-@pytest.mark.parametrize("call,format,match", [
-    (Call(""), "pythonic", r"calls\[0\]\.name: expected a non-empty string"),
-    (Call(""), "json", r"calls\[0\]\.name"),
-    (Call("f(x)"), "pythonic", "cannot be written as a pythonic function name"),
-    (Call(" f"), "pythonic", "cannot be written as a pythonic function name"),
-    (Call("f\ng"), "pythonic", "cannot be written as a pythonic function name"),
-    (Call("f", {"a b": 1}), "pythonic", "cannot be written as a pythonic argument name"),
-    (Call("f", {"1a": 1}), "pythonic", "cannot be written as a pythonic argument name"),
-    (Call("f", {1: 1}), "json", "argument names must be strings"),
-    (Call("f", {"a": float("nan")}), "json", r"calls\[0\]\.arguments\['a'\]: nan"),
-    (Call("f", {"a": [float("inf")]}), "pythonic", r"\['a'\]\[0\]: inf"),
-    (Call("f", {"a": {1: 2}}), "hermes", "dict keys must be strings"),
-    (Call("f", {"a": {1, 2}}), "pythonic", "cannot write a set"),
-])
+@pytest.mark.parametrize(
+    "call,format,match",
+    [
+        (Call(""), "pythonic", r"calls\[0\]\.name: expected a non-empty string"),
+        (Call(""), "json", r"calls\[0\]\.name"),
+        (Call("f(x)"), "pythonic", "cannot be written as a pythonic function name"),
+        (Call(" f"), "pythonic", "cannot be written as a pythonic function name"),
+        (Call("f\ng"), "pythonic", "cannot be written as a pythonic function name"),
+        (Call("f", {"a b": 1}), "pythonic", "cannot be written as a pythonic argument name"),
+        (Call("f", {"1a": 1}), "pythonic", "cannot be written as a pythonic argument name"),
+        (Call("f", {1: 1}), "json", "argument names must be strings"),
+        (Call("f", {"a": float("nan")}), "json", r"calls\[0\]\.arguments\['a'\]: nan"),
+        (Call("f", {"a": [float("inf")]}), "pythonic", r"\['a'\]\[0\]: inf"),
+        (Call("f", {"a": {1: 2}}), "hermes", "dict keys must be strings"),
+        (Call("f", {"a": {1, 2}}), "pythonic", "cannot write a set"),
+    ],
+)
 def test_render_refuses_calls_that_would_not_read_back(call, format, match):
     with pytest.raises(ValueError, match=match):
         render_calls([call], format)
@@ -327,7 +385,7 @@ def test_a_cut_rendering_fails_cleanly(calls, data):
     except ParseError as e:
         assert 0 <= e.position <= cut
     else:
-        assert parsed == calls[:len(parsed)]
+        assert parsed == calls[: len(parsed)]
 
 
 garbage = st.text(st.sampled_from(list("[](){},=:\"'\\ .-+eE01aTfnx<>/_\n")) | st.characters(), max_size=40)

@@ -25,14 +25,20 @@ def test_lexer_follows_strings_escapes_and_brackets():
     assert lexer.at_top_level and not lexer.balanced
 
 
-@pytest.mark.parametrize("text,calls,status", [
-    ("", [], "tail"),
-    ('[f(a=1, b="x', [PartialCall("f", True, (("a", 1),), False, pending_name="b")], "whole"),
-    ('[f(a=1, b="x"), g(', [PartialCall("f", True, (("a", 1), ("b", "x")), True), PartialCall("g", True, (), False)],
-     "whole"),
-    ("[f(a=1, b", [PartialCall("f", True, (("a", 1),), False)], "tail"),
-    ("[f(a=1, b c, d=2", [PartialCall("f", True, (("a", 1),), False)], "broken"),
-    ("[f(a=1)]]", [PartialCall("f", True, (), False)], "broken"),  # cut back to "[f(": the rest does not parse
-])
+@pytest.mark.parametrize(
+    "text,calls,status",
+    [
+        ("", [], "tail"),
+        ('[f(a=1, b="x', [PartialCall("f", True, (("a", 1),), False, pending_name="b")], "whole"),
+        (
+            '[f(a=1, b="x"), g(',
+            [PartialCall("f", True, (("a", 1), ("b", "x")), True), PartialCall("g", True, (), False)],
+            "whole",
+        ),
+        ("[f(a=1, b", [PartialCall("f", True, (("a", 1),), False)], "tail"),
+        ("[f(a=1, b c, d=2", [PartialCall("f", True, (("a", 1),), False)], "broken"),
+        ("[f(a=1)]]", [PartialCall("f", True, (), False)], "broken"),  # cut back to "[f(": the rest does not parse
+    ],
+)
 def test_read_partial(text, calls, status):
     assert read_partial(text) == (calls, status)

@@ -17,14 +17,20 @@ def _boundaries(text: str, answer_so_far: str = "") -> list[int]:
     return [i + 1 for i, char in enumerate(text) if scanner.feed(char) is not None]
 
 
-@pytest.mark.parametrize("text,pieces", [
-    ('[f(a=1, b="x")]', ["[f(", "a=1,", ' b="x")', "]"]),
-    ('[f(a="x, (y)", b=[1, (2, 3)], c={"k": ","})]', ["[f(", 'a="x, (y)",', " b=[1, (2, 3)],", ' c={"k": ","})', "]"]),
-    ("[f(), g.h i(x='a\\'),')]", ["[f(", ")", ", g.h i(", "x='a\\'),')", "]"]),
-    ("f(a=1)", ["f(", "a=1)"]),
-    ("[]", ["[]"]),
-    ("Sorry, I cannot (really) help.", ["Sorry, I cannot (really) help."]),
-])
+@pytest.mark.parametrize(
+    "text,pieces",
+    [
+        ('[f(a=1, b="x")]', ["[f(", "a=1,", ' b="x")', "]"]),
+        (
+            '[f(a="x, (y)", b=[1, (2, 3)], c={"k": ","})]',
+            ["[f(", 'a="x, (y)",', " b=[1, (2, 3)],", ' c={"k": ","})', "]"],
+        ),
+        ("[f(), g.h i(x='a\\'),')]", ["[f(", ")", ", g.h i(", "x='a\\'),')", "]"]),
+        ("f(a=1)", ["f(", "a=1)"]),
+        ("[]", ["[]"]),
+        ("Sorry, I cannot (really) help.", ["Sorry, I cannot (really) help."]),
+    ],
+)
 def test_step_boundaries(text, pieces):
     cuts = [0, *_boundaries(text)]
     assert [text[a:b] for a, b in zip(cuts, [*cuts[1:], len(text)]) if a < b] == pieces
@@ -43,7 +49,8 @@ _strings = st.text(st.sampled_from(list("ab ,()[]{}=\"'\\\n")), max_size=8)
 _values = st.recursive(
     st.none() | st.booleans() | st.integers() | _strings,
     lambda children: st.lists(children, max_size=3) | st.dictionaries(_strings, children, max_size=3),
-    max_leaves=8)
+    max_leaves=8,
+)
 _names = st.builds(lambda a, b: f"{a}.{b}" if b else a, _identifiers, _identifiers | st.just(""))
 _calls = st.lists(st.builds(Call, _names, st.dictionaries(_identifiers, _values, max_size=3)), max_size=3)
 

@@ -24,24 +24,44 @@ def pieces(text):
 # --------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text,expected", [
-    ('[f(a=1, b="x")]', [("open", "[f("), ("arg", "a=1, "), ("arg", 'b="x"'), ("close", ")]")]),
-    ("[f(a=1), g(b=2)]", [("open", "[f("), ("arg", "a=1"), ("close", ")"),
-                          ("open", ", g("), ("arg", "b=2"), ("close", ")]")]),
-    ("[f()]", [("open", "[f("), ("close", ")]")]),
-    ("f(a=1)", [("open", "f("), ("arg", "a=1"), ("close", ")")]),
-    ("[]", [("close", "[]")]),
-    ('[Get Weather(city="Paris")]', [("open", "[Get Weather("), ("arg", 'city="Paris"'), ("close", ")]")]),
-    # Brackets, commas and "=" inside values are not cuts.
-    ('[f(q="a), g(b=", xs=[1, (2, 3)], d={"k": "v)"})]',
-     [("open", "[f("), ("arg", 'q="a), g(b=", '), ("arg", "xs=[1, (2, 3)], "), ("arg", 'd={"k": "v)"}'),
-      ("close", ")]")]),
-    # Whitespace goes with the step before the next significant character; the ends go to the first and last.
-    ('  [ f ( a = 1 ,  b="x" ) ,\n g( ) ] \n',
-     [("open", "  [ f ( "), ("arg", "a = 1 ,  "), ("arg", 'b="x" '), ("close", ")"),
-      ("open", " ,\n g( "), ("close", ") ] \n")]),
-    ("[f(a=1,),]", [("open", "[f("), ("arg", "a=1,"), ("close", "),]")]),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ('[f(a=1, b="x")]', [("open", "[f("), ("arg", "a=1, "), ("arg", 'b="x"'), ("close", ")]")]),
+        (
+            "[f(a=1), g(b=2)]",
+            [("open", "[f("), ("arg", "a=1"), ("close", ")"), ("open", ", g("), ("arg", "b=2"), ("close", ")]")],
+        ),
+        ("[f()]", [("open", "[f("), ("close", ")]")]),
+        ("f(a=1)", [("open", "f("), ("arg", "a=1"), ("close", ")")]),
+        ("[]", [("close", "[]")]),
+        ('[Get Weather(city="Paris")]', [("open", "[Get Weather("), ("arg", 'city="Paris"'), ("close", ")]")]),
+        # Brackets, commas and "=" inside values are not cuts.
+        (
+            '[f(q="a), g(b=", xs=[1, (2, 3)], d={"k": "v)"})]',
+            [
+                ("open", "[f("),
+                ("arg", 'q="a), g(b=", '),
+                ("arg", "xs=[1, (2, 3)], "),
+                ("arg", 'd={"k": "v)"}'),
+                ("close", ")]"),
+            ],
+        ),
+        # Whitespace goes with the step before the next significant character; the ends go to the first and last.
+        (
+            '  [ f ( a = 1 ,  b="x" ) ,\n g( ) ] \n',
+            [
+                ("open", "  [ f ( "),
+                ("arg", "a = 1 ,  "),
+                ("arg", 'b="x" '),
+                ("close", ")"),
+                ("open", " ,\n g( "),
+                ("close", ") ] \n"),
+            ],
+        ),
+        ("[f(a=1,),]", [("open", "[f("), ("arg", "a=1,"), ("close", "),]")]),
+    ],
+)
 def test_segment_calls(text, expected):
     assert pieces(text) == expected
 
@@ -151,7 +171,7 @@ def check_boundaries(text, tokenizer):
         assert all(start < step.end for start in starts[:boundary])
         assert all(start >= step.end for start in starts[boundary:])
         decoded = tokenizer.decode(encoding["input_ids"][:boundary], clean_up_tokenization_spaces=False)
-        assert decoded.startswith(text[:step.end])
+        assert decoded.startswith(text[: step.end])
     assert step_token_boundaries(text, steps, tokenizer, offset_tokens=7) == [b + 7 for b in boundaries]
 
 

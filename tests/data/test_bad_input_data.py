@@ -75,8 +75,12 @@ def mutated_lines(fmt: str) -> list[tuple[str, bytes]]:
         text = json.dumps(sample)
         for path in key_paths(sample):
             for value in (*WRONG, DELETE) if path else WRONG:
-                lines.append((f"{path} = {'deleted' if value is DELETE else repr(value)}",
-                              json.dumps(replaced(sample, path, value)).encode()))
+                lines.append(
+                    (
+                        f"{path} = {'deleted' if value is DELETE else repr(value)}",
+                        json.dumps(replaced(sample, path, value)).encode(),
+                    )
+                )
         for key in sample:
             lines.append((f"{key} nested 900 deep", json.dumps(replaced(sample, (key,), nested(900))).encode()))
             lines.append((f"{key} = NaN", json.dumps(replaced(sample, (key,), float("nan"))).encode()))
@@ -107,7 +111,7 @@ def outcome(fmt: str, src: Path, dst: Path, on_error: str = "stop") -> str:
         report = convert_file(fmt, src, dst, on_error)
     except RecordError as e:
         match = re.match(re.escape(str(src)) + r"(:\d+|\[\d+\]|:)", str(e))
-        return f"refused at {match.group(0)[len(str(src)):]}" if match else f"RecordError without location: {e}"
+        return f"refused at {match.group(0)[len(str(src)) :]}" if match else f"RecordError without location: {e}"
     except Exception as e:  # noqa: BLE001 - what the test looks for
         return f"{type(e).__name__}: {str(e)[:80]}"
     try:
@@ -152,7 +156,7 @@ def test_file_level_problems_are_refused_with_the_file(tmp_path):
         "blank.jsonl": b"\n  \n",
         "array.json": f"[{valid},\n{valid[:40]}".encode(),  # one JSON document: the whole file is refused
         "latin1.json": f"[{valid},\n{valid.replace('a', chr(233), 1)}]".encode("latin-1"),
-        "nan.json": f"[{valid},\n{{\"query\": NaN}}]".encode(),
+        "nan.json": f'[{valid},\n{{"query": NaN}}]'.encode(),
         "notes.txt": b"hello",
         "missing/data.parquet": None,
         "broken.parquet": b"PAR1 not really",
@@ -232,8 +236,11 @@ def test_fuzzed_possible_answers_are_refused_with_their_location(tmp_path, monke
 def test_cli_says_file_and_line_and_exits_2(tmp_path, capsys):
     for fmt in SAMPLES:
         valid = json.dumps(SAMPLES[fmt][0]).encode()
-        bad_lines = [line for what, line in mutated_lines(fmt)
-                     if what.startswith(("truncated at", "byte 0xff", "nested 100000")) or "NaN" in what]
+        bad_lines = [
+            line
+            for what, line in mutated_lines(fmt)
+            if what.startswith(("truncated at", "byte 0xff", "nested 100000")) or "NaN" in what
+        ]
         for line in bad_lines[::4]:
             src = source_file(tmp_path, fmt, [valid, line])
             assert main(["data", "convert", "--format", fmt, str(src), str(tmp_path / "out.jsonl")]) == 2
@@ -246,9 +253,23 @@ def test_cli_says_file_and_line_and_exits_2(tmp_path, capsys):
 def test_offline_hub_id_fails_fast_and_names_it(tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     start = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "rftfast.cli", "data", "convert", "--format", "xlam",
-                           "nobody/no-such-dataset", str(tmp_path / "out.jsonl")],
-                          env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rftfast.cli",
+            "data",
+            "convert",
+            "--format",
+            "xlam",
+            "nobody/no-such-dataset",
+            str(tmp_path / "out.jsonl"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert time.monotonic() - start < 60  # python and `datasets` start-up on a busy machine; not a minute of retries
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.startswith("error: nobody/no-such-dataset: cannot load") and "HF_HUB_OFFLINE" in done.stderr

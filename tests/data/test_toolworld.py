@@ -34,6 +34,7 @@ def calls_of(records):
 
 # --- the tools -----------------------------------------------------------------------------------
 
+
 def test_tools_are_strict_json_schemas():
     jsonschema = pytest.importorskip("jsonschema")
     assert len(TOOLS) >= 12
@@ -46,11 +47,13 @@ def test_tools_are_strict_json_schemas():
         assert set(params["required"]) <= set(params["properties"])
         for name, spec in params["properties"].items():
             assert spec.get("type") and spec.get("description"), f"{fn['name']}.{name}"
-    assert any(set(t["function"]["parameters"]["properties"]) - set(t["function"]["parameters"]["required"])
-               for t in TOOLS), "some tools have optional parameters"
+    assert any(
+        set(t["function"]["parameters"]["properties"]) - set(t["function"]["parameters"]["required"]) for t in TOOLS
+    ), "some tools have optional parameters"
 
 
 # --- determinism -----------------------------------------------------------------------------------
+
 
 def dump(records):
     return json.dumps([r.to_json() for r in records], sort_keys=True)
@@ -86,6 +89,7 @@ def test_generate_rejects_bad_requests(kwargs):
 
 
 # --- every record is well formed ---------------------------------------------------------------------
+
 
 def test_system_prompt_states_the_tasks_today(records):
     for r in records:
@@ -138,6 +142,7 @@ def test_records_round_trip_through_json(records):
 
 # --- the levels' defining properties -------------------------------------------------------------------
 
+
 def required_of(name):
     return set(TOOLS_BY_NAME[name]["function"]["parameters"]["required"])
 
@@ -175,8 +180,9 @@ def test_level_5_values_are_computed_not_copied(records):
     """At least one argument of each answer does not appear in the final user message."""
     for r in by_level(records, 5):
         query = user_query(r)
-        copied = [all(form in query for form in spoken_forms(value))
-                  for call in r.answer for value in call.arguments.values()]
+        copied = [
+            all(form in query for form in spoken_forms(value)) for call in r.answer for value in call.arguments.values()
+        ]
         assert not all(copied), (query, r.answer)
 
 
@@ -185,8 +191,9 @@ def test_level_5_context_turns_carry_the_value(records):
     assert with_context, "some level-5 tasks pick a value from earlier turns"
     for r in with_context:
         earlier = json.dumps(r.messages[1:-1])
-        assert any(any(form in earlier for form in spoken_forms(value))
-                   for c in r.answer for value in c.arguments.values()), r.messages
+        assert any(
+            any(form in earlier for form in spoken_forms(value)) for c in r.answer for value in c.arguments.values()
+        ), r.messages
 
 
 def test_level_6_answers_in_text(records):
@@ -209,10 +216,18 @@ def test_unsupported_requests_never_offer_the_serving_tool():
 
 # --- the reasoning helpers are right -----------------------------------------------------------------
 
+
 def days_named(phrase, today):
     """An independent reading of relative_day's phrases."""
-    fixed = {"today": 0, "tomorrow": 1, "the day after tomorrow": 2, "in a week": 7, "a week from today": 7,
-             "in two weeks": 14, "two weeks from today": 14}
+    fixed = {
+        "today": 0,
+        "tomorrow": 1,
+        "the day after tomorrow": 2,
+        "in a week": 7,
+        "a week from today": 7,
+        "in two weeks": 14,
+        "two weeks from today": 14,
+    }
     if phrase in fixed:
         return fixed[phrase]
     if m := re.fullmatch(r"in (\w+) days", phrase):
@@ -232,56 +247,78 @@ def test_relative_days_count_from_today():
         assert day == today + timedelta(days=days_named(phrase, today)), (today, phrase, day)
 
 
-@pytest.mark.parametrize("time,spoken", [("00:00", "12 am"), ("09:00", "9 am"), ("12:30", "12:30 pm"),
-                                         ("19:45", "7:45 pm"), ("23:15", "11:15 pm")])
+@pytest.mark.parametrize(
+    "time,spoken",
+    [("00:00", "12 am"), ("09:00", "9 am"), ("12:30", "12:30 pm"), ("19:45", "7:45 pm"), ("23:15", "11:15 pm")],
+)
 def test_twelve_hour(time, spoken):
     assert twelve_hour(time) == spoken
 
 
 # --- the executor ---------------------------------------------------------------------------------------
 
+
 def test_executor_results_are_deterministic_and_plausible():
     assert execute(Call("get_weather", {"city": "Oslo"})) == execute(Call("get_weather", {"city": "Oslo"}))
     assert execute(Call("get_weather", {"city": "Oslo"}))["unit"] == "celsius", "defaults are applied"
     assert execute(Call("convert_units", {"value": 1.0, "from_unit": "miles", "to_unit": "kilometers"}))[
-        "result"] == pytest.approx(1.609344, rel=1e-5)
+        "result"
+    ] == pytest.approx(1.609344, rel=1e-5)
     assert execute(Call("convert_units", {"value": 100.0, "from_unit": "celsius", "to_unit": "fahrenheit"}))[
-        "result"] == pytest.approx(212.0)
-    assert execute(Call("convert_currency", {"amount": 10.0, "from_currency": "EUR", "to_currency": "EUR"}))[
-        "converted_amount"] == 10.0
+        "result"
+    ] == pytest.approx(212.0)
+    assert (
+        execute(Call("convert_currency", {"amount": 10.0, "from_currency": "EUR", "to_currency": "EUR"}))[
+            "converted_amount"
+        ]
+        == 10.0
+    )
     assert execute(Call("calculate", {"expression": "(3 + 4) * 2"}))["result"] == 14
     assert len(execute(Call("web_search", {"query": "numba", "max_results": 3}))["results"]) == 3
     assert execute({"name": "get_stock_price", "arguments": {"symbol": "AAPL"}})["symbol"] == "AAPL"
 
 
-@pytest.mark.parametrize("call,match", [
-    (Call("order_pizza", {}), "unknown tool 'order_pizza'"),
-    (Call("get_weather", {}), "missing required argument 'city'"),
-    (Call("get_weather", {"city": "Rome", "country": "IT"}), "unexpected argument 'country'"),
-    (Call("get_weather", {"city": 42}), "argument 'city' must be a string"),
-    (Call("get_weather", {"city": ""}), "must not be empty"),
-    (Call("get_weather", {"city": "Rome", "unit": "kelvin"}), "must be one of"),
-    (Call("book_restaurant", {"name": "X", "date": "2025-01-01", "time": "19:00", "party_size": "4"}),
-     "'party_size' must be an integer"),
-    (Call("book_restaurant", {"name": "X", "date": "2025-01-01", "time": "19:00", "party_size": 4.0}),
-     "'party_size' must be an integer"),
-    (Call("book_restaurant", {"name": "X", "date": "2025-01-01", "time": "19:00", "party_size": True}),
-     "'party_size' must be an integer"),
-    (Call("book_restaurant", {"name": "X", "date": "2025-01-01", "time": "19:00", "party_size": 0}), ">= 1"),
-    (Call("book_restaurant", {"name": "X", "date": "2025-01-01", "time": "7pm", "party_size": 2}),
-     "'time' does not match"),
-    (Call("list_events", {"date": "03/14/2025"}), "'date' does not match"),
-    (Call("list_events", {"date": "2025-02-30"}), "not a real calendar date"),
-    (Call("send_email", {"to": "bob", "subject": "Hi"}), "'to' does not match"),
-    (Call("convert_currency", {"amount": 5.0, "from_currency": "usd", "to_currency": "EUR"}), "must be one of"),
-    (Call("convert_currency", {"amount": float("nan"), "from_currency": "USD", "to_currency": "EUR"}), "finite"),
-    (Call("convert_units", {"value": 1.0, "from_unit": "kilograms", "to_unit": "miles"}),
-     "cannot convert kilograms"),
-    (Call("calculate", {"expression": "2 +"}), "not an arithmetic expression"),
-    (Call("calculate", {"expression": "__import__('os')"}), "unsupported element"),
-    (Call("calculate", {"expression": "1 / 0"}), "division by zero"),
-    (Call("calculate", {"expression": "9 ** 9 ** 9"}), "too large"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (Call("order_pizza", {}), "unknown tool 'order_pizza'"),
+        (Call("get_weather", {}), "missing required argument 'city'"),
+        (Call("get_weather", {"city": "Rome", "country": "IT"}), "unexpected argument 'country'"),
+        (Call("get_weather", {"city": 42}), "argument 'city' must be a string"),
+        (Call("get_weather", {"city": ""}), "must not be empty"),
+        (Call("get_weather", {"city": "Rome", "unit": "kelvin"}), "must be one of"),
+        (
+            Call("book_restaurant", {"name": "X", "date": "2025-01-01", "time": "19:00", "party_size": "4"}),
+            "'party_size' must be an integer",
+        ),
+        (
+            Call("book_restaurant", {"name": "X", "date": "2025-01-01", "time": "19:00", "party_size": 4.0}),
+            "'party_size' must be an integer",
+        ),
+        (
+            Call("book_restaurant", {"name": "X", "date": "2025-01-01", "time": "19:00", "party_size": True}),
+            "'party_size' must be an integer",
+        ),
+        (Call("book_restaurant", {"name": "X", "date": "2025-01-01", "time": "19:00", "party_size": 0}), ">= 1"),
+        (
+            Call("book_restaurant", {"name": "X", "date": "2025-01-01", "time": "7pm", "party_size": 2}),
+            "'time' does not match",
+        ),
+        (Call("list_events", {"date": "03/14/2025"}), "'date' does not match"),
+        (Call("list_events", {"date": "2025-02-30"}), "not a real calendar date"),
+        (Call("send_email", {"to": "bob", "subject": "Hi"}), "'to' does not match"),
+        (Call("convert_currency", {"amount": 5.0, "from_currency": "usd", "to_currency": "EUR"}), "must be one of"),
+        (Call("convert_currency", {"amount": float("nan"), "from_currency": "USD", "to_currency": "EUR"}), "finite"),
+        (
+            Call("convert_units", {"value": 1.0, "from_unit": "kilograms", "to_unit": "miles"}),
+            "cannot convert kilograms",
+        ),
+        (Call("calculate", {"expression": "2 +"}), "not an arithmetic expression"),
+        (Call("calculate", {"expression": "__import__('os')"}), "unsupported element"),
+        (Call("calculate", {"expression": "1 / 0"}), "division by zero"),
+        (Call("calculate", {"expression": "9 ** 9 ** 9"}), "too large"),
+    ],
+)
 def test_executor_rejects_bad_calls(call, match):
     with pytest.raises(ValueError, match=match):
         execute(call)
@@ -289,10 +326,16 @@ def test_executor_rejects_bad_calls(call, match):
 
 def test_validate_fills_defaults():
     assert validate(Call("find_flights", {"origin": "A", "destination": "B", "date": "2025-05-01"})) == {
-        "origin": "A", "destination": "B", "date": "2025-05-01", "cabin_class": "economy", "passengers": 1}
+        "origin": "A",
+        "destination": "B",
+        "date": "2025-05-01",
+        "cabin_class": "economy",
+        "passengers": 1,
+    }
 
 
 # --- split, variety, speed ---------------------------------------------------------------------------------
+
 
 def test_split_shares_no_query_and_keeps_everything(records):
     train, heldout = split(records, heldout_fraction=0.2, seed=0)

@@ -92,8 +92,18 @@ def test_calls_in_bfcl_decoded_form_and_docs_in_openai_wrapper():
     assert_verdict(check([WEATHER], [openai_call], weather_answer(), "simple"), "ok")
 
 
-@pytest.mark.parametrize("calls", ["weather.forecast(city='NYC')", None, {"weather.forecast": {}}, [42], [{}],
-                                   [{"a": {}, "b": {}}], [{"weather.forecast": "city=NYC"}]])
+@pytest.mark.parametrize(
+    "calls",
+    [
+        "weather.forecast(city='NYC')",
+        None,
+        {"weather.forecast": {}},
+        [42],
+        [{}],
+        [{"a": {}, "b": {}}],
+        [{"weather.forecast": "city=NYC"}],
+    ],
+)
 def test_anything_but_a_list_of_calls_is_a_parse_failure(calls):
     assert_verdict(check([WEATHER], calls, weather_answer(), "simple"), "parse_failure")
 
@@ -206,8 +216,9 @@ def test_dicts_compare_key_by_key():
 def test_lists_of_dicts_compare_dict_by_dict_in_order():
     answer = weather_answer(stops=[[{"at": ["Rome"]}, {"at": ["Oslo"]}]])
     assert_verdict(judge({"city": "NYC", "days": 3, "stops": [{"at": "rome"}, {"at": "oslo"}]}, answer=answer), "ok")
-    assert_verdict(judge({"city": "NYC", "days": 3, "stops": [{"at": "oslo"}, {"at": "rome"}]}, answer=answer),
-                   "wrong_value")
+    assert_verdict(
+        judge({"city": "NYC", "days": 3, "stops": [{"at": "oslo"}, {"at": "rome"}]}, answer=answer), "wrong_value"
+    )
     assert_verdict(judge({"city": "NYC", "days": 3, "stops": [{"at": "rome"}]}, answer=answer), "wrong_value")
 
 
@@ -280,21 +291,33 @@ JAVA_DOC = {
         "required": ["size"],
     },
 }
-JAVA_ANSWER = [{"Store.put": {"size": [5], "ids": [[1, 2], ""], "names": [["a b"], ""], "opts": ["", {"k": ["v"]}],
-                              "ratio": ["", 0.5]}}]
+JAVA_ANSWER = [
+    {
+        "Store.put": {
+            "size": [5],
+            "ids": [[1, 2], ""],
+            "names": [["a b"], ""],
+            "opts": ["", {"k": ["v"]}],
+            "ratio": ["", 0.5],
+        }
+    }
+]
 
 
-@pytest.mark.parametrize(("arguments", "category"), [
-    ({"size": "5L"}, "ok"),
-    ({"size": "5"}, "wrong_type"),  # a long needs its L
-    ({"size": 5}, "wrong_type"),  # Java values are source text
-    ({"size": "6L"}, "wrong_value"),
-    ({"size": "5L", "ids": "new int[]{1, 2}"}, "ok"),
-    ({"size": "5L", "names": 'new ArrayList<>(Arrays.asList("A B"))'}, "ok"),
-    ({"size": "5L", "opts": 'new HashMap<String, String>() {{ put("k", "V"); }}'}, "ok"),
-    ({"size": "5L", "ratio": "0.5f"}, "ok"),
-    ({"size": "5L", "ratio": "0.5"}, "wrong_type"),
-])
+@pytest.mark.parametrize(
+    ("arguments", "category"),
+    [
+        ({"size": "5L"}, "ok"),
+        ({"size": "5"}, "wrong_type"),  # a long needs its L
+        ({"size": 5}, "wrong_type"),  # Java values are source text
+        ({"size": "6L"}, "wrong_value"),
+        ({"size": "5L", "ids": "new int[]{1, 2}"}, "ok"),
+        ({"size": "5L", "names": 'new ArrayList<>(Arrays.asList("A B"))'}, "ok"),
+        ({"size": "5L", "opts": 'new HashMap<String, String>() {{ put("k", "V"); }}'}, "ok"),
+        ({"size": "5L", "ratio": "0.5f"}, "ok"),
+        ({"size": "5L", "ratio": "0.5"}, "wrong_type"),
+    ],
+)
 def test_java_values_are_source_text_converted_by_type(arguments, category):
     assert_verdict(check([JAVA_DOC], [Call("Store.put", arguments)], JAVA_ANSWER, "simple_java"), category)
 
@@ -313,19 +336,23 @@ JS_DOC = {
         "required": ["count"],
     },
 }
-JS_ANSWER = [{"render": {"count": [7], "tags": [["x", "y"], ""], "style": ["", {"color": ["red"]}],
-                         "title": ["", "Hi"]}}]
+JS_ANSWER = [
+    {"render": {"count": [7], "tags": [["x", "y"], ""], "style": ["", {"color": ["red"]}], "title": ["", "Hi"]}}
+]
 
 
-@pytest.mark.parametrize(("arguments", "category"), [
-    ({"count": "7n"}, "ok"),
-    ({"count": "7"}, "wrong_type"),
-    ({"count": 7}, "wrong_type"),
-    ({"count": "7n", "tags": "['x', 'y']"}, "ok"),
-    ({"count": "7n", "tags": "new Array('x', 'y')"}, "ok"),
-    ({"count": "7n", "style": "{color: 'red'}"}, "ok"),
-    ({"count": "7n", "title": "'hi'"}, "ok"),
-])
+@pytest.mark.parametrize(
+    ("arguments", "category"),
+    [
+        ({"count": "7n"}, "ok"),
+        ({"count": "7"}, "wrong_type"),
+        ({"count": 7}, "wrong_type"),
+        ({"count": "7n", "tags": "['x', 'y']"}, "ok"),
+        ({"count": "7n", "tags": "new Array('x', 'y')"}, "ok"),
+        ({"count": "7n", "style": "{color: 'red'}"}, "ok"),
+        ({"count": "7n", "title": "'hi'"}, "ok"),
+    ],
+)
 def test_javascript_values_are_source_text_converted_by_type(arguments, category):
     assert_verdict(check([JS_DOC], [Call("render", arguments)], JS_ANSWER, "simple_javascript"), category)
 
@@ -341,14 +368,42 @@ def test_inputs_are_not_modified():
 
 WRONG_SHAPES = (None, True, 0, -1, 2.5, "", "x", [], {}, [None], ["x"], {"k": None}, [[]], {"k": []}, [{}])
 FUZZ_BASES = (  # (docs, decoded calls, possible answer, category), each judged "ok" before mutation
-    ([WEATHER], [{"weather.forecast": {"city": "NYC", "days": 3, "filters": {"a": "b"}, "stops": [{"s": "x"}],
-                                       "temps": [1.0]}}],
-     weather_answer(filters=[{"a": ["b"]}, ""], stops=[[{"s": ["x"]}]], temps=[[1.0]]), "simple"),
-    ([JAVA_DOC], [{"Store.put": {"size": "5L", "ids": "new int[]{1, 2}",
-                                 "opts": 'new HashMap<String, String>() {{ put("k", "v"); }}'}}], JAVA_ANSWER,
-     "simple_java"),
-    ([JS_DOC], [{"render": {"count": "7n", "tags": "['x', 'y']", "style": "{color: 'red'}"}}], JS_ANSWER,
-     "simple_javascript"),
+    (
+        [WEATHER],
+        [
+            {
+                "weather.forecast": {
+                    "city": "NYC",
+                    "days": 3,
+                    "filters": {"a": "b"},
+                    "stops": [{"s": "x"}],
+                    "temps": [1.0],
+                }
+            }
+        ],
+        weather_answer(filters=[{"a": ["b"]}, ""], stops=[[{"s": ["x"]}]], temps=[[1.0]]),
+        "simple",
+    ),
+    (
+        [JAVA_DOC],
+        [
+            {
+                "Store.put": {
+                    "size": "5L",
+                    "ids": "new int[]{1, 2}",
+                    "opts": 'new HashMap<String, String>() {{ put("k", "v"); }}',
+                }
+            }
+        ],
+        JAVA_ANSWER,
+        "simple_java",
+    ),
+    (
+        [JS_DOC],
+        [{"render": {"count": "7n", "tags": "['x', 'y']", "style": "{color: 'red'}"}}],
+        JS_ANSWER,
+        "simple_javascript",
+    ),
     ([WEATHER], [{"weather.forecast": {"city": "NYC", "days": 3}}] * 2, weather_answer() * 2, "parallel"),
     ([JS_DOC, WEATHER], [{"weather.forecast": {"city": "NYC", "days": 3}}], weather_answer(), "multiple"),
 )
@@ -397,8 +452,18 @@ def test_malformed_docs_or_answers_raise_value_error_and_malformed_calls_fail():
 
 # --- Agreement with BFCL's own checker -----------------------------------------------------------------
 
-AST_SETS = ("simple_python", "multiple", "parallel", "parallel_multiple", "live_simple", "live_multiple",
-            "live_parallel", "live_parallel_multiple", "simple_java", "simple_javascript")
+AST_SETS = (
+    "simple_python",
+    "multiple",
+    "parallel",
+    "parallel_multiple",
+    "live_simple",
+    "live_multiple",
+    "live_parallel",
+    "live_parallel_multiple",
+    "simple_java",
+    "simple_javascript",
+)
 RELEVANCE_SETS = ("irrelevance", "live_irrelevance", "live_relevance")
 SAMPLE_SIZE = 150
 
@@ -421,8 +486,11 @@ class Case:
         self.docs = {doc["name"]: doc for doc in entry["function"]}
         self.ground_truth = ground_truth
         self.rng = rng
-        self.answer = [[name, concrete_arguments(args, self.docs[name])] for expected in ground_truth
-                       for name, args in expected.items()]
+        self.answer = [
+            [name, concrete_arguments(args, self.docs[name])]
+            for expected in ground_truth
+            for name, args in expected.items()
+        ]
 
     def spec(self, name: str, param: str) -> dict:
         doc = self.docs.get(name) or {"parameters": {"properties": {}}}  # a renamed call has no doc
@@ -435,8 +503,11 @@ class Case:
 def concrete_arguments(expected_args: dict, doc: dict) -> dict:
     """The first acceptable value of each parameter the answer requires (optional ones left out)."""
     specs = doc["parameters"]["properties"]
-    return {param: concrete_value(options[0], specs.get(param, {}))
-            for param, options in expected_args.items() if options and "" not in options}
+    return {
+        param: concrete_value(options[0], specs.get(param, {}))
+        for param, options in expected_args.items()
+        if options and "" not in options
+    }
 
 
 def concrete_value(value, spec: dict):
@@ -566,7 +637,8 @@ def mutate_add_doc_param(case: Case, calls: list):
 
 def sample_of_type(declared: str | None):
     return {"integer": 1, "float": 1.5, "boolean": True, "array": ["a"], "tuple": [1.0], "dict": {"a": 1}}.get(
-        declared, "value")
+        declared, "value"
+    )
 
 
 def mutate_add_optional(case: Case, calls: list):
@@ -660,8 +732,9 @@ MUTATIONS: dict[str, Callable] = {
 # Mutations of the decoded form itself, after the arguments are in place.
 BROKEN_SHAPES: dict[str, Callable[[list], list]] = {
     "two_names_in_a_call": lambda decoded: [{**call, "extra_function": {}} for call in decoded],
-    "arguments_not_a_dict": lambda decoded: [{name: list(args.values())} for call in decoded
-                                             for name, args in call.items()],
+    "arguments_not_a_dict": lambda decoded: [
+        {name: list(args.values())} for call in decoded for name, args in call.items()
+    ],
 }
 # Java and JavaScript values go to the checkers as source text, except under these mutations.
 UNRENDERED = {"wrong_type"}
@@ -672,8 +745,9 @@ def mutated_answer(case: Case, mutation: str, language: str):
     if calls is None:
         return None
     if language != "python" and mutation not in UNRENDERED:
-        calls = [[name, {p: render_source(v, case.spec(name, p), language) for p, v in args.items()}]
-                 for name, args in calls]
+        calls = [
+            [name, {p: render_source(v, case.spec(name, p), language) for p, v in args.items()}] for name, args in calls
+        ]
     decoded = as_decoded(calls)
     return BROKEN_SHAPES[mutation](decoded) if mutation in BROKEN_SHAPES else decoded
 
@@ -740,8 +814,10 @@ class Tally:
             self.examples.append(f"{where} {mutation}: BFCL {theirs}, rftfast {ours}")
 
     def summary(self, name: str) -> str:
-        rows = [f"{name} {m}: {self.agree[m]}/{self.total[m]} agree ({self.valid[m]} valid to BFCL)"
-                for m in sorted(self.total)]
+        rows = [
+            f"{name} {m}: {self.agree[m]}/{self.total[m]} agree ({self.valid[m]} valid to BFCL)"
+            for m in sorted(self.total)
+        ]
         rows += [f"BFCL raised on {n} case(s) of {m}" for m, n in sorted(self.oracle_errors.items())]
         return "\n".join(rows + self.examples)
 
@@ -772,8 +848,17 @@ def test_agrees_with_bfcl_on_mutated_answers(oracle, name):
                 continue
             compare(oracle, tally, entry["function"], calls, ground_truth, name, mutation, entry["id"])
             if mutation in ("as_is", "dots_to_underscores", "one_dot_to_underscore"):
-                compare(oracle, tally, entry["function"], calls, ground_truth, name, mutation + "+model_without_dots",
-                        entry["id"], dots_to_underscores=True)
+                compare(
+                    oracle,
+                    tally,
+                    entry["function"],
+                    calls,
+                    ground_truth,
+                    name,
+                    mutation + "+model_without_dots",
+                    entry["id"],
+                    dots_to_underscores=True,
+                )
     print(tally.summary(name))
     assert tally.total["as_is"] > 0
     assert tally.disagreements == 0, tally.summary(name)
@@ -785,8 +870,13 @@ def test_agrees_with_bfcl_on_relevance(oracle, name):
     tally = Tally()
     for entry, _ in sample_items(oracle, name):
         first = entry["function"][0]["name"] if entry["function"] else "some_function"
-        outputs = {"no_call": [], "text": "I cannot help with that.", "empty_call": [{}],
-                   "one_call": [{first: {}}], "two_calls": [{first: {}}, {first: {"x": 1}}]}
+        outputs = {
+            "no_call": [],
+            "text": "I cannot help with that.",
+            "empty_call": [{}],
+            "one_call": [{first: {}}],
+            "two_calls": [{first: {}}, {first: {"x": 1}}],
+        }
         for kind, calls in outputs.items():
             compare(oracle, tally, entry["function"], calls, None, name, kind, entry["id"])
     print(tally.summary(name))
@@ -794,11 +884,22 @@ def test_agrees_with_bfcl_on_relevance(oracle, name):
 
 
 # Values of every JSON-ish shape, plus tuples, which a Python-syntax decoder produces.
-SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from([0.5, 1.0, 2.0, -1.5]),
-                    st.sampled_from(["", "a", "New York", "new-york", "A", "x y", "1", "true"]))
-VALUES = st.recursive(SCALARS, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.lists(inner, max_size=3).map(tuple),
-    st.dictionaries(st.sampled_from(["a", "b", "name", "age"]), inner, max_size=3)), max_leaves=6)
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.sampled_from([0.5, 1.0, 2.0, -1.5]),
+    st.sampled_from(["", "a", "New York", "new-york", "A", "x y", "1", "true"]),
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.lists(inner, max_size=3).map(tuple),
+        st.dictionaries(st.sampled_from(["a", "b", "name", "age"]), inner, max_size=3),
+    ),
+    max_leaves=6,
+)
 
 
 @settings(max_examples=400, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))

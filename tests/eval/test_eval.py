@@ -10,8 +10,18 @@ from rftfast.eval import EvalReport, infer_category, judge
 from tests.data.test_importers import BFCL_ANSWER, BFCL_TEST
 from tests.support.tiny import tiny_llama, tiny_tokenizer
 
-TOOL = {"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string"}}, "required": ["city"]}}}
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
 RECORD = Record([{"role": "user", "content": "Weather in Paris?"}], [TOOL], [Call("get_weather", {"city": "Paris"})])
 
 
@@ -50,8 +60,10 @@ def test_eval_command_on_a_bfcl_directory(tmp_path, capsys):
     tiny_llama(len(tokenizer)).save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     out = tmp_path / "judged.jsonl"
-    assert main(["eval", "--model", str(model_dir), "--data", str(bfcl), "--max-new-tokens", "6",
-                 "--output", str(out)]) == 0
+    assert (
+        main(["eval", "--model", str(model_dir), "--data", str(bfcl), "--max-new-tokens", "6", "--output", str(out)])
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "skipped 1: multi-turn entries are not supported" in printed  # counted, not silently dropped
     assert "| simple | 1 |" in printed and "| irrelevance | 1 |" in printed and "| **all** | 2 |" in printed

@@ -66,8 +66,9 @@ def _ids(tok, text):
 
 
 def _tokens_and_logprobs(children: list[list[Child]]):
-    return [[(c.token_ids, c.finish_reason) for c in row] for row in children], \
-        [[c.logprobs for c in row] for row in children]
+    return [[(c.token_ids, c.finish_reason) for c in row] for row in children], [
+        [c.logprobs for c in row] for row in children
+    ]
 
 
 def _assert_same_children(a: list[list[Child]], b: list[list[Child]]):
@@ -125,24 +126,33 @@ def test_steps_of_a_trained_answer(tok, answering_model):
         generator = TransformersGenerator(answering_model, tok, prefix_cache=prefix_cache)
         prefix, pieces = list(prompt), []
         for _ in range(10):
-            [[child]] = generator.expand([ExpandRequest(tuple(prefix), max_new_tokens=24, temperature=0,
-                                                        answer_start=len(prompt))])
+            [[child]] = generator.expand(
+                [ExpandRequest(tuple(prefix), max_new_tokens=24, temperature=0, answer_start=len(prompt))]
+            )
             pieces.append((child.text, child.finish_reason))
             prefix += child.token_ids
             if child.finish_reason != "step":
                 break
-        assert pieces == [("[get_weather(", "step"), ('city="Paris, FR",', "step"), (' unit=["c", "f"])', "step"),
-                          (", get_time(", "step"), ('tz="CET")]', "step"), ("", "stop")]
-        assert prefix[len(prompt):] == _ids(tok, ANSWER)  # the end token is kept in token_ids
+        assert pieces == [
+            ("[get_weather(", "step"),
+            ('city="Paris, FR",', "step"),
+            (' unit=["c", "f"])', "step"),
+            (", get_time(", "step"),
+            ('tz="CET")]', "step"),
+            ("", "stop"),
+        ]
+        assert prefix[len(prompt) :] == _ids(tok, ANSWER)  # the end token is kept in token_ids
 
 
 def test_length_and_no_step_stopping(tok, answering_model):
     prompt = tuple(_ids(tok, PROMPT))
     generator = TransformersGenerator(answering_model, tok, prefix_cache=False)
-    [[short], [whole]] = generator.expand([
-        ExpandRequest(prompt, max_new_tokens=3, temperature=0),
-        ExpandRequest(prompt, max_new_tokens=64, temperature=0, stop_at_step=False),
-    ])
+    [[short], [whole]] = generator.expand(
+        [
+            ExpandRequest(prompt, max_new_tokens=3, temperature=0),
+            ExpandRequest(prompt, max_new_tokens=64, temperature=0, stop_at_step=False),
+        ]
+    )
     assert (short.text, short.finish_reason) == ("[get_", "length")
     assert (whole.token_ids, whole.finish_reason) == (_ids(tok, ANSWER), "stop")
     assert whole.text == ANSWER.replace("<|end|>", "")
@@ -153,9 +163,18 @@ def _mcts_rounds(generator, tok, rounds=3, n=3, temperature=0.0, seed=None):
     prompt = _ids(tok, "<|system|>\nTools: get_weather(city), get_time(tz).\n<|user|>\nWeather?\n<|assistant|>\n")
     frontier, out = [tuple(prompt)], []
     for depth in range(rounds):
-        requests = [ExpandRequest(prefix, n=n, max_new_tokens=6, temperature=temperature, top_p=0.9,
-                                  seed=None if seed is None else seed + depth * 100 + i, answer_start=len(prompt))
-                    for i, prefix in enumerate(frontier)]
+        requests = [
+            ExpandRequest(
+                prefix,
+                n=n,
+                max_new_tokens=6,
+                temperature=temperature,
+                top_p=0.9,
+                seed=None if seed is None else seed + depth * 100 + i,
+                answer_start=len(prompt),
+            )
+            for i, prefix in enumerate(frontier)
+        ]
         children = generator.expand(requests)
         out.append(children)
         frontier = [r.prefix_ids + tuple(c.token_ids) for r, row in zip(requests, children) for c in row][:4]
@@ -182,9 +201,11 @@ def test_same_children_with_and_without_prefix_reuse(tok, random_model, temperat
 
 def test_single_and_batched_requests_agree(tok, random_model):
     prompt = tuple(_ids(tok, PROMPT))
-    requests = [ExpandRequest(prompt, n=2, max_new_tokens=5, temperature=0),
-                ExpandRequest(prompt + (7,), n=1, max_new_tokens=5, temperature=0),
-                ExpandRequest(prompt[:-3], n=3, max_new_tokens=5, temperature=0)]
+    requests = [
+        ExpandRequest(prompt, n=2, max_new_tokens=5, temperature=0),
+        ExpandRequest(prompt + (7,), n=1, max_new_tokens=5, temperature=0),
+        ExpandRequest(prompt[:-3], n=3, max_new_tokens=5, temperature=0),
+    ]
     for prefix_cache in (False, True):
         batched = TransformersGenerator(random_model, tok, prefix_cache=prefix_cache).expand(requests)
         single = [TransformersGenerator(random_model, tok, prefix_cache=prefix_cache).expand([r])[0] for r in requests]
@@ -196,8 +217,7 @@ def test_single_and_batched_requests_agree(tok, random_model):
 
 def test_reuse_under_a_tiny_pool_still_gives_the_same_children(tok, random_model):
     """Eviction, allocation failures and copy-on-write under pressure must not change any output."""
-    reference = _mcts_rounds(TransformersGenerator(random_model, tok, prefix_cache=False), tok, temperature=1.0,
-                             seed=3)
+    reference = _mcts_rounds(TransformersGenerator(random_model, tok, prefix_cache=False), tok, temperature=1.0, seed=3)
     for num_blocks, block_size in ((6, 4), (3, 16), (40, 3)):
         generator = TransformersGenerator(random_model, tok, num_blocks=num_blocks, block_size=block_size)
         for a, b in zip(reference, _mcts_rounds(generator, tok, temperature=1.0, seed=3)):
@@ -247,8 +267,16 @@ def test_depth_first_order_puts_siblings_together_and_parents_first():
 def test_sampling_params_kwargs():
     request = ExpandRequest((1, 2, 3), n=4, max_new_tokens=20, temperature=0.7, top_p=0.9, seed=11)
     assert sampling_params_kwargs(request, {7, 2}) == dict(
-        n=4, temperature=0.7, top_p=0.9, max_tokens=20, stop=["<|end|>"], stop_token_ids=[2, 7], logprobs=1, seed=11,
-        skip_special_tokens=True)
+        n=4,
+        temperature=0.7,
+        top_p=0.9,
+        max_tokens=20,
+        stop=["<|end|>"],
+        stop_token_ids=[2, 7],
+        logprobs=1,
+        seed=11,
+        skip_special_tokens=True,
+    )
 
 
 def test_vllm_completions_are_cut_at_the_first_step(tok):
@@ -275,11 +303,18 @@ def test_vllm_generator_end_to_end(tok, random_model, tmp_path):
     tok.save_pretrained(tmp_path)
     generator = VLLMGenerator(str(tmp_path), gpu_memory_utilization=0.3)
     prompt = tuple(_ids(tok, PROMPT))
-    children = generator.expand([ExpandRequest(prompt, n=3, max_new_tokens=8, temperature=0),
-                                 ExpandRequest(prompt, n=2, max_new_tokens=8, temperature=1.0, seed=0)])
+    children = generator.expand(
+        [
+            ExpandRequest(prompt, n=3, max_new_tokens=8, temperature=0),
+            ExpandRequest(prompt, n=2, max_new_tokens=8, temperature=1.0, seed=0),
+        ]
+    )
     assert [len(row) for row in children] == [3, 2]
-    assert all(len(c.logprobs) == len(c.token_ids) and all(math.isfinite(x) for x in c.logprobs)
-               for row in children for c in row)
+    assert all(
+        len(c.logprobs) == len(c.token_ids) and all(math.isfinite(x) for x in c.logprobs)
+        for row in children
+        for c in row
+    )
     assert generator.data_parallel == (0, 1)
     generator.close()
     generator.close()

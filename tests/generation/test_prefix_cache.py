@@ -72,8 +72,18 @@ class Replayer:
                 return ("evict", cache.evict(args[0]))
             if kind == "stats":
                 s = cache.stats
-                return ("stats", s.lookups, s.hit_tokens, s.miss_tokens, s.nodes, s.cached_tokens, s.free_blocks,
-                        s.held_blocks, s.cached_blocks, s.evicted_blocks)
+                return (
+                    "stats",
+                    s.lookups,
+                    s.hit_tokens,
+                    s.miss_tokens,
+                    s.nodes,
+                    s.cached_tokens,
+                    s.free_blocks,
+                    s.held_blocks,
+                    s.cached_blocks,
+                    s.evicted_blocks,
+                )
         except (ValueError, IndexError, RuntimeError) as e:
             return ("error", type(e).__name__)
         raise AssertionError(f"unknown operation {kind!r}")
@@ -81,12 +91,14 @@ class Replayer:
 
 def result_line(result: tuple) -> str:
     """A result as the replay driver prints it."""
+
     def field_text(x):
         if x is None:
             return "-"
         if isinstance(x, tuple):
             return ",".join(map(str, x)) or "."
         return str(x)
+
     return " ".join(field_text(x) for x in result)
 
 
@@ -115,8 +127,10 @@ _SPECIAL_TOKENS = (2**31 - 1, -(2**31), 0)
 def _sequence(rng: random.Random, state: ScenarioState) -> list[int]:
     """A token sequence that often shares a prefix with one inserted before (so edges split and blocks are shared)."""
     alphabet = 3 if rng.random() < 0.7 else 50
-    tail = [rng.choice(_SPECIAL_TOKENS) if rng.random() < 0.05 else rng.randrange(alphabet)
-            for _ in range(rng.randint(0, 3 * state.block_size + 2))]
+    tail = [
+        rng.choice(_SPECIAL_TOKENS) if rng.random() < 0.05 else rng.randrange(alphabet)
+        for _ in range(rng.randint(0, 3 * state.block_size + 2))
+    ]
     if state.sequences and rng.random() < 0.8:
         base = rng.choice(state.sequences)
         return base[: rng.randint(0, len(base))] + tail
@@ -126,6 +140,7 @@ def _sequence(rng: random.Random, state: ScenarioState) -> list[int]:
 def random_scenario(rng: random.Random, reference: Replayer, state: ScenarioState):
     """Yield (operation, result on the reference) for one randomly chosen scenario; also asserts what the
     reference alone must satisfy (a match after an insert returns the inserted blocks)."""
+
     def run(op):
         result = reference.apply(op)
         if result[0] == "allocate":
@@ -140,8 +155,10 @@ def random_scenario(rng: random.Random, reference: Replayer, state: ScenarioStat
         return op, result
 
     bs, nb = state.block_size, state.num_blocks
-    kind = rng.choices(["protocol", "match", "allocate", "release", "bad_insert", "lock", "evict", "stats"],
-                       weights=[8, 2, 2, 2, 2, 2, 1, 1])[0]
+    kind = rng.choices(
+        ["protocol", "match", "allocate", "release", "bad_insert", "lock", "evict", "stats"],
+        weights=[8, 2, 2, 2, 2, 2, 1, 1],
+    )[0]
     if kind == "protocol":
         tokens = _sequence(rng, state)
         op, match = run(("match", tokens))
@@ -244,7 +261,8 @@ class CppAgainstReference(RuleBasedStateMachine):
         assert stats == self.reference.cache.stats
         assert stats.free_blocks + stats.held_blocks + stats.cached_blocks == self.state.num_blocks
         assert sorted(self.state.held) == sorted(
-            b for b, s in enumerate(self.reference.cache._impl.state) if s == 1)  # HELD
+            b for b, s in enumerate(self.reference.cache._impl.state) if s == 1
+        )  # HELD
         for index, count in self.state.locks.items():
             assert count >= 0  # an unlock of an unlocked node was refused, never counted
             if count > 0:  # a locked node is never evicted
@@ -400,8 +418,13 @@ def test_bad_input_raises_with_the_reason(backend):
 def test_token_arrays_of_any_integer_dtype():
     cache = PrefixCache(8, 4)
     cache.insert(np.arange(6, dtype=np.int64), cache.allocate(2))
-    for tokens in (np.arange(6, dtype=np.int32), np.arange(12, dtype=np.int16)[:6], list(range(6)), range(6),
-                   np.arange(12, dtype=np.int32)[::2][:3].repeat(2) * 0 + np.arange(6, dtype=np.int32)):
+    for tokens in (
+        np.arange(6, dtype=np.int32),
+        np.arange(12, dtype=np.int16)[:6],
+        list(range(6)),
+        range(6),
+        np.arange(12, dtype=np.int32)[::2][:3].repeat(2) * 0 + np.arange(6, dtype=np.int32),
+    ):
         assert cache.match(tokens).matched_len == 6
     with pytest.raises(ValueError, match="integer"):
         cache.match([1.5, 2.0])

@@ -173,19 +173,37 @@ def sanitized_driver(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("sanitizers")
     probe = workdir / "probe.cpp"
     probe.write_text("#include <vector>\nint main() { std::vector<int> v(3); return v[1]; }\n")
-    probe_run = subprocess.run([compiler, *SANITIZE, str(probe), "-o", str(workdir / "probe")], capture_output=True,
-                               text=True)
+    probe_run = subprocess.run(
+        [compiler, *SANITIZE, str(probe), "-o", str(workdir / "probe")], capture_output=True, text=True
+    )
     if probe_run.returncode != 0:
-        pytest.skip(f"{compiler} cannot link -fsanitize=address,undefined (libasan/libubsan missing?): "
-                    f"{probe_run.stderr.strip()[-300:]}")
+        pytest.skip(
+            f"{compiler} cannot link -fsanitize=address,undefined (libasan/libubsan missing?): "
+            f"{probe_run.stderr.strip()[-300:]}"
+        )
     probe_exec = subprocess.run([str(workdir / "probe")], capture_output=True, text=True)
     if probe_exec.returncode != 0:
         pytest.skip(f"sanitized programs do not run here: {probe_exec.stderr.strip()[-300:]}")
     driver = workdir / "replay.cpp"
     driver.write_text(DRIVER)
     binary = workdir / "replay"
-    build = subprocess.run([compiler, "-std=c++17", "-O1", "-g", *SANITIZE, "-I", str(CSRC), str(driver),
-                            str(CSRC / "radix_cache.cpp"), "-o", str(binary)], capture_output=True, text=True)
+    build = subprocess.run(
+        [
+            compiler,
+            "-std=c++17",
+            "-O1",
+            "-g",
+            *SANITIZE,
+            "-I",
+            str(CSRC),
+            str(driver),
+            str(CSRC / "radix_cache.cpp"),
+            "-o",
+            str(binary),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert build.returncode == 0, build.stderr
     return binary
 
@@ -203,9 +221,14 @@ def _program_text(seeds, n_scenarios):
 
 def test_replay_under_address_and_undefined_behaviour_sanitizers(sanitized_driver):
     program, expected = _program_text(range(1000, 1060), 150)
-    run = subprocess.run([str(sanitized_driver)], input=program, capture_output=True, text=True, timeout=120,
-                         env={"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
-                              "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"})
+    run = subprocess.run(
+        [str(sanitized_driver)],
+        input=program,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0", "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"},
+    )
     assert run.returncode == 0, run.stderr[-3000:] + run.stdout[-500:]
     assert "runtime error" not in run.stderr and "AddressSanitizer" not in run.stderr, run.stderr[-3000:]
     got = run.stdout.splitlines()

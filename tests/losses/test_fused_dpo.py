@@ -14,7 +14,7 @@ def _batch(b=3, t=11, h=16, v=41, seed=0, dtype=torch.float32):
     hidden = torch.randn(2 * b, t, h, generator=g).to(dtype).requires_grad_()
     weight = (torch.randn(v, h, generator=g) / h**0.5).to(dtype).requires_grad_()
     bias = (torch.randn(v, generator=g) * 0.1).to(dtype).requires_grad_()
-    ref_hidden = (hidden.detach() + 0.3 * torch.randn(hidden.shape, generator=g).to(dtype))
+    ref_hidden = hidden.detach() + 0.3 * torch.randn(hidden.shape, generator=g).to(dtype)
     labels = torch.randint(0, v, (2 * b, t), generator=g)
     for row in range(2 * b):  # a prompt of random length, then the completion
         labels[row, : int(torch.randint(1, t // 2, (1,), generator=g))] = IGNORE_INDEX
@@ -31,11 +31,13 @@ def _reference_dpo(hidden, weight, labels, ref_hidden, ref_weight, bias, loss_fn
     lengths = (labels != IGNORE_INDEX).sum(1).double()
     ref = None
     if ref_hidden is not None:
-        ref = logprobs_f64(ref_hidden.double(), ref_weight.double(), labels, b64.detach() if b64 is not None else None,
-                           **head).sum(1)
-    pairs = Pairs(seq[:p], seq[p:], None if ref is None else ref[:p], None if ref is None else ref[p:],
-                  lengths[:p], lengths[p:])
-    chosen = (labels[:p] != IGNORE_INDEX)
+        ref = logprobs_f64(
+            ref_hidden.double(), ref_weight.double(), labels, b64.detach() if b64 is not None else None, **head
+        ).sum(1)
+    pairs = Pairs(
+        seq[:p], seq[p:], None if ref is None else ref[:p], None if ref is None else ref[p:], lengths[:p], lengths[p:]
+    )
+    chosen = labels[:p] != IGNORE_INDEX
     nll = -(tok[:p] * chosen).sum() / chosen.sum()
     loss = loss_fn._pair_losses(pairs).mean() + loss_fn.nll_weight * nll
     params = [h64, w64] + ([b64] if b64 is not None else [])
@@ -55,11 +57,14 @@ CASES = [
 ]
 # aot couples pairs, so only the recompute strategy (and "auto", which picks it) applies.
 STRATEGY_CASES = [(c, s) for c in CASES for s in ("fused", "recompute")] + [
-    (dict(loss_type="aot"), "recompute"), (dict(loss_type="aot"), "auto")]
+    (dict(loss_type="aot"), "recompute"),
+    (dict(loss_type="aot"), "auto"),
+]
 
 
-@pytest.mark.parametrize("case,strategy", STRATEGY_CASES, ids=lambda c: str(c["loss_type"]) if isinstance(c, dict)
-                         else c)
+@pytest.mark.parametrize(
+    "case,strategy", STRATEGY_CASES, ids=lambda c: str(c["loss_type"]) if isinstance(c, dict) else c
+)
 def test_matches_float64_reference(case, strategy):
     hidden, weight, bias, ref_hidden, labels = _batch(seed=len(str(case)))
     # A small group budget forces the fused strategy through several groups of pairs.
@@ -118,8 +123,15 @@ def test_packed_layout_with_pair_ids_matches_padded():
     padded = fn(hidden, weight, padded_labels, ref_hidden=ref_hidden, bias=bias)
     g_padded = torch.autograd.grad(padded.loss, (hidden, weight))
     cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()])
-    packed = fn(torch.cat(pieces_h), weight, torch.cat(cut), ref_hidden=torch.cat(pieces_r), bias=bias,
-                cu_seqlens=cu, pair_ids=pair_ids)
+    packed = fn(
+        torch.cat(pieces_h),
+        weight,
+        torch.cat(cut),
+        ref_hidden=torch.cat(pieces_r),
+        bias=bias,
+        cu_seqlens=cu,
+        pair_ids=pair_ids,
+    )
     g_packed = torch.autograd.grad(packed.loss, (hidden, weight))
     assert_close(packed.loss, padded.loss, atol=1e-6, what="packed loss")
     assert_close(packed.chosen_logps, padded.chosen_logps, atol=1e-5, what="packed chosen logps")
@@ -164,8 +176,9 @@ def test_matches_liger_dpo(loss_type):
     h2, w2 = hidden.detach().clone().requires_grad_(), weight.detach().clone().requires_grad_()
     theirs, aux = theirs_fn(w2, h2, labels, bias.detach(), ref_hidden, ref_weight, bias.detach())
     theirs.backward()
-    ours = FusedDPOLoss(loss_type, beta=0.2)(hidden, weight, labels, ref_hidden=ref_hidden, ref_weight=ref_weight,
-                                             bias=bias.detach(), ref_bias=bias.detach())
+    ours = FusedDPOLoss(loss_type, beta=0.2)(
+        hidden, weight, labels, ref_hidden=ref_hidden, ref_weight=ref_weight, bias=bias.detach(), ref_bias=bias.detach()
+    )
     ours.loss.backward()
     assert_close(ours.loss, theirs, atol=1e-5, what="loss vs Liger")
     assert_close(ours.chosen_logps, aux[0], atol=1e-4, what="chosen logps vs Liger")
@@ -209,14 +222,14 @@ def test_average_logprobs_normalises_ipo_and_sigmoid_norm_once(loss_type, strate
     """TRL's DPO trainer length-normalises ipo and sigmoid_norm once; average_logprobs must not add a
     second division (it did, silently). Float64 through TRL's own loss code."""
     from tests.support.trl_oracle import trl_dpo_loss  # skips without TRL
+
     hidden, weight, _, ref_hidden, labels = _batch(seed=41)
     h64, w64 = f64_leaf(hidden), f64_leaf(weight)
     seq = logprobs_f64(h64, w64, labels).sum(1)
     ref = logprobs_f64(ref_hidden.double(), weight.detach().double(), labels).sum(1)
     lengths = (labels != IGNORE_INDEX).sum(1).double()
     p = seq.shape[0] // 2
-    theirs = trl_dpo_loss(seq[:p], seq[p:], ref[:p], ref[p:], lengths[:p], lengths[p:], loss_type=loss_type,
-                          beta=0.5)
+    theirs = trl_dpo_loss(seq[:p], seq[p:], ref[:p], ref[p:], lengths[:p], lengths[p:], loss_type=loss_type, beta=0.5)
     rh, rw = torch.autograd.grad(theirs, (h64, w64))
     for average in (False, True):
         fn = FusedDPOLoss(loss_type, beta=0.5, strategy=strategy, average_logprobs=average)
@@ -239,8 +252,9 @@ def test_average_logprobs_sigmoid_matches_liger_dpo(average_logprobs):
     h2, w2 = hidden.detach().clone().requires_grad_(), weight.detach().clone().requires_grad_()
     theirs, aux = theirs_fn(w2, h2, labels, None, ref_hidden, weight.detach())
     theirs.backward()
-    ours = FusedDPOLoss("sigmoid", beta=0.2, average_logprobs=average_logprobs)(hidden, weight, labels,
-                                                                                 ref_hidden=ref_hidden)
+    ours = FusedDPOLoss("sigmoid", beta=0.2, average_logprobs=average_logprobs)(
+        hidden, weight, labels, ref_hidden=ref_hidden
+    )
     ours.loss.backward()
     assert_close(ours.loss, theirs, atol=1e-5, what="loss vs Liger")
     assert_close(ours.chosen_rewards, aux[5], atol=1e-5, what="chosen rewards vs Liger")
@@ -255,13 +269,15 @@ def test_reference_free_sigmoid_is_cpo_with_summed_rewards(average_logprobs):
     β × the mean (as before), unless log-probs are averaged; cDPO label smoothing as in both."""
     liger = pytest.importorskip("liger_kernel.chunked_loss")
     hidden, weight, _, _, labels = _batch(seed=47)
-    theirs_fn = liger.LigerFusedLinearCPOLoss(beta=0.2, alpha=1.0, label_smoothing=0.1, compiled=False,
-                                              average_log_prob=average_logprobs)
+    theirs_fn = liger.LigerFusedLinearCPOLoss(
+        beta=0.2, alpha=1.0, label_smoothing=0.1, compiled=False, average_log_prob=average_logprobs
+    )
     h2, w2 = hidden.detach().clone().requires_grad_(), weight.detach().clone().requires_grad_()
     theirs, aux = theirs_fn(w2, h2, labels)
     theirs.backward()
-    ours = FusedDPOLoss("sigmoid", beta=0.2, label_smoothing=0.1, nll_weight=1.0, reference_free=True,
-                        average_logprobs=average_logprobs)(hidden, weight, labels)
+    ours = FusedDPOLoss(
+        "sigmoid", beta=0.2, label_smoothing=0.1, nll_weight=1.0, reference_free=True, average_logprobs=average_logprobs
+    )(hidden, weight, labels)
     ours.loss.backward()
     lengths = (labels != IGNORE_INDEX).sum(1).float()
     p = lengths.shape[0] // 2
@@ -281,16 +297,21 @@ def test_reference_free_losses_and_rewards_match_trl_cpo(loss_type):
     cpo = pytest.importorskip("trl.experimental.cpo.cpo_trainer")
     hidden, weight, _, _, labels = _batch(seed=53)
     beta, gamma, eps = 0.4, 0.3, 0.1
-    fn = FusedDPOLoss(loss_type, beta=beta, gamma=gamma, label_smoothing=eps, nll_weight=0.0,
-                      reference_free=True)
+    fn = FusedDPOLoss(loss_type, beta=beta, gamma=gamma, label_smoothing=eps, nll_weight=0.0, reference_free=True)
     out = fn(hidden, weight, labels)
     seq = logprobs_f64(hidden.detach().double(), weight.detach().double(), labels).sum(1)
     lengths = (labels != IGNORE_INDEX).sum(1).double()
     logps = seq / lengths if loss_type == "simpo" else seq  # CPO averages for simpo (and ipo) only
     p = seq.shape[0] // 2
     trainer = object.__new__(cpo.CPOTrainer)
-    trainer.__dict__.update(alpha=0.0, beta=beta, loss_type=loss_type, label_smoothing=eps, simpo_gamma=gamma,
-                            accelerator=type("A", (), {"device": torch.device("cpu")})())
+    trainer.__dict__.update(
+        alpha=0.0,
+        beta=beta,
+        loss_type=loss_type,
+        label_smoothing=eps,
+        simpo_gamma=gamma,
+        accelerator=type("A", (), {"device": torch.device("cpu")})(),
+    )
     losses, chosen_rewards, rejected_rewards = cpo.CPOTrainer.cpo_loss(trainer, logps[:p], logps[p:])
     assert_close(out.loss, losses.mean(), atol=1e-5, what="loss vs TRL CPO")
     assert_close(out.chosen_rewards, chosen_rewards, atol=1e-5, what="chosen rewards vs TRL CPO")
@@ -299,11 +320,18 @@ def test_reference_free_losses_and_rewards_match_trl_cpo(loss_type):
 
 def test_objective_helpers_are_the_ones_the_module_uses():
     # The module's per-pair losses are exactly rftfast.losses.preference_losses.
-    pairs = Pairs(torch.tensor([-3.0]), torch.tensor([-4.0]), torch.tensor([-3.5]), torch.tensor([-3.9]),
-                  torch.tensor([2.0]), torch.tensor([3.0]))
+    pairs = Pairs(
+        torch.tensor([-3.0]),
+        torch.tensor([-4.0]),
+        torch.tensor([-3.5]),
+        torch.tensor([-3.9]),
+        torch.tensor([2.0]),
+        torch.tensor([3.0]),
+    )
     fn = FusedDPOLoss("ipo", beta=0.4)
-    assert_close(fn._pair_losses(pairs), preference_losses(pairs, "ipo", params=ObjectiveParams(beta=0.4)),
-                 atol=0, what="ipo")
+    assert_close(
+        fn._pair_losses(pairs), preference_losses(pairs, "ipo", params=ObjectiveParams(beta=0.4)), atol=0, what="ipo"
+    )
 
 
 def test_fused_strategy_refuses_batch_coupled_objective():

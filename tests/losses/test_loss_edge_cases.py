@@ -26,15 +26,16 @@ def _trl_orpo(chosen_mean, rejected_mean, beta):
     orpo = pytest.importorskip("trl.experimental.orpo.orpo_trainer")
     trainer = object.__new__(orpo.ORPOTrainer)
     trainer.__dict__.update(beta=beta, accelerator=SimpleNamespace(device=chosen_mean.device))
-    losses, chosen_rewards, rejected_rewards, *_ = orpo.ORPOTrainer.odds_ratio_loss(trainer, chosen_mean,
-                                                                                   rejected_mean)
+    losses, chosen_rewards, rejected_rewards, *_ = orpo.ORPOTrainer.odds_ratio_loss(trainer, chosen_mean, rejected_mean)
     return -losses, chosen_rewards, rejected_rewards  # TRL subtracts this term from the NLL
 
 
 def _orpo_f64(chosen, rejected, beta):
     """float64 ORPO: log(1 - p) as log(-expm1(log p)), accurate for every log p < 0 in float64."""
+
     def log1m(x):
         return torch.log(-torch.expm1(x))
+
     log_odds = (chosen - rejected) - (log1m(chosen) - log1m(rejected))
     return -beta * torch.nn.functional.logsigmoid(log_odds), log_odds
 
@@ -109,7 +110,7 @@ def _near_certain_batch(b=3, t=6, v=24, seed=0):
             z = hidden[row, pos] * diag
             y = int(labels[row, pos])
             margin = 12 + 8 * float(torch.rand((), generator=g))
-            others = torch.cat([z[:y], z[y + 1:]]).max()
+            others = torch.cat([z[:y], z[y + 1 :]]).max()
             hidden[row, pos, y] = torch.round((others + margin) * 64) / 64 / diag[y]
     labels[:, 0] = IGNORE_INDEX  # a prompt token
     return hidden.float().requires_grad_(), weight.float().requires_grad_(), labels
@@ -185,8 +186,9 @@ def test_one_token_sequences_agree_across_strategies():
     labels[:, :-1] = IGNORE_INDEX
     outs = {}
     for strategy in ("fused", "recompute"):
-        out = FusedDPOLoss("ipo", beta=0.3, strategy=strategy, group_bytes=1)(hidden, weight, labels,
-                                                                              ref_hidden=ref_hidden)
+        out = FusedDPOLoss("ipo", beta=0.3, strategy=strategy, group_bytes=1)(
+            hidden, weight, labels, ref_hidden=ref_hidden
+        )
         outs[strategy] = (out.loss, *torch.autograd.grad(out.loss, (hidden, weight)))
     for name, a, b in zip(["loss", "grad hidden", "grad weight"], outs["fused"], outs["recompute"]):
         assert_close(a, b, atol=1e-6 * max(1.0, float(b.abs().max())), what=name)
@@ -205,16 +207,19 @@ def test_empty_batch_is_refused(strategy):
 # ----------------------------------------------------------------------------- reference log-probs
 
 
-@pytest.mark.parametrize("ref_logps,match", [
-    ((torch.zeros(1), torch.zeros(3)), r"ref_logps: \(chosen, rejected\) must both have shape \(2,\)"),
-    ((torch.zeros(2), torch.zeros(2), torch.zeros(2)), "ref_logps: a tuple must be"),
-    ([-1.0, -2.0, -3.0, -4.0], "ref_logps: a list must be .* got 4 items of type float"),
-    (np.zeros(4), "ref_logps: expected a torch.Tensor .* got ndarray"),
-    (torch.zeros(2, 2), r"ref_logps: expected shape \(4,\)"),
-    (torch.zeros(4, dtype=torch.int64), "ref_logps: expected a floating dtype"),
-    (torch.tensor([0.0, float("nan"), 0.0, 0.0]), "ref_logps: must be finite"),
-    (torch.tensor([0.0, -float("inf"), 0.0, 0.0]), "ref_logps: must be finite"),
-])
+@pytest.mark.parametrize(
+    "ref_logps,match",
+    [
+        ((torch.zeros(1), torch.zeros(3)), r"ref_logps: \(chosen, rejected\) must both have shape \(2,\)"),
+        ((torch.zeros(2), torch.zeros(2), torch.zeros(2)), "ref_logps: a tuple must be"),
+        ([-1.0, -2.0, -3.0, -4.0], "ref_logps: a list must be .* got 4 items of type float"),
+        (np.zeros(4), "ref_logps: expected a torch.Tensor .* got ndarray"),
+        (torch.zeros(2, 2), r"ref_logps: expected shape \(4,\)"),
+        (torch.zeros(4, dtype=torch.int64), "ref_logps: expected a floating dtype"),
+        (torch.tensor([0.0, float("nan"), 0.0, 0.0]), "ref_logps: must be finite"),
+        (torch.tensor([0.0, -float("inf"), 0.0, 0.0]), "ref_logps: must be finite"),
+    ],
+)
 def test_bad_ref_logps_are_refused(ref_logps, match):
     hidden, weight, labels, _ = _batch()
     with pytest.raises(ValueError, match=match):
@@ -226,8 +231,12 @@ def test_ref_logps_tuple_is_paired_in_order():
     ref = torch.tensor([-3.0, -4.0, -5.0, -6.0])
     flat = FusedDPOLoss("sigmoid")(hidden, weight, labels, ref_logps=ref)
     for pair in ((ref[:2], ref[2:]), [ref[:2], ref[2:]]):
-        assert_close(FusedDPOLoss("sigmoid")(hidden, weight, labels, ref_logps=pair).loss, flat.loss, atol=0,
-                     what="tuple ref_logps")
+        assert_close(
+            FusedDPOLoss("sigmoid")(hidden, weight, labels, ref_logps=pair).loss,
+            flat.loss,
+            atol=0,
+            what="tuple ref_logps",
+        )
 
 
 # ----------------------------------------------------------------------------- options and input types
@@ -235,40 +244,46 @@ def test_ref_logps_tuple_is_paired_in_order():
 NAN, INF = float("nan"), float("inf")
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(beta=INF), "beta: must be > 0 and finite, got inf"),
-    (dict(beta=NAN), "beta: must be > 0 and finite, got nan"),
-    (dict(beta=-1.0), "beta: must be > 0"),
-    (dict(label_smoothing=NAN), "label_smoothing: must lie in"),
-    (dict(loss_type="simpo", gamma=NAN), "gamma: must be finite"),
-    (dict(loss_type="simpo", gamma=INF), "gamma: must be finite"),
-    (dict(loss_type="discopop", discopop_tau=NAN), "discopop_tau: must be > 0 and finite"),
-    (dict(discopop_tau=INF), "discopop_tau: must be > 0 and finite"),
-    (dict(loss_type=["sigmoid", "ipo"], loss_weights=[1.0, NAN]), "loss_weights: must be finite"),
-    (dict(temperature=INF), "temperature: must be > 0 and finite"),
-    (dict(temperature=NAN), "temperature: must be > 0 and finite"),
-    (dict(temperature=0.0), "temperature: must be > 0"),
-    (dict(softcap=INF), "softcap: must be > 0 or None, and finite"),
-    (dict(softcap=NAN), "softcap: must be > 0 or None"),
-    (dict(softcap=0.0), "softcap: must be > 0 or None"),
-    (dict(nll_weight=NAN), "nll_weight: must be >= 0 and finite"),
-    (dict(nll_weight=INF), "nll_weight: must be >= 0 and finite"),
-    (dict(nll_weight=-1.0), "nll_weight: must be >= 0"),
-    (dict(group_bytes=0), "group_bytes: must be a positive int"),
-    (dict(group_bytes=-5), "group_bytes: must be a positive int"),
-    (dict(ignore_index=1.5), "ignore_index: must be an int"),
-    (dict(backend="cuda"), "backend: unknown backend 'cuda'"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(beta=INF), "beta: must be > 0 and finite, got inf"),
+        (dict(beta=NAN), "beta: must be > 0 and finite, got nan"),
+        (dict(beta=-1.0), "beta: must be > 0"),
+        (dict(label_smoothing=NAN), "label_smoothing: must lie in"),
+        (dict(loss_type="simpo", gamma=NAN), "gamma: must be finite"),
+        (dict(loss_type="simpo", gamma=INF), "gamma: must be finite"),
+        (dict(loss_type="discopop", discopop_tau=NAN), "discopop_tau: must be > 0 and finite"),
+        (dict(discopop_tau=INF), "discopop_tau: must be > 0 and finite"),
+        (dict(loss_type=["sigmoid", "ipo"], loss_weights=[1.0, NAN]), "loss_weights: must be finite"),
+        (dict(temperature=INF), "temperature: must be > 0 and finite"),
+        (dict(temperature=NAN), "temperature: must be > 0 and finite"),
+        (dict(temperature=0.0), "temperature: must be > 0"),
+        (dict(softcap=INF), "softcap: must be > 0 or None, and finite"),
+        (dict(softcap=NAN), "softcap: must be > 0 or None"),
+        (dict(softcap=0.0), "softcap: must be > 0 or None"),
+        (dict(nll_weight=NAN), "nll_weight: must be >= 0 and finite"),
+        (dict(nll_weight=INF), "nll_weight: must be >= 0 and finite"),
+        (dict(nll_weight=-1.0), "nll_weight: must be >= 0"),
+        (dict(group_bytes=0), "group_bytes: must be a positive int"),
+        (dict(group_bytes=-5), "group_bytes: must be a positive int"),
+        (dict(ignore_index=1.5), "ignore_index: must be an int"),
+        (dict(backend="cuda"), "backend: unknown backend 'cuda'"),
+    ],
+)
 def test_bad_options_are_refused_at_construction(kwargs, match):
     with pytest.raises(ValueError, match=match):
         FusedDPOLoss(**kwargs)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(beta=INF), "beta: must be > 0 and finite"),
-    (dict(loss_type="simpo", gamma=NAN), "gamma: must be finite"),
-    (dict(label_smoothing=NAN), "label_smoothing: must lie in"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(beta=INF), "beta: must be > 0 and finite"),
+        (dict(loss_type="simpo", gamma=NAN), "gamma: must be finite"),
+        (dict(label_smoothing=NAN), "label_smoothing: must lie in"),
+    ],
+)
 def test_functional_loss_refuses_bad_options(kwargs, match):
     x = torch.tensor([-1.0])
     with pytest.raises(ValueError, match=match):

@@ -7,8 +7,21 @@ import torch.nn.functional as F
 from rftfast.losses import OBJECTIVES, preference_loss
 from tests.support.trl_oracle import trl_dpo_loss
 
-TRL_TYPES = ["sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
-             "apo_zero", "apo_down", "discopop", "sigmoid_norm"]
+TRL_TYPES = [
+    "sigmoid",
+    "hinge",
+    "ipo",
+    "exo_pair",
+    "nca_pair",
+    "robust",
+    "bco_pair",
+    "sppo_hard",
+    "aot",
+    "apo_zero",
+    "apo_down",
+    "discopop",
+    "sigmoid_norm",
+]
 
 
 def _logps(p=6, seed=0):
@@ -22,18 +35,28 @@ def _logps(p=6, seed=0):
 
 # TRL 1.x dropped label smoothing from sigmoid (cDPO is checked on its own below); EXO needs ε > 0.
 CASES = [(t, 0.1, 1e-3 if t == "exo_pair" else 0.0) for t in TRL_TYPES] + [
-    (t, 0.5, 0.2) for t in TRL_TYPES if t != "sigmoid"]
+    (t, 0.5, 0.2) for t in TRL_TYPES if t != "sigmoid"
+]
 
 
 @pytest.mark.parametrize("loss_type,beta,eps", CASES)
 def test_matches_trl(loss_type, beta, eps):
     chosen, rejected, ref_c, ref_r, len_c, len_r = _logps(seed=len(loss_type))
     leaves = [t.clone().requires_grad_() for t in (chosen, rejected)]
-    ours = preference_loss(*leaves, ref_c, ref_r, loss_type=loss_type, beta=beta, label_smoothing=eps,
-                           chosen_lengths=len_c, rejected_lengths=len_r)
+    ours = preference_loss(
+        *leaves,
+        ref_c,
+        ref_r,
+        loss_type=loss_type,
+        beta=beta,
+        label_smoothing=eps,
+        chosen_lengths=len_c,
+        rejected_lengths=len_r,
+    )
     theirs_leaves = [t.clone().requires_grad_() for t in (chosen, rejected)]
-    theirs = trl_dpo_loss(*theirs_leaves, ref_c, ref_r, len_c, len_r, loss_type=loss_type, beta=beta,
-                          label_smoothing=eps)
+    theirs = trl_dpo_loss(
+        *theirs_leaves, ref_c, ref_r, len_c, len_r, loss_type=loss_type, beta=beta, label_smoothing=eps
+    )
     # TRL builds ε as a float32 tensor, so exo_pair agrees to float32 precision only.
     torch.testing.assert_close(ours, theirs, rtol=1e-6 if loss_type == "exo_pair" else 1e-10, atol=1e-12)
     ours_g = torch.autograd.grad(ours, leaves)
@@ -63,14 +86,17 @@ def test_registry_is_complete():
     assert set(TRL_TYPES) | {"simpo", "orpo"} == set(OBJECTIVES)
 
 
-@pytest.mark.parametrize("bad,match", [
-    (dict(loss_type="nope"), "loss_type: unknown loss type 'nope'"),
-    (dict(beta=0.0), "beta: must be > 0"),
-    (dict(label_smoothing=0.5), "label_smoothing"),
-    (dict(loss_type="exo_pair"), "exo_pair needs label_smoothing > 0"),
-    (dict(loss_type=["sigmoid", "ipo"], loss_weights=[1.0]), "loss_weights: 1 weights for 2 loss types"),
-    (dict(loss_type="ipo"), "chosen_lengths/rejected_lengths"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (dict(loss_type="nope"), "loss_type: unknown loss type 'nope'"),
+        (dict(beta=0.0), "beta: must be > 0"),
+        (dict(label_smoothing=0.5), "label_smoothing"),
+        (dict(loss_type="exo_pair"), "exo_pair needs label_smoothing > 0"),
+        (dict(loss_type=["sigmoid", "ipo"], loss_weights=[1.0]), "loss_weights: 1 weights for 2 loss types"),
+        (dict(loss_type="ipo"), "chosen_lengths/rejected_lengths"),
+    ],
+)
 def test_bad_arguments_name_the_argument(bad, match):
     chosen, rejected, ref_c, ref_r, *_ = _logps()
     with pytest.raises(ValueError, match=match):
@@ -95,7 +121,13 @@ def test_sigmoid_label_smoothing_is_cdpo_built_from_trls_dpo():
     for a, b in zip(torch.autograd.grad(ours, leaves), torch.autograd.grad(expected, theirs_leaves)):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     with torch.no_grad():
-        trl_smoothed = trl_dpo_loss(chosen, rejected, ref_c, ref_r, len_c, len_r, loss_type="sigmoid", beta=beta,
-                                    label_smoothing=eps)
-    torch.testing.assert_close(trl_smoothed, kept.detach(), rtol=1e-12, atol=0,
-                               msg="the installed TRL now smooths sigmoid: revisit the cDPO note in objectives.py")
+        trl_smoothed = trl_dpo_loss(
+            chosen, rejected, ref_c, ref_r, len_c, len_r, loss_type="sigmoid", beta=beta, label_smoothing=eps
+        )
+    torch.testing.assert_close(
+        trl_smoothed,
+        kept.detach(),
+        rtol=1e-12,
+        atol=0,
+        msg="the installed TRL now smooths sigmoid: revisit the cDPO note in objectives.py",
+    )

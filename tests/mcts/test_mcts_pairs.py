@@ -15,8 +15,9 @@ def _tree(children, forest=None, tree=0, parent=0):
     """Add children [(tokens, value)] under `parent` and back their values up; returns the child ids."""
     forest = forest or Forest(1, capacity=4, max_children=4)
     n = len(children)
-    ids = forest.expand([tree] * n, [parent] * n, [1 / n] * n, [v for _, v in children],
-                        tokens=[t for t, _ in children])
+    ids = forest.expand(
+        [tree] * n, [parent] * n, [1 / n] * n, [v for _, v in children], tokens=[t for t, _ in children]
+    )
     forest.backup([tree] * n, ids, [v for _, v in children])
     return forest, ids.tolist()
 
@@ -72,8 +73,9 @@ def test_value_kinds():
     forest, (a, b) = _tree([([1], 0.0), ([2], 0.3)])
     _tree([([3], 1.0)], forest, parent=a)  # a: reward 0.0, mean 0.5
     by_mean = extract_pairs(forest, [PROMPT], PairConfig(min_gap=0.0, max_overlap=1.0, accept_value=-1))
-    by_reward = extract_pairs(forest, [PROMPT], PairConfig(min_gap=0.0, max_overlap=1.0, accept_value=-1,
-                                                           value="reward"))
+    by_reward = extract_pairs(
+        forest, [PROMPT], PairConfig(min_gap=0.0, max_overlap=1.0, accept_value=-1, value="reward")
+    )
     assert by_mean[0].chosen_ids == [1] and by_reward[0].chosen_ids == [2]
 
 
@@ -81,8 +83,7 @@ def test_truth_step_as_chosen():
     forest, (a, b) = _tree([([1, 2], 0.5), ([6], -1.0)])
     _, (c, d) = _tree([([3], 0.2), ([4], 0.1)], forest, parent=a)
     truth = Truth(answer_ids=(1, 2, 5, 9), step_ends=(2, 3, 4))
-    pairs = extract_pairs(forest, [PROMPT], PairConfig(min_gap=0.0, max_overlap=1.0, truth_value=1.0),
-                          truth=[truth])
+    pairs = extract_pairs(forest, [PROMPT], PairConfig(min_gap=0.0, max_overlap=1.0, truth_value=1.0), truth=[truth])
     root, inner = pairs
     # At the root the truth's first step [1, 2] was written by a sibling: its own value stands.
     assert root.chosen_is_truth and root.chosen_ids == [1, 2] and root.rejected_ids == [6]

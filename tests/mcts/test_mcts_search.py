@@ -22,10 +22,26 @@ from rftfast.mcts import (
 )
 from tests.support.tiny import tiny_tokenizer
 
-WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string"}}, "required": ["city"]}}}
-TIME = {"type": "function", "function": {"name": "get_time", "description": "Local time", "parameters": {
-    "type": "object", "properties": {"tz": {"type": "string"}}, "required": ["tz"]}}}
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+TIME = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "description": "Local time",
+        "parameters": {"type": "object", "properties": {"tz": {"type": "string"}}, "required": ["tz"]},
+    },
+}
 
 
 def _user(text):
@@ -33,16 +49,27 @@ def _user(text):
 
 
 RECORDS = [
-    Record(_user("Weather in Paris, in celsius?"), [WEATHER, TIME],
-           [Call("get_weather", {"city": "Paris", "unit": "celsius"})], id="one"),
-    Record(_user("Weather in Oslo and the time in CET?"), [WEATHER, TIME],
-           [Call("get_weather", {"city": "Oslo"}), Call("get_time", {"tz": "CET"})], id="two"),
+    Record(
+        _user("Weather in Paris, in celsius?"),
+        [WEATHER, TIME],
+        [Call("get_weather", {"city": "Paris", "unit": "celsius"})],
+        id="one",
+    ),
+    Record(
+        _user("Weather in Oslo and the time in CET?"),
+        [WEATHER, TIME],
+        [Call("get_weather", {"city": "Oslo"}), Call("get_time", {"tz": "CET"})],
+        id="two",
+    ),
     Record(_user("Tell me a joke."), [WEATHER], "Why did the chicken cross the road?", id="text"),
 ]
 # Wrong answers the fake model also writes, so siblings differ in one step.
 CORRUPTIONS = {
-    "one": ['[get_weather(city="London", unit="celsius")]', '[get_weather(city="Paris", unit="kelvin")]',
-            '[get_time(tz="Paris")]'],
+    "one": [
+        '[get_weather(city="London", unit="celsius")]',
+        '[get_weather(city="Paris", unit="kelvin")]',
+        '[get_time(tz="Paris")]',
+    ],
     "two": ['[get_weather(city="Oslo"), get_time(tz="PST")]', '[get_weather(city="Bergen"), get_time(tz="CET")]'],
     "text": ['[get_weather(city="road")]'],
 }
@@ -76,7 +103,7 @@ class FakeGenerator:
     def expand(self, requests):
         out = []
         for req in requests:
-            prompt, answer = req.prefix_ids[: req.answer_start], req.prefix_ids[req.answer_start:]
+            prompt, answer = req.prefix_ids[: req.answer_start], req.prefix_ids[req.answer_start :]
             so_far = self.tokenizer.decode(list(answer), skip_special_tokens=True)
             candidates = [c for c in self.by_prompt[tuple(prompt)] if c.startswith(so_far)]
             rng = random.Random(req.seed)
@@ -86,7 +113,7 @@ class FakeGenerator:
                     children.append(self._child(" junk", "stop", -3.0))
                     continue
                 pick = rng.randrange(len(candidates))
-                rest = candidates[pick][len(so_far):]
+                rest = candidates[pick][len(so_far) :]
                 cut = first_step_end(so_far, rest)
                 if cut is None or rest[cut:] in ("", "]"):
                     children.append(self._child(rest, "stop", -0.1 if pick == 0 else -0.7))
@@ -111,7 +138,7 @@ class FakeGenerator:
     def logprobs(self, prefix_ids, continuations):
         # The judge's options: the first (Excellent) likeliest when the graded answer has no corruption in it.
         prompt = self.tokenizer.decode(list(prefix_ids))
-        wrong = any(bad in prompt for bad in ("London", "kelvin", "PST", "Bergen", "get_time(tz=\"Paris"))
+        wrong = any(bad in prompt for bad in ("London", "kelvin", "PST", "Bergen", 'get_time(tz="Paris'))
         scores = [-3.0, -2.0, -1.0, -0.5] if wrong else [-0.2, -2.0, -3.0, -4.0]
         return [[s] + [0.0] * (len(c) - 1) for s, c in zip(scores, continuations)]
 
@@ -123,22 +150,25 @@ class FakeGenerator:
 ONE = RECORDS[0]
 
 
-@pytest.mark.parametrize("text, complete, expected", [
-    ("", False, 0.0),
-    ("[get_weather(", False, 1 / 5),  # S = 4 steps (open, city, unit, close), + 1 for ending the answer
-    ('[get_weather(city="paris",', False, 2 / 5),  # BFCL normalisation: case does not matter
-    ('[get_weather(city="Par', False, 1 / 5),  # a value still being written: neither credit nor penalty
-    ('[get_weather(city="Paris", unit="celsius")', False, 4 / 5),
-    ('[get_weather(city="Paris", unit="celsius")]', True, 1.0),
-    ('[get_weather(unit="celsius", city="Paris")]', True, 1.0),  # argument order is free
-    ('[get_weather(city="London",', False, 1 / 5 - 1),
-    ("[get_time(", False, -1.0),
-    ('[get_weather(city="Paris", unit="celsius", days=2)]', True, 3 / 5 - 1),
-    ('[get_weather(city="Paris")]', True, 2 / 5 - 1),  # closed without the parameter the truth gives
-    ('[get_weather(city="Paris", unit=@@,', False, 2 / 5 - 1),  # a finished step that does not parse
-    ('[get_weather(city="Paris", unit="celsius")]', False, 4 / 5),  # right, but not ended
-    ("Sure, let me check.", True, -1.0),
-])
+@pytest.mark.parametrize(
+    "text, complete, expected",
+    [
+        ("", False, 0.0),
+        ("[get_weather(", False, 1 / 5),  # S = 4 steps (open, city, unit, close), + 1 for ending the answer
+        ('[get_weather(city="paris",', False, 2 / 5),  # BFCL normalisation: case does not matter
+        ('[get_weather(city="Par', False, 1 / 5),  # a value still being written: neither credit nor penalty
+        ('[get_weather(city="Paris", unit="celsius")', False, 4 / 5),
+        ('[get_weather(city="Paris", unit="celsius")]', True, 1.0),
+        ('[get_weather(unit="celsius", city="Paris")]', True, 1.0),  # argument order is free
+        ('[get_weather(city="London",', False, 1 / 5 - 1),
+        ("[get_time(", False, -1.0),
+        ('[get_weather(city="Paris", unit="celsius", days=2)]', True, 3 / 5 - 1),
+        ('[get_weather(city="Paris")]', True, 2 / 5 - 1),  # closed without the parameter the truth gives
+        ('[get_weather(city="Paris", unit=@@,', False, 2 / 5 - 1),  # a finished step that does not parse
+        ('[get_weather(city="Paris", unit="celsius")]', False, 4 / 5),  # right, but not ended
+        ("Sure, let me check.", True, -1.0),
+    ],
+)
 def test_ast_reward_scale(text, complete, expected):
     assert ast_reward(ONE, text, complete) == pytest.approx(expected)
 
@@ -155,8 +185,13 @@ def test_ast_reward_parallel_calls_and_text_answers():
 
 
 def test_ast_reward_uses_bfcl_possible_answers():
-    record = Record(ONE.messages, ONE.tools, ONE.answer, id="bfcl", meta={
-        "possible_answer": [{"get_weather": {"city": ["Paris", "Paris, France"], "unit": ["", "celsius"]}}]})
+    record = Record(
+        ONE.messages,
+        ONE.tools,
+        ONE.answer,
+        id="bfcl",
+        meta={"possible_answer": [{"get_weather": {"city": ["Paris", "Paris, France"], "unit": ["", "celsius"]}}]},
+    )
     assert ast_reward(record, '[get_weather(city="Paris, France")]', True) == 1.0  # unit may be left out
     assert ast_reward(record, '[get_weather(city="paris france",', False) > 0
 
@@ -180,8 +215,15 @@ def test_judge_reward_weights_the_rubric(tok):
 # Search with the fake generator
 # ----------------------------------------------------------------------------------------------------------------
 
-CONFIG = SearchConfig(samples_per_expansion=3, rounds=6, leaves_per_tree=2, max_depth=8, seed=3, progress=False,
-                      pairs=PairConfig(min_gap=0.1, max_overlap=1.0, accept_value=0.0))
+CONFIG = SearchConfig(
+    samples_per_expansion=3,
+    rounds=6,
+    leaves_per_tree=2,
+    max_depth=8,
+    seed=3,
+    progress=False,
+    pairs=PairConfig(min_gap=0.1, max_overlap=1.0, accept_value=0.0),
+)
 
 
 def _check_pairs_against_forest(result, tok):
@@ -196,8 +238,11 @@ def _check_pairs_against_forest(result, tok):
         assert pair.chosen_value - pair.rejected_value >= 0.1 and pair.chosen_value >= 0.0
         common = pair.divergence - len(pair.prompt_ids)
         assert pair.chosen_ids[:common] == pair.rejected_ids[:common]
-        assert common == len(pair.chosen_ids) or common == len(pair.rejected_ids) or \
-            pair.chosen_ids[common] != pair.rejected_ids[common]
+        assert (
+            common == len(pair.chosen_ids)
+            or common == len(pair.rejected_ids)
+            or pair.chosen_ids[common] != pair.rejected_ids[common]
+        )
 
 
 def test_search_grows_all_trees_and_yields_step_pairs(tok):
@@ -221,8 +266,8 @@ def test_search_grows_all_trees_and_yields_step_pairs(tok):
     for pair in result.pairs:
         record = next(r for r in RECORDS if r.id == pair.record_id)
         truth = answer_content(record)
-        chosen = tok.decode(pair.prompt_ids[pair.answer_start:] + pair.chosen_ids, skip_special_tokens=True)
-        rejected = tok.decode(pair.prompt_ids[pair.answer_start:] + pair.rejected_ids, skip_special_tokens=True)
+        chosen = tok.decode(pair.prompt_ids[pair.answer_start :] + pair.chosen_ids, skip_special_tokens=True)
+        rejected = tok.decode(pair.prompt_ids[pair.answer_start :] + pair.rejected_ids, skip_special_tokens=True)
         assert truth.startswith(chosen) and not truth.startswith(rejected)
     # Node texts are the decoded answers so far, and rewards were given on them.
     for (t, node), text in result.texts.items():
@@ -237,16 +282,28 @@ def test_search_is_deterministic_and_respects_depth(tok):
     b = search(RECORDS, FakeGenerator(tok, RECORDS), ast_reward, CONFIG, tokenizer=tok)
     assert [p.to_json() for p in a.pairs] == [p.to_json() for p in b.pairs]
     assert (a.forest.visits == b.forest.visits).all()
-    shallow = search(RECORDS, FakeGenerator(tok, RECORDS), ast_reward,
-                     SearchConfig(samples_per_expansion=2, rounds=10, max_depth=2, progress=False), tokenizer=tok)
+    shallow = search(
+        RECORDS,
+        FakeGenerator(tok, RECORDS),
+        ast_reward,
+        SearchConfig(samples_per_expansion=2, rounds=10, max_depth=2, progress=False),
+        tokenizer=tok,
+    )
     assert shallow.forest.depth.max() <= 2
     deepest = shallow.forest.depth == 2
     assert shallow.forest.terminal[deepest].all()
 
 
 def test_search_ground_truth_as_chosen(tok):
-    config = SearchConfig(samples_per_expansion=3, rounds=4, leaves_per_tree=2, seed=1, progress=False,
-                          ground_truth_chosen=True, pairs=PairConfig(min_gap=0.1, max_overlap=1.0))
+    config = SearchConfig(
+        samples_per_expansion=3,
+        rounds=4,
+        leaves_per_tree=2,
+        seed=1,
+        progress=False,
+        ground_truth_chosen=True,
+        pairs=PairConfig(min_gap=0.1, max_overlap=1.0),
+    )
     result = search(RECORDS, FakeGenerator(tok, RECORDS), ast_reward, config, tokenizer=tok)
     truth_pairs = [p for p in result.pairs if p.chosen_is_truth]
     assert truth_pairs
@@ -263,16 +320,23 @@ def test_search_marks_leaves_the_generator_cannot_extend(tok):
         def expand(self, requests):
             return [[Child([], "", [], "length") for _ in range(r.n)] for r in requests]
 
-    result = search(RECORDS[:1], Silent(tok, RECORDS), ast_reward,
-                    SearchConfig(rounds=3, progress=False), tokenizer=tok)
+    result = search(
+        RECORDS[:1], Silent(tok, RECORDS), ast_reward, SearchConfig(rounds=3, progress=False), tokenizer=tok
+    )
     assert result.stats.rounds == 1 and result.forest.terminal[0, 0] and not result.pairs
 
 
 def test_search_with_the_judge_and_puct_sum(tok):
     gen = FakeGenerator(tok, RECORDS)
     reward = MixedReward([(ast_reward, 1.0), (JudgeReward(gen, tok), 0.25)])
-    config = SearchConfig(samples_per_expansion=2, rounds=3, rule="puct", backup="sum", progress=False,
-                          pairs=PairConfig(min_gap=0.0, accept_value=-math.inf, max_overlap=1.0))
+    config = SearchConfig(
+        samples_per_expansion=2,
+        rounds=3,
+        rule="puct",
+        backup="sum",
+        progress=False,
+        pairs=PairConfig(min_gap=0.0, accept_value=-math.inf, max_overlap=1.0),
+    )
     result = search(RECORDS[:2], gen, reward, config, tokenizer=tok)
     assert result.stats.reward_seconds > 0 and result.forest.backup_mode == "sum"
     _check_pairs_against_forest_loose(result)
@@ -308,9 +372,17 @@ def test_search_with_tiny_model_and_transformers_backend(tok):
                 return out
 
         gen = Recording(model, tok, prefix_cache=True)
-        config = SearchConfig(samples_per_expansion=3, rounds=4, leaves_per_tree=1, max_depth=6, max_new_tokens=12,
-                              temperature=1.5, seed=0, progress=False,
-                              pairs=PairConfig(min_gap=0.0, max_overlap=1.0, accept_value=-math.inf))
+        config = SearchConfig(
+            samples_per_expansion=3,
+            rounds=4,
+            leaves_per_tree=1,
+            max_depth=6,
+            max_new_tokens=12,
+            temperature=1.5,
+            seed=0,
+            progress=False,
+            pairs=PairConfig(min_gap=0.0, max_overlap=1.0, accept_value=-math.inf),
+        )
         result = search(RECORDS[:2], gen, ast_reward, config)
     finally:
         torch.set_num_threads(threads)
@@ -345,6 +417,6 @@ def _answering_model(torch, tiny_llama, tok):
 
 
 def test_ast_reward_judges_a_parameter_name_before_its_value():
-    assert ast_reward(ONE, '[get_weather(town=', False) == pytest.approx(1 / 5 - 1)
-    assert ast_reward(ONE, '[get_weather(city=', False) == pytest.approx(1 / 5)
+    assert ast_reward(ONE, "[get_weather(town=", False) == pytest.approx(1 / 5 - 1)
+    assert ast_reward(ONE, "[get_weather(city=", False) == pytest.approx(1 / 5)
     assert ast_reward(ONE, '[get_weather(city="Paris", days="2', False) == pytest.approx(2 / 5 - 1)

@@ -79,8 +79,9 @@ def test_triton_kernels_on_gpu_match_float64(dtype, tol, softcap):
 # (dtype, N, H, V, softcap, temperature, bias, ignore_index, margin of the confident rows or None)
 REAL = [
     pytest.param(torch.bfloat16, 512, H_LLAMA, V_LLAMA, None, 1.0, False, -100, None, id="bf16-llama3"),
-    pytest.param(torch.bfloat16, 512, H_LLAMA, V_LLAMA, 30.0, 0.7, True, -100, 24.0,
-                 id="bf16-llama3-softcap-temp-bias-confident"),
+    pytest.param(
+        torch.bfloat16, 512, H_LLAMA, V_LLAMA, 30.0, 0.7, True, -100, 24.0, id="bf16-llama3-softcap-temp-bias-confident"
+    ),
     pytest.param(torch.float32, 256, H_LLAMA, V_LLAMA, None, 1.0, False, -100, 24.0, id="fp32-llama3-confident"),
     pytest.param(torch.float32, 300, 2048, 50257, 50.0, 1.3, True, -1, None, id="fp32-odd-softcap-temp-bias"),
     pytest.param(torch.bfloat16, 777, 1536, 32003, 30.0, 1.0, False, -1, 24.0, id="bf16-odd-softcap-confident"),
@@ -126,8 +127,12 @@ def test_triton_real_shapes_match_float64(request, dtype, n, h, v, softcap, temp
         record(request.node.callspec.id, confident_tokens=int(confident.sum()), confident_max_relerr=worst)
         assert worst <= 1e-3, f"a confident token's log-prob is off by {worst:.2e} of itself"
     names = ("grad_hidden", "grad_weight", "grad_bias")
-    check(request.node.callspec.id, BOUNDS[dtype], logp=(out, ref, "logp"),
-          **{names[i]: (grads[i], ref_grads[i], "grad") for i in range(len(params))})
+    check(
+        request.node.callspec.id,
+        BOUNDS[dtype],
+        logp=(out, ref, "logp"),
+        **{names[i]: (grads[i], ref_grads[i], "grad") for i in range(len(params))},
+    )
 
 
 def test_triton_with_reference_real_shape_matches_float64():
@@ -142,8 +147,14 @@ def test_triton_with_reference_real_shape_matches_float64():
     want_ref = logprobs_f64(ref_hidden.double(), w64.detach(), labels)
     rh, rw = torch.autograd.grad((want * upstream.double()).sum(), (h64, w64))
     assert not ref_logp.requires_grad
-    check("bf16-llama3-with-reference", BOUNDS[torch.bfloat16], logp=(logp, want, "logp"),
-          ref_logp=(ref_logp, want_ref, "logp"), grad_hidden=(gh, rh, "grad"), grad_weight=(gw, rw, "grad"))
+    check(
+        "bf16-llama3-with-reference",
+        BOUNDS[torch.bfloat16],
+        logp=(logp, want, "logp"),
+        ref_logp=(ref_logp, want_ref, "logp"),
+        grad_hidden=(gh, rh, "grad"),
+        grad_weight=(gw, rw, "grad"),
+    )
 
 
 # ----------------------------------------------------------------------------- FusedDPOLoss: CUDA against CPU
@@ -193,8 +204,13 @@ def _dpo_run(case, strategy, device, dtype, backend):
     fn = FusedDPOLoss(**DPO_CASES[case], strategy=strategy, backend=backend)
     out = fn(h, w, labels.to(device), ref_hidden=ref_hidden.to(device, dtype))
     out.loss.backward()
-    return {"loss": out.loss.detach().cpu(), "chosen_logps": out.chosen_logps.cpu(),
-            "rejected_logps": out.rejected_logps.cpu(), "grad_hidden": h.grad.cpu(), "grad_weight": w.grad.cpu()}
+    return {
+        "loss": out.loss.detach().cpu(),
+        "chosen_logps": out.chosen_logps.cpu(),
+        "rejected_logps": out.rejected_logps.cpu(),
+        "grad_hidden": h.grad.cpu(),
+        "grad_weight": w.grad.cpu(),
+    }
 
 
 @functools.cache
@@ -206,8 +222,13 @@ def _cpu_result(case, strategy, dtype):
     fn = FusedDPOLoss(**DPO_CASES[case], strategy=strategy, backend="torch")
     out = fn(h, w, labels, ref_hidden=ref_hidden.to(dtype).float())
     out.loss.backward()
-    return {"loss": out.loss.detach(), "chosen_logps": out.chosen_logps, "rejected_logps": out.rejected_logps,
-            "grad_hidden": h.grad, "grad_weight": w.grad}
+    return {
+        "loss": out.loss.detach(),
+        "chosen_logps": out.chosen_logps,
+        "rejected_logps": out.rejected_logps,
+        "grad_hidden": h.grad,
+        "grad_weight": w.grad,
+    }
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
@@ -216,10 +237,18 @@ def _cpu_result(case, strategy, dtype):
 def test_fused_dpo_loss_cuda_matches_cpu(case, strategy, dtype):
     got = _dpo_run(case, strategy, "cuda", dtype, "triton")
     want = _cpu_result(case, strategy, dtype)
-    kinds = {"loss": "loss", "chosen_logps": "logp", "rejected_logps": "logp", "grad_hidden": "grad",
-             "grad_weight": "grad"}
-    check(f"dpo-{case}-{strategy}-{str(dtype)[6:]}-vs-cpu", BOUNDS[dtype],
-          **{k: (got[k], want[k], kinds[k]) for k in kinds})
+    kinds = {
+        "loss": "loss",
+        "chosen_logps": "logp",
+        "rejected_logps": "logp",
+        "grad_hidden": "grad",
+        "grad_weight": "grad",
+    }
+    check(
+        f"dpo-{case}-{strategy}-{str(dtype)[6:]}-vs-cpu",
+        BOUNDS[dtype],
+        **{k: (got[k], want[k], kinds[k]) for k in kinds},
+    )
 
 
 # ----------------------------------------------------------------------------- FusedDPOLoss: real shape, float64
@@ -236,7 +265,8 @@ def test_fused_dpo_loss_real_shape_matches_float64(strategy):
     labels = torch.randint(0, V_LLAMA, (2 * pairs, t), device="cuda", generator=g)
     labels[:, : t // 4] = -100
     out = FusedDPOLoss("sigmoid", beta=beta, strategy=strategy, backend="triton")(
-        hidden, weight, labels, ref_hidden=ref_hidden)
+        hidden, weight, labels, ref_hidden=ref_hidden
+    )
     out.loss.backward()
 
     h64, w64 = f64_leaf(hidden), f64_leaf(weight)
@@ -246,7 +276,12 @@ def test_fused_dpo_loss_real_shape_matches_float64(strategy):
     delta = (seq[:pairs] - ref[:pairs]) - (seq[pairs:] - ref[pairs:])
     loss = -torch.nn.functional.logsigmoid(beta * delta).mean()
     rh, rw = torch.autograd.grad(loss, (h64, w64))
-    check(f"dpo-llama3-{strategy}-bf16-vs-float64", BOUNDS[torch.bfloat16],
-          loss=(out.loss, loss, "loss"), chosen_logps=(out.chosen_logps, seq[:pairs], "logp"),
-          rejected_logps=(out.rejected_logps, seq[pairs:], "logp"),
-          grad_hidden=(hidden.grad, rh, "grad"), grad_weight=(weight.grad, rw, "grad"))
+    check(
+        f"dpo-llama3-{strategy}-bf16-vs-float64",
+        BOUNDS[torch.bfloat16],
+        loss=(out.loss, loss, "loss"),
+        chosen_logps=(out.chosen_logps, seq[:pairs], "logp"),
+        rejected_logps=(out.rejected_logps, seq[pairs:], "logp"),
+        grad_hidden=(hidden.grad, rh, "grad"),
+        grad_weight=(weight.grad, rw, "grad"),
+    )

@@ -31,15 +31,13 @@ def _inputs(n, h, v, dtype, seed, scale=1.0, ignore_frac=0.25, device="cpu"):
 def test_values_and_gradients_match_float64(dtype, with_bias, temperature, softcap):
     hidden, weight, bias, labels, upstream = _inputs(53, 24, 97, dtype, seed=hash((dtype, with_bias, softcap)) % 1000)
     bias = bias if with_bias else None
-    out = linear_logprobs(hidden, weight, labels, bias=bias, temperature=temperature, softcap=softcap,
-                          chunk_rows=16)
+    out = linear_logprobs(hidden, weight, labels, bias=bias, temperature=temperature, softcap=softcap, chunk_rows=16)
     assert out.dtype == torch.float32 and out.shape == (53,)
     params = [hidden, weight] + ([bias] if with_bias else [])
     grads = torch.autograd.grad((out * upstream).sum(), params)
 
     ref_params = [f64_leaf(p) for p in params]
-    ref = logprobs_f64(ref_params[0], ref_params[1], labels, ref_params[2] if with_bias else None,
-                       temperature, softcap)
+    ref = logprobs_f64(ref_params[0], ref_params[1], labels, ref_params[2] if with_bias else None, temperature, softcap)
     ref_grads = torch.autograd.grad((ref * upstream.double()).sum(), ref_params)
     tol = TOL[dtype]
     assert_close(out, ref, atol=tol, what="logp")
@@ -113,15 +111,20 @@ def test_sequence_logprobs_padded_packed_and_average():
     assert_close(summed, per_token.sum(1), atol=1e-4, what="padded sum")
     lengths = sequence_lengths(labels)
     assert lengths.tolist() == [6, 10, 7]
-    assert_close(sequence_logprobs(hidden, weight, labels, average=True), per_token.sum(1) / lengths,
-                 atol=1e-5, what="padded average")
+    assert_close(
+        sequence_logprobs(hidden, weight, labels, average=True),
+        per_token.sum(1) / lengths,
+        atol=1e-5,
+        what="padded average",
+    )
     # Packed: drop the padding, concatenate, describe with cu_seqlens.
     keep = torch.ones_like(labels, dtype=torch.bool)
     keep[2, 7:] = False
     packed_h, packed_y = hidden[keep], labels[keep]
     cu = torch.tensor([0, 10, 20, 27])
-    assert_close(sequence_logprobs(packed_h, weight, packed_y, cu_seqlens=cu), per_token.sum(1), atol=1e-4,
-                 what="packed sum")
+    assert_close(
+        sequence_logprobs(packed_h, weight, packed_y, cu_seqlens=cu), per_token.sum(1), atol=1e-4, what="packed sum"
+    )
     summed.sum().backward()
     assert hidden.grad[2, 7:].abs().sum() == 0  # ignored positions get no gradient
 
@@ -162,6 +165,7 @@ def test_both_backends_form_only_the_gradients_asked_for(backend, frozen, monkey
 
         monkeypatch.setattr(kernels, "linear_logprobs_backward", spy)
     else:
+
         def spy(grad_logits, rows, weight, grad_weight, grad_bias, want_hidden=True, real=head.accumulate_head_grads):
             formed.append((want_hidden, grad_weight is not None, grad_bias is not None))
             return real(grad_logits, rows, weight, grad_weight, grad_bias, want_hidden)

@@ -140,8 +140,9 @@ def test_backward_forms_only_the_gradients_asked_for(need):
     grad_logp = torch.randn(M, device=DEVICE)
     _, lse, _ = linear_logprobs_forward(h, w, labels, b)
     full = linear_logprobs_backward(h, w, labels, lse, grad_logp, b)
-    part = linear_logprobs_backward(h, w, labels, lse, grad_logp, b, need_hidden=need[0], need_weight=need[1],
-                                    need_bias=need[2])
+    part = linear_logprobs_backward(
+        h, w, labels, lse, grad_logp, b, need_hidden=need[0], need_weight=need[1], need_bias=need[2]
+    )
     for wanted, got, want in zip(need, part, full, strict=True):
         if wanted:
             torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)  # atomics: any order on a GPU

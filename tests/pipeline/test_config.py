@@ -20,58 +20,64 @@ def test_defaults_yaml_and_overrides(tmp_path):
     assert cfg.model.path is None and load_config(None, ["model.path=/x"]).model.path == "/x"
 
 
-@pytest.mark.parametrize("overrides,match", [
-    (["search.roundz=3"], r"search.roundz: unknown key \(expected one of"),
-    (["nope=1"], "nope: unknown key"),
-    (["search.rounds=many"], "search.rounds: expected int, got 'many'"),
-    (["search.rounds=2.5"], "search.rounds: expected int"),
-    (["warmup.lr=fast"], "warmup.lr: expected float, got 'fast'"),
-    (["extra_sft=yes please"], "extra_sft: expected true or false"),
-    (["search.rule=ucb"], r"search.rule: expected one of \('uct', 'puct'\)"),
-    (["data.levels=[1, x]"], r"data.levels\[1\]: expected int"),
-    (["deficiency.ratio=0"], r"deficiency.ratio: expected in \(0, 1\], got 0.0"),
-    (["search=3"], "search: expected a mapping"),
-    (["search.samples=3"], "search.samples: unknown key"),  # the library's name: samples_per_expansion
-    (["rounds"], "expected key.path=value"),
-])
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (["search.roundz=3"], r"search.roundz: unknown key \(expected one of"),
+        (["nope=1"], "nope: unknown key"),
+        (["search.rounds=many"], "search.rounds: expected int, got 'many'"),
+        (["search.rounds=2.5"], "search.rounds: expected int"),
+        (["warmup.lr=fast"], "warmup.lr: expected float, got 'fast'"),
+        (["extra_sft=yes please"], "extra_sft: expected true or false"),
+        (["search.rule=ucb"], r"search.rule: expected one of \('uct', 'puct'\)"),
+        (["data.levels=[1, x]"], r"data.levels\[1\]: expected int"),
+        (["deficiency.ratio=0"], r"deficiency.ratio: expected in \(0, 1\], got 0.0"),
+        (["search=3"], "search: expected a mapping"),
+        (["search.samples=3"], "search.samples: unknown key"),  # the library's name: samples_per_expansion
+        (["rounds"], "expected key.path=value"),
+    ],
+)
 def test_bad_config_names_the_key(overrides, match):
     with pytest.raises(ConfigError, match=match):
         load_config(None, overrides)
 
 
 # Values that used to pass the load and fail hours later (or never), each refused at load with its key.
-@pytest.mark.parametrize("override,match", [
-    ("preference.loss_type=nonsense", "preference.loss_type: unknown loss type 'nonsense'"),
-    ("preference.loss_type=dpo", "preference.loss_type: 'dpo' is called 'sigmoid'"),
-    ("preference.batch_size=0", "preference.batch_size: expected >= 1, got 0"),
-    ("preference.lr=-1", "preference.lr: expected > 0"),
-    ("preference.beta=.inf", "preference.beta: expected a finite number"),
-    ("preference.epochs=0", "preference.epochs: expected > 0"),
-    ("search.top_p=0", r"search.top_p: expected in \(0, 1\]"),
-    ("search.leaves_per_tree=0", "search.leaves_per_tree: expected >= 1"),
-    ("search.max_new_tokens=0", "search.max_new_tokens: expected >= 1"),
-    ("search.temperature=.nan", "search.temperature: expected a finite number"),
-    ("search.samples_per_expansion=0", "search.samples_per_expansion: expected >= 1, got 0"),
-    ("search.rounds=0", "search.rounds: expected >= 1, got 0"),
-    ("search.backup=max", r"search.backup: expected one of \('mean', 'sum'\)"),
-    ("search.pairs.min_gap=-1", "search.pairs.min_gap: expected >= 0"),
-    ("search.pairs.value=best", "search.pairs.value: expected one of"),
-    ("search.seed=3", "search.seed: expected 0: the run seeds each search"),
-    ("preference.label_smoothing=0.7", r"preference.label_smoothing: must lie in \[0, 0.5\)"),
-    ("eval.batch_size=0", "eval.batch_size: expected >= 1"),
-    ("model.vocab_size=7", "model.vocab_size: expected >= 262"),
-    ("model.max_length=1", "model.max_length: expected >= 2"),
-    ("model.num_heads=3", "model.num_heads: expected >= 1 and a divisor of model.hidden_size"),
-    ("warmup.batch_size=0", "warmup.batch_size: expected >= 1"),
-    ("warmup.epochs=0", "warmup.epochs: expected > 0"),
-    ("deficiency.max_records=0", "deficiency.max_records: expected >= 1"),
-    ("data.levels=[]", "data.levels: expected a non-empty list"),
-    ("name=/abs", "name: expected a plain folder name"),
-    ("name=../x", "name: expected a plain folder name"),
-    ("name=..", "name: expected a plain folder name"),
-    ("device=gpu", "device: expected 'cpu', 'cuda'"),
-    ("train.lora_dropout=1", r"train.lora_dropout: expected in \[0, 1\)"),
-])
+@pytest.mark.parametrize(
+    "override,match",
+    [
+        ("preference.loss_type=nonsense", "preference.loss_type: unknown loss type 'nonsense'"),
+        ("preference.loss_type=dpo", "preference.loss_type: 'dpo' is called 'sigmoid'"),
+        ("preference.batch_size=0", "preference.batch_size: expected >= 1, got 0"),
+        ("preference.lr=-1", "preference.lr: expected > 0"),
+        ("preference.beta=.inf", "preference.beta: expected a finite number"),
+        ("preference.epochs=0", "preference.epochs: expected > 0"),
+        ("search.top_p=0", r"search.top_p: expected in \(0, 1\]"),
+        ("search.leaves_per_tree=0", "search.leaves_per_tree: expected >= 1"),
+        ("search.max_new_tokens=0", "search.max_new_tokens: expected >= 1"),
+        ("search.temperature=.nan", "search.temperature: expected a finite number"),
+        ("search.samples_per_expansion=0", "search.samples_per_expansion: expected >= 1, got 0"),
+        ("search.rounds=0", "search.rounds: expected >= 1, got 0"),
+        ("search.backup=max", r"search.backup: expected one of \('mean', 'sum'\)"),
+        ("search.pairs.min_gap=-1", "search.pairs.min_gap: expected >= 0"),
+        ("search.pairs.value=best", "search.pairs.value: expected one of"),
+        ("search.seed=3", "search.seed: expected 0: the run seeds each search"),
+        ("preference.label_smoothing=0.7", r"preference.label_smoothing: must lie in \[0, 0.5\)"),
+        ("eval.batch_size=0", "eval.batch_size: expected >= 1"),
+        ("model.vocab_size=7", "model.vocab_size: expected >= 262"),
+        ("model.max_length=1", "model.max_length: expected >= 2"),
+        ("model.num_heads=3", "model.num_heads: expected >= 1 and a divisor of model.hidden_size"),
+        ("warmup.batch_size=0", "warmup.batch_size: expected >= 1"),
+        ("warmup.epochs=0", "warmup.epochs: expected > 0"),
+        ("deficiency.max_records=0", "deficiency.max_records: expected >= 1"),
+        ("data.levels=[]", "data.levels: expected a non-empty list"),
+        ("name=/abs", "name: expected a plain folder name"),
+        ("name=../x", "name: expected a plain folder name"),
+        ("name=..", "name: expected a plain folder name"),
+        ("device=gpu", "device: expected 'cpu', 'cuda'"),
+        ("train.lora_dropout=1", r"train.lora_dropout: expected in \[0, 1\)"),
+    ],
+)
 def test_out_of_range_values_are_refused_at_load(override, match):
     with pytest.raises(ConfigError, match=match):
         load_config(None, [override])

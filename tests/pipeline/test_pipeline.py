@@ -8,12 +8,29 @@ import torch
 from rftfast.config import load_config
 from rftfast.pipeline import StopRequested, run
 
-SMALL = ["data.num_train=40", "data.num_heldout=12", "model.hidden_size=32", "model.num_layers=2",
-         "model.num_heads=2", "model.num_kv_heads=1", "model.intermediate_size=64", "model.vocab_size=400",
-         "warmup.epochs=1", "warmup.batch_size=8", "warmup.buckets=2", "deficiency.max_records=8",
-         "deficiency.max_new_tokens=20", "search.rounds=2", "search.samples_per_expansion=2", "search.max_depth=3",
-         "search.max_new_tokens=10", "preference.epochs=1", "preference.batch_size=4", "iterations=1",
-         "eval.max_new_tokens=20"]
+SMALL = [
+    "data.num_train=40",
+    "data.num_heldout=12",
+    "model.hidden_size=32",
+    "model.num_layers=2",
+    "model.num_heads=2",
+    "model.num_kv_heads=1",
+    "model.intermediate_size=64",
+    "model.vocab_size=400",
+    "warmup.epochs=1",
+    "warmup.batch_size=8",
+    "warmup.buckets=2",
+    "deficiency.max_records=8",
+    "deficiency.max_new_tokens=20",
+    "search.rounds=2",
+    "search.samples_per_expansion=2",
+    "search.max_depth=3",
+    "search.max_new_tokens=10",
+    "preference.epochs=1",
+    "preference.batch_size=4",
+    "iterations=1",
+    "eval.max_new_tokens=20",
+]
 
 
 def small(tmp_path, name, *extra):
@@ -31,8 +48,15 @@ def test_end_to_end_writes_report_and_checkpoints(finished):
     cfg, report = finished
     assert set(report["accuracy"]) == {"warmup", "iter_1"}
     stages = json.loads((cfg.run_dir / "manifest.json").read_text())["stages"]
-    for stage in ("data", "warmup", "warmup/eval", "iter_1/deficiency", "iter_1/search", "iter_1/preference",
-                  "iter_1/eval"):
+    for stage in (
+        "data",
+        "warmup",
+        "warmup/eval",
+        "iter_1/deficiency",
+        "iter_1/search",
+        "iter_1/preference",
+        "iter_1/eval",
+    ):
         assert stage in stages, stage
     assert (cfg.run_dir / "report.png").stat().st_size > 10_000
     assert (cfg.run_dir / "iter_1" / "pairs.jsonl").exists()
@@ -65,7 +89,8 @@ def test_resume_after_kill_matches_uninterrupted(finished, tmp_path):
     run(cfg, resume=True)
     assert (cfg.run_dir / "metrics.jsonl").read_text() == (full_cfg.run_dir / "metrics.jsonl").read_text()
     assert (cfg.run_dir / "iter_1" / "pairs.jsonl").read_text() == (
-        full_cfg.run_dir / "iter_1" / "pairs.jsonl").read_text()
+        full_cfg.run_dir / "iter_1" / "pairs.jsonl"
+    ).read_text()
     from safetensors.torch import load_file
 
     ours = load_file(cfg.run_dir / "iter_1" / "model" / "model.safetensors")
@@ -92,8 +117,14 @@ def test_a_stage_is_recorded_when_it_finishes_and_read_back_as_a_copy(tmp_path):
 
 def test_training_switches_run_end_to_end(tmp_path):
     pytest.importorskip("peft")
-    cfg = small(tmp_path, "switches", "train.lora_r=4", "train.gradient_accumulation=2",
-                "train.gradient_checkpointing=true", "tensorboard=true")
+    cfg = small(
+        tmp_path,
+        "switches",
+        "train.lora_r=4",
+        "train.gradient_accumulation=2",
+        "train.gradient_checkpointing=true",
+        "tensorboard=true",
+    )
     report = run(cfg)
     assert set(report["accuracy"]) == {"warmup", "iter_1"}
     assert list((cfg.run_dir / "tensorboard").glob("events.out.tfevents.*"))

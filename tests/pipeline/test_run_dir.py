@@ -57,8 +57,9 @@ def test_a_finished_run_is_not_replaced_without_overwrite(copy_of, capsys):
     with pytest.raises(RunDirError, match=rf"{len(stages)} finished stages; pass --resume .* or --overwrite"):
         run(small(copy_of, "done"))
     assert _stages(run_dir) == stages and (run_dir / "metrics.jsonl").read_text() == metrics
-    assert main(["run", "--set", f"out_dir={copy_of}", "--set", "name=done", *sum((["--set", s] for s in SMALL), [])
-                 ]) == 2
+    assert (
+        main(["run", "--set", f"out_dir={copy_of}", "--set", "name=done", *sum((["--set", s] for s in SMALL), [])]) == 2
+    )
     assert "pass --resume to continue it or --overwrite" in capsys.readouterr().err
     with pytest.raises(StopRequested):
         run(small(copy_of, "done"), overwrite=True, stop_after="data")
@@ -124,11 +125,14 @@ CURRENT_UMASK = os.umask(0)
 os.umask(CURRENT_UMASK)
 
 
-@pytest.mark.parametrize("what,extra,match", [
-    ("empty", [], r"data.source: .* holds no records"),
-    ("few", ["data.num_heldout=12"], r"data.num_heldout: .* holds 10 records; holding out 12 leaves none"),
-    ("ok", ["model.max_length=2"], r"model.max_length: 0 of \d+ training records fit in model.max_length=2"),
-])
+@pytest.mark.parametrize(
+    "what,extra,match",
+    [
+        ("empty", [], r"data.source: .* holds no records"),
+        ("few", ["data.num_heldout=12"], r"data.num_heldout: .* holds 10 records; holding out 12 leaves none"),
+        ("ok", ["model.max_length=2"], r"model.max_length: 0 of \d+ training records fit in model.max_length=2"),
+    ],
+)
 def test_data_that_cannot_train_is_refused_before_the_warmup(tmp_path, what, extra, match):
     source = tmp_path / f"{what}.jsonl"
     write_records(generate({"empty": 0, "few": 10, "ok": 30}[what], seed=0), source)

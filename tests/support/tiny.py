@@ -2,7 +2,7 @@
 
 from functools import lru_cache
 
-DEFAULT_CORPUS = ("[get_weather(city=\"Paris\", unit=\"celsius\")]", "What is the weather in Paris?")
+DEFAULT_CORPUS = ('[get_weather(city="Paris", unit="celsius")]', "What is the weather in Paris?")
 
 
 @lru_cache(maxsize=4)
@@ -17,6 +17,13 @@ def tiny_llama(vocab_size: int, seed: int = 0):
     """A 2-layer, 32-wide Llama with untied embeddings, seeded."""
     from rftfast.train.model import ModelConfig, build_tiny_llama
 
-    shape = ModelConfig(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
-                        max_length=2048, tie_embeddings=False)
+    shape = ModelConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_layers=2,
+        num_heads=4,
+        num_kv_heads=2,
+        max_length=2048,
+        tie_embeddings=False,
+    )
     return build_tiny_llama(shape, vocab_size, seed)

@@ -24,8 +24,20 @@ class _Accelerator:
         return x
 
 
-def trl_dpo_loss(chosen, rejected, ref_chosen, ref_rejected, chosen_len, rejected_len, *, loss_type,
-                 loss_weights=None, beta=0.1, label_smoothing=0.0, discopop_tau=0.05):
+def trl_dpo_loss(
+    chosen,
+    rejected,
+    ref_chosen,
+    ref_rejected,
+    chosen_len,
+    rejected_len,
+    *,
+    loss_type,
+    loss_weights=None,
+    beta=0.1,
+    label_smoothing=0.0,
+    discopop_tau=0.05,
+):
     """TRL's loss for sequence log-probs [P] (float64 tensors that may require grad)."""
     p = chosen.shape[0]
     width = int(max(chosen_len.max(), rejected_len.max())) + 1
@@ -39,16 +51,27 @@ def trl_dpo_loss(chosen, rejected, ref_chosen, ref_rejected, chosen_len, rejecte
 
     def model(**_):
         zeros = torch.zeros_like(per_token)
-        return SimpleNamespace(log_probs=per_token, entropy=zeros, mean_logits=zeros,
-                               is_top1=torch.zeros_like(shift_mask))
+        return SimpleNamespace(
+            log_probs=per_token, entropy=zeros, mean_logits=zeros, is_top1=torch.zeros_like(shift_mask)
+        )
 
     model.training = True
     types = [loss_type] if isinstance(loss_type, str) else list(loss_type)
     trainer = object.__new__(trl_dpo.DPOTrainer)
     trainer.__dict__.update(
-        model=model, accelerator=_Accelerator(), aux_loss_enabled=False, ld_alpha=None, precompute_ref_logps=True,
-        f_divergence_type="reverse_kl", loss_types=types, loss_weights=loss_weights or [1.0] * len(types),
-        beta=beta, label_smoothing=label_smoothing, use_weighting=False, _total_train_tokens=0, _tp_size=1,
+        model=model,
+        accelerator=_Accelerator(),
+        aux_loss_enabled=False,
+        ld_alpha=None,
+        precompute_ref_logps=True,
+        f_divergence_type="reverse_kl",
+        loss_types=types,
+        loss_weights=loss_weights or [1.0] * len(types),
+        beta=beta,
+        label_smoothing=label_smoothing,
+        use_weighting=False,
+        _total_train_tokens=0,
+        _tp_size=1,
         args=SimpleNamespace(discopop_tau=discopop_tau),
         _metrics={"train": __import__("collections").defaultdict(list)},
     )

@@ -27,9 +27,11 @@ if __name__ == "__main__":
     hidden, weight, labels, upstream = inputs()
     rows = weight.shape[0] // world
     h = hidden.clone().requires_grad_()
-    w = weight[rank * rows: (rank + 1) * rows].clone().requires_grad_()
+    w = weight[rank * rows : (rank + 1) * rows].clone().requires_grad_()
     logp = vocab_parallel_logprobs(h, w, labels)
     (logp * upstream).sum().backward()
-    torch.save({"logp": logp.detach(), "grad_hidden": h.grad, "grad_weight": w.grad, "rows": rows},
-               Path(sys.argv[1]) / f"rank{rank}.pt")
+    torch.save(
+        {"logp": logp.detach(), "grad_hidden": h.grad, "grad_weight": w.grad, "rows": rows},
+        Path(sys.argv[1]) / f"rank{rank}.pt",
+    )
     dist.destroy_process_group()

@@ -34,9 +34,17 @@ def main(out: Path, parallel: str) -> None:
 
     sft_model = copy.deepcopy(model)
     cfg = WarmupConfig(epochs=1.0, batch_size=8, lr=0.5, buckets=1, warmup_steps=1, replay=0.0)
-    sft_losses = train_sft(sft_model, tok, make_schedule(examples, [0.0] * 16, cfg, 0), lr=cfg.lr,
-                           batch_size=cfg.batch_size, warmup_steps=cfg.warmup_steps, length_group=cfg.length_group,
-                           seed=0, train=train)
+    sft_losses = train_sft(
+        sft_model,
+        tok,
+        make_schedule(examples, [0.0] * 16, cfg, 0),
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        warmup_steps=cfg.warmup_steps,
+        length_group=cfg.length_group,
+        seed=0,
+        train=train,
+    )
 
     pairs = reversed_pairs(examples[:8])
     pref_model = copy.deepcopy(model)
@@ -44,9 +52,17 @@ def main(out: Path, parallel: str) -> None:
     history = train_preference(pref_model, tok, pairs, pcfg, seed=0, train=train)
 
     if distributed.is_main():
-        torch.save({"initial": model.state_dict(), "sft_losses": sft_losses, "sft": sft_model.state_dict(),
-                    "pref_losses": [h["loss"] for h in history], "pref": pref_model.state_dict(),
-                    "world": distributed.world_size()}, out / "result.pt")
+        torch.save(
+            {
+                "initial": model.state_dict(),
+                "sft_losses": sft_losses,
+                "sft": sft_model.state_dict(),
+                "pref_losses": [h["loss"] for h in history],
+                "pref": pref_model.state_dict(),
+                "world": distributed.world_size(),
+            },
+            out / "result.pt",
+        )
     distributed.barrier()
 
 

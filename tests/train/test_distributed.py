@@ -27,8 +27,13 @@ def torchrun(*args: str, nproc: int = 2, timeout: int = 300) -> subprocess.Compl
 @pytest.fixture(scope="module")
 def single(tmp_path_factory):
     out = tmp_path_factory.mktemp("single")
-    subprocess.run([sys.executable, str(WORKER), str(out), "ddp"], check=True, cwd=ROOT, timeout=300,
-                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+    subprocess.run(
+        [sys.executable, str(WORKER), str(out), "ddp"],
+        check=True,
+        cwd=ROOT,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     return torch.load(out / "result.pt")
 
 
@@ -76,7 +81,7 @@ def test_vocab_parallel_logprobs_match_float64_reference(tmp_path):
         rows = got["rows"]
         torch.testing.assert_close(got["logp"], ref.detach(), rtol=1e-10, atol=1e-10)
         torch.testing.assert_close(got["grad_hidden"], h.grad, rtol=1e-10, atol=1e-10)
-        torch.testing.assert_close(got["grad_weight"], w.grad[r * rows: (r + 1) * rows], rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(got["grad_weight"], w.grad[r * rows : (r + 1) * rows], rtol=1e-10, atol=1e-10)
 
 
 def test_vocab_parallel_logprobs_in_one_process_is_plain_log_softmax():

@@ -29,8 +29,18 @@ def setup():
 def _sft(model, tok, examples, train: TrainConfig, steps_epochs=1.0, log=None, lr=2e-3):
     cfg = WarmupConfig(epochs=steps_epochs, batch_size=6, lr=lr, buckets=1, warmup_steps=1, replay=0.0)
     schedule = make_schedule(examples, [0.0] * len(examples), cfg, seed=0)
-    return train_sft(model, tok, schedule, lr=cfg.lr, batch_size=cfg.batch_size, warmup_steps=cfg.warmup_steps,
-                     length_group=cfg.length_group, seed=0, train=train, log=log)
+    return train_sft(
+        model,
+        tok,
+        schedule,
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        warmup_steps=cfg.warmup_steps,
+        length_group=cfg.length_group,
+        seed=0,
+        train=train,
+        log=log,
+    )
 
 
 def _max_weight_diff(a, b) -> float:
@@ -50,8 +60,14 @@ def test_sft_memory_switches_give_the_same_update(setup, switch, monkeypatch):
     plain, switched = copy.deepcopy(model), copy.deepcopy(model)
     losses_plain = _sft(plain, tok, examples, TrainConfig(), lr=0.5)
     during = []
-    losses_switched = _sft(switched, tok, examples, TrainConfig(**switch), lr=0.5,
-                           log=lambda step, m: during.append(switched.model.gradient_checkpointing))
+    losses_switched = _sft(
+        switched,
+        tok,
+        examples,
+        TrainConfig(**switch),
+        lr=0.5,
+        log=lambda step, m: during.append(switched.model.gradient_checkpointing),
+    )
     assert all(during) == bool(switch.get("gradient_checkpointing"))
     assert losses_plain == pytest.approx(losses_switched, rel=1e-5)
     assert_same_update(model.state_dict(), plain.state_dict(), switched.state_dict(), what=str(switch))
@@ -82,8 +98,9 @@ def test_bf16_autocast_trains_close_to_fp32(setup):
     assert bf16[0] == pytest.approx(fp32[0], rel=2e-2)
     assert all(p.dtype == torch.float32 for p in bf16_model.parameters())  # master weights stay fp32
     cfg = PreferenceConfig(epochs=1.0, batch_size=3, lr=1e-3)
-    history = train_preference(copy.deepcopy(model), tok, _pairs(examples), cfg, seed=0,
-                               train=TrainConfig(precision="bf16"))
+    history = train_preference(
+        copy.deepcopy(model), tok, _pairs(examples), cfg, seed=0, train=TrainConfig(precision="bf16")
+    )
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in history)
 
 
@@ -104,8 +121,9 @@ def test_lora_trains_adapters_then_merges_into_a_plain_model(setup, tmp_path):
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path)
     assert _max_weight_diff(reloaded, lora_model) == 0.0
     cfg = PreferenceConfig(epochs=1.0, batch_size=3, lr=1e-3, reference="frozen")
-    history = train_preference(lora_model, tok, _pairs(examples), cfg, seed=0,
-                               train=TrainConfig(lora_r=2, lora_targets=["o_proj"]))
+    history = train_preference(
+        lora_model, tok, _pairs(examples), cfg, seed=0, train=TrainConfig(lora_r=2, lora_targets=["o_proj"])
+    )
     assert len(history) == 2 and type(lora_model.model.layers[0].self_attn.o_proj) is torch.nn.Linear
 
 

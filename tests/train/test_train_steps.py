@@ -44,8 +44,16 @@ def test_sft_lowers_the_answer_loss():
     with torch.no_grad():
         before, n = answer_nll(model, batch)
     cfg = WarmupConfig(epochs=8.0, batch_size=8, lr=3e-3, buckets=2, warmup_steps=2)
-    train_sft(model, tok, make_schedule(examples, [0.0] * len(examples), cfg, 0), lr=cfg.lr, batch_size=cfg.batch_size,
-              warmup_steps=cfg.warmup_steps, length_group=cfg.length_group, seed=0)
+    train_sft(
+        model,
+        tok,
+        make_schedule(examples, [0.0] * len(examples), cfg, 0),
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        warmup_steps=cfg.warmup_steps,
+        length_group=cfg.length_group,
+        seed=0,
+    )
     with torch.no_grad():
         after, _ = answer_nll(model, batch)
     assert n == sum(len(e.answer_ids) for e in examples)
@@ -68,8 +76,12 @@ def test_precomputed_and_frozen_reference_agree():
 
 def test_length_grouping_keeps_the_examples_and_cuts_padding():
     records, tok, examples = _setup()
-    schedule = make_schedule(examples, [r.meta["level"] for r in records],
-                             WarmupConfig(buckets=2, epochs=3.0, batch_size=4, replay=0.3), seed=0)
+    schedule = make_schedule(
+        examples,
+        [r.meta["level"] for r in records],
+        WarmupConfig(buckets=2, epochs=3.0, batch_size=4, replay=0.3),
+        seed=0,
+    )
     plain = list(schedule.batches(4, seed=1))
     grouped = list(schedule.batches(4, seed=1, length_group=3))
     assert len(grouped) == len(plain) == schedule.total_steps
@@ -77,8 +89,9 @@ def test_length_grouping_keeps_the_examples_and_cuts_padding():
     for steps in schedule.steps_per_bucket:  # each window of 3 steps of a bucket draws the same examples, regrouped
         for start in range(first, first + steps, 3):
             window = slice(start, min(start + 3, first + steps))
-            assert sorted(map(id, (e for _, b in plain[window] for e in b))) == \
-                sorted(map(id, (e for _, b in grouped[window] for e in b)))
+            assert sorted(map(id, (e for _, b in plain[window] for e in b))) == sorted(
+                map(id, (e for _, b in grouped[window] for e in b))
+            )
         first += steps
 
     def padded(batches):

@@ -29,6 +29,7 @@ def stable_hash(*parts: Any) -> int:
 
 # --- validation ---------------------------------------------------------------------------------
 
+
 def validate(call: Call) -> dict:
     """Check `call` against its tool's schema; return its arguments with the defaults filled in."""
     if isinstance(call, dict):
@@ -68,8 +69,9 @@ def check_value(where: str, value: Any, spec: dict) -> None:
     if "minLength" in spec and len(value) < spec["minLength"]:
         raise ValueError(f"{where} must not be empty")
     if "pattern" in spec and not re.search(spec["pattern"], value):
-        raise ValueError(f"{where} does not match the expected format ({spec.get('description', spec['pattern'])}), "
-                         f"got {value!r}")
+        raise ValueError(
+            f"{where} does not match the expected format ({spec.get('description', spec['pattern'])}), got {value!r}"
+        )
     if spec.get("format") == "date":
         try:
             date.fromisoformat(value)
@@ -82,6 +84,7 @@ def expected_name(json_type: str) -> str:
 
 
 # --- execution ----------------------------------------------------------------------------------
+
 
 def execute(call: Call) -> dict:
     """The result of running `call`; ValueError for an unknown tool or bad arguments."""
@@ -98,8 +101,13 @@ def get_weather(city: str, unit: str) -> dict:
     h = stable_hash(city.strip().lower())
     celsius = round((h % 400) / 10 - 5, 1)  # -5.0 .. 34.9 °C
     temperature = celsius if unit == "celsius" else round(celsius * 9 / 5 + 32, 1)
-    return {"city": city, "temperature": temperature, "unit": unit, "condition": CONDITIONS[(h >> 9) % len(CONDITIONS)],
-            "humidity_percent": 30 + (h >> 13) % 61}
+    return {
+        "city": city,
+        "temperature": temperature,
+        "unit": unit,
+        "condition": CONDITIONS[(h >> 9) % len(CONDITIONS)],
+        "humidity_percent": 30 + (h >> 13) % 61,
+    }
 
 
 def convert_units(value: float, from_unit: str, to_unit: str) -> dict:
@@ -116,40 +124,89 @@ def convert_units(value: float, from_unit: str, to_unit: str) -> dict:
 
 
 def create_event(title: str, date: str, duration_minutes: int, time: str | None = None) -> dict:
-    event = {"event_id": f"evt_{stable_hash(title, date, time):08x}", "title": title, "date": date,
-             "duration_minutes": duration_minutes, "status": "created"}
+    event = {
+        "event_id": f"evt_{stable_hash(title, date, time):08x}",
+        "title": title,
+        "date": date,
+        "duration_minutes": duration_minutes,
+        "status": "created",
+    }
     return event | ({"time": time} if time else {"all_day": True})
 
 
-CALENDAR_ENTRIES = ("Team standup", "Gym", "Lunch with Alex", "Project review", "Call with the bank", "Yoga class",
-                    "Dentist", "1:1 with manager", "Grocery run", "Book club")
+CALENDAR_ENTRIES = (
+    "Team standup",
+    "Gym",
+    "Lunch with Alex",
+    "Project review",
+    "Call with the bank",
+    "Yoga class",
+    "Dentist",
+    "1:1 with manager",
+    "Grocery run",
+    "Book club",
+)
 
 
 def list_events(date: str) -> dict:
     h = stable_hash("calendar", date)
     count = h % 4  # some days are empty
-    events = [{"title": CALENDAR_ENTRIES[(h >> (4 * i + 2)) % len(CALENDAR_ENTRIES)],
-               "time": f"{8 + 3 * i + (h >> (3 * i)) % 3:02d}:{15 * ((h >> i) % 4):02d}"} for i in range(count)]
+    events = [
+        {
+            "title": CALENDAR_ENTRIES[(h >> (4 * i + 2)) % len(CALENDAR_ENTRIES)],
+            "time": f"{8 + 3 * i + (h >> (3 * i)) % 3:02d}:{15 * ((h >> i) % 4):02d}",
+        }
+        for i in range(count)
+    ]
     return {"date": date, "events": events}
 
 
-RATES_IN_USD = {"USD": 1.0, "EUR": 1.08, "GBP": 1.27, "JPY": 0.0067, "CHF": 1.12, "CAD": 0.74, "AUD": 0.66,
-                "CNY": 0.14, "INR": 0.012, "MXN": 0.058, "SEK": 0.095, "BRL": 0.2}
+RATES_IN_USD = {
+    "USD": 1.0,
+    "EUR": 1.08,
+    "GBP": 1.27,
+    "JPY": 0.0067,
+    "CHF": 1.12,
+    "CAD": 0.74,
+    "AUD": 0.66,
+    "CNY": 0.14,
+    "INR": 0.012,
+    "MXN": 0.058,
+    "SEK": 0.095,
+    "BRL": 0.2,
+}
 
 
 def convert_currency(amount: float, from_currency: str, to_currency: str) -> dict:
     rate = RATES_IN_USD[from_currency] / RATES_IN_USD[to_currency]
-    return {"amount": amount, "from_currency": from_currency, "converted_amount": round(amount * rate, 2),
-            "to_currency": to_currency, "rate": round(rate, 6)}
+    return {
+        "amount": amount,
+        "from_currency": from_currency,
+        "converted_amount": round(amount * rate, 2),
+        "to_currency": to_currency,
+        "rate": round(rate, 6),
+    }
 
 
 def web_search(query: str, max_results: int) -> dict:
     slug = re.sub(r"[^a-z0-9]+", "-", query.lower()).strip("-") or "result"
-    sites = ("en.wikipedia.org", "www.nytimes.com", "www.reddit.com", "medium.com", "www.bbc.co.uk",
-             "stackexchange.com")
+    sites = (
+        "en.wikipedia.org",
+        "www.nytimes.com",
+        "www.reddit.com",
+        "medium.com",
+        "www.bbc.co.uk",
+        "stackexchange.com",
+    )
     h = stable_hash(query)
-    results = [{"title": f"{query} - result {i + 1}", "url": f"https://{sites[(h + i) % len(sites)]}/{slug}",
-                "snippet": f"An overview of {query}."} for i in range(max_results)]
+    results = [
+        {
+            "title": f"{query} - result {i + 1}",
+            "url": f"https://{sites[(h + i) % len(sites)]}/{slug}",
+            "snippet": f"An overview of {query}.",
+        }
+        for i in range(max_results)
+    ]
     return {"query": query, "results": results}
 
 
@@ -158,8 +215,13 @@ def send_email(to: str, subject: str, body: str) -> dict:
 
 
 def set_reminder(text: str, date: str, time: str) -> dict:
-    return {"status": "scheduled", "reminder_id": f"rem_{stable_hash(text, date, time):08x}", "text": text,
-            "date": date, "time": time}
+    return {
+        "status": "scheduled",
+        "reminder_id": f"rem_{stable_hash(text, date, time):08x}",
+        "text": text,
+        "date": date,
+        "time": time,
+    }
 
 
 def get_stock_price(symbol: str) -> dict:
@@ -170,13 +232,24 @@ def get_stock_price(symbol: str) -> dict:
 
 def translate_text(text: str, target_language: str, source_language: str | None = None) -> dict:
     # No real translation: a tagged echo is enough for a reward that only checks the call ran.
-    return {"translated_text": f"[{target_language}] {text}", "source_language": source_language or "English",
-            "target_language": target_language}
+    return {
+        "translated_text": f"[{target_language}] {text}",
+        "source_language": source_language or "English",
+        "target_language": target_language,
+    }
 
 
-OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-             ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
-             ast.USub: operator.neg, ast.UAdd: operator.pos}
+OPERATORS = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+    ast.USub: operator.neg,
+    ast.UAdd: operator.pos,
+}
 
 
 def calculate(expression: str) -> dict:
@@ -206,8 +279,14 @@ def evaluate(node: ast.AST) -> int | float:
 
 
 def book_restaurant(name: str, date: str, time: str, party_size: int) -> dict:
-    return {"status": "confirmed", "confirmation": f"R{stable_hash(name, date, time, party_size) % 1_000_000:06d}",
-            "name": name, "date": date, "time": time, "party_size": party_size}
+    return {
+        "status": "confirmed",
+        "confirmation": f"R{stable_hash(name, date, time, party_size) % 1_000_000:06d}",
+        "name": name,
+        "date": date,
+        "time": time,
+        "party_size": party_size,
+    }
 
 
 AIRLINES = ("SkyWays", "Aurora Air", "BlueJet", "Northwind", "Meridian")
@@ -220,10 +299,21 @@ def find_flights(origin: str, destination: str, date: str, cabin_class: str, pas
     for i in range(2 + h % 3):
         base = 80 + (h >> (5 + i)) % 600
         departure = f"{6 + 4 * i:02d}:{(h >> i) % 4 * 15:02d}"
-        flights.append({"airline": AIRLINES[(h >> i) % len(AIRLINES)], "departure": departure,
-                        "price_usd": round(base * CABIN_PRICE_FACTOR[cabin_class] * passengers, 2)})
-    return {"origin": origin, "destination": destination, "date": date, "cabin_class": cabin_class,
-            "passengers": passengers, "flights": flights}
+        flights.append(
+            {
+                "airline": AIRLINES[(h >> i) % len(AIRLINES)],
+                "departure": departure,
+                "price_usd": round(base * CABIN_PRICE_FACTOR[cabin_class] * passengers, 2),
+            }
+        )
+    return {
+        "origin": origin,
+        "destination": destination,
+        "date": date,
+        "cabin_class": cabin_class,
+        "passengers": passengers,
+        "flights": flights,
+    }
 
 
 SPEED_KMH = {"driving": 50, "walking": 5, "transit": 30, "cycling": 15}
@@ -231,12 +321,28 @@ SPEED_KMH = {"driving": 50, "walking": 5, "transit": 30, "cycling": 15}
 
 def get_directions(origin: str, destination: str, mode: str) -> dict:
     distance = round(1 + stable_hash(origin.lower(), destination.lower()) % 300 / 10, 1)
-    return {"origin": origin, "destination": destination, "mode": mode, "distance_km": distance,
-            "duration_minutes": max(1, round(distance / SPEED_KMH[mode] * 60))}
+    return {
+        "origin": origin,
+        "destination": destination,
+        "mode": mode,
+        "distance_km": distance,
+        "duration_minutes": max(1, round(distance / SPEED_KMH[mode] * 60)),
+    }
 
 
-HANDLERS = {"get_weather": get_weather, "convert_units": convert_units, "create_event": create_event,
-            "list_events": list_events, "convert_currency": convert_currency, "web_search": web_search,
-            "send_email": send_email, "set_reminder": set_reminder, "get_stock_price": get_stock_price,
-            "translate_text": translate_text, "calculate": calculate, "book_restaurant": book_restaurant,
-            "find_flights": find_flights, "get_directions": get_directions}
+HANDLERS = {
+    "get_weather": get_weather,
+    "convert_units": convert_units,
+    "create_event": create_event,
+    "list_events": list_events,
+    "convert_currency": convert_currency,
+    "web_search": web_search,
+    "send_email": send_email,
+    "set_reminder": set_reminder,
+    "get_stock_price": get_stock_price,
+    "translate_text": translate_text,
+    "calculate": calculate,
+    "book_restaurant": book_restaurant,
+    "find_flights": find_flights,
+    "get_directions": get_directions,
+}

@@ -19,8 +19,14 @@ from rftfast.data.toolworld.tasks import Task, one_call, parallel
 from rftfast.data.toolworld.tools import TOOLS, confusable_with
 
 LEVELS = (1, 2, 3, 4, 5, 6)
-LEVEL_NAMES = {1: "one call, required arguments", 2: "optional arguments", 3: "choose among distractor tools",
-               4: "parallel calls", 5: "computed values", 6: "no call"}
+LEVEL_NAMES = {
+    1: "one call, required arguments",
+    2: "optional arguments",
+    3: "choose among distractor tools",
+    4: "parallel calls",
+    5: "computed values",
+    6: "no call",
+}
 
 TASK_BUILDERS: dict[int, Callable[[random.Random, date], Task]] = {
     1: lambda rng, today: one_call(rng, today, optional=False),
@@ -59,9 +65,12 @@ def make_record(seed: int, index: int, level: int) -> Record:
 
 def system_message(today: date) -> dict:
     spoken = f"{v.WEEKDAYS[today.weekday()]}, {v.MONTHS[today.month - 1]} {today.day}, {today.year}"
-    return {"role": "system", "content": f"You are a helpful assistant that can call functions. Today is {spoken} "
-                                         f"({today.isoformat()}). Call a function when one fits the request; "
-                                         "otherwise reply in plain text."}
+    return {
+        "role": "system",
+        "content": f"You are a helpful assistant that can call functions. Today is {spoken} "
+        f"({today.isoformat()}). Call a function when one fits the request; "
+        "otherwise reply in plain text.",
+    }
 
 
 def offered_tools(rng: random.Random, task: Task, level: int) -> list[dict]:

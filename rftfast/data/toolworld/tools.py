@@ -25,8 +25,18 @@ UNITS = {  # unit name -> (dimension, factor to the dimension's base unit); temp
     "fahrenheit": ("temperature", 1.0),
 }
 CURRENCIES = ("USD", "EUR", "GBP", "JPY", "CHF", "CAD", "AUD", "CNY", "INR", "MXN", "SEK", "BRL")
-LANGUAGES = ("English", "Spanish", "French", "German", "Italian", "Portuguese", "Dutch", "Japanese",
-             "Chinese", "Korean")
+LANGUAGES = (
+    "English",
+    "Spanish",
+    "French",
+    "German",
+    "Italian",
+    "Portuguese",
+    "Dutch",
+    "Japanese",
+    "Chinese",
+    "Korean",
+)
 TEMPERATURE_UNITS = ("celsius", "fahrenheit")
 CABIN_CLASSES = ("economy", "premium_economy", "business", "first")
 TRAVEL_MODES = ("driving", "walking", "transit", "cycling")
@@ -46,78 +56,191 @@ def function(name: str, description: str, properties: dict, required: list[str])
 
 
 TOOLS: list[dict] = [
-    function("get_weather", "Get the current weather for a city.", {
-        "city": text("City name, e.g. 'Paris'."),
-        "unit": {"type": "string", "enum": list(TEMPERATURE_UNITS), "default": "celsius",
-                 "description": "Temperature unit."},
-    }, ["city"]),
-    function("convert_units", "Convert a quantity between units of length, mass, volume or temperature.", {
-        "value": {"type": "number", "description": "The quantity to convert."},
-        "from_unit": {"type": "string", "enum": list(UNITS), "description": "Unit of the given value."},
-        "to_unit": {"type": "string", "enum": list(UNITS), "description": "Unit to convert to."},
-    }, ["value", "from_unit", "to_unit"]),
-    function("create_event", "Create an event in the user's calendar.", {
-        "title": text("Title of the event."),
-        "date": DATE,
-        "time": dict(TIME, description="Start time as HH:MM (24-hour); all-day event when omitted."),
-        "duration_minutes": {"type": "integer", "minimum": 1, "maximum": 1440, "default": 60,
-                             "description": "Length of the event in minutes."},
-    }, ["title", "date"]),
-    function("list_events", "List the events in the user's calendar on a date.", {
-        "date": DATE,
-    }, ["date"]),
-    function("convert_currency", "Convert an amount of money from one currency to another at today's rate.", {
-        "amount": {"type": "number", "minimum": 0, "description": "Amount of money to convert."},
-        "from_currency": {"type": "string", "enum": list(CURRENCIES), "description": "ISO code of the given amount."},
-        "to_currency": {"type": "string", "enum": list(CURRENCIES), "description": "ISO code to convert to."},
-    }, ["amount", "from_currency", "to_currency"]),
-    function("web_search", "Search the web and return the top results.", {
-        "query": text("What to search for."),
-        "max_results": {"type": "integer", "minimum": 1, "maximum": 20, "default": 5,
-                        "description": "How many results to return."},
-    }, ["query"]),
-    function("send_email", "Send an email from the user's account.", {
-        "to": {"type": "string", "pattern": r"^[^@\s]+@[^@\s]+\.[a-z]+$", "description": "Recipient email address."},
-        "subject": text("Subject line."),
-        "body": {"type": "string", "default": "", "description": "Message text."},
-    }, ["to", "subject"]),
-    function("set_reminder", "Set a reminder that notifies the user at a date and time.", {
-        "text": text("What to be reminded of."),
-        "date": DATE,
-        "time": TIME,
-    }, ["text", "date", "time"]),
-    function("get_stock_price", "Get the latest trading price of a stock.", {
-        "symbol": {"type": "string", "pattern": r"^[A-Z]{1,5}$", "description": "Ticker symbol, e.g. 'AAPL'."},
-    }, ["symbol"]),
-    function("translate_text", "Translate text into another language.", {
-        "text": text("The text to translate."),
-        "target_language": {"type": "string", "enum": list(LANGUAGES), "description": "Language to translate into."},
-        "source_language": {"type": "string", "enum": list(LANGUAGES),
-                            "description": "Language of the text; detected automatically when omitted."},
-    }, ["text", "target_language"]),
-    function("calculate", "Evaluate an arithmetic expression (+, -, *, /, **, %, parentheses).", {
-        "expression": text("The expression, e.g. '(3 + 4) * 2'."),
-    }, ["expression"]),
-    function("book_restaurant", "Reserve a table at a restaurant.", {
-        "name": text("Name of the restaurant."),
-        "date": DATE,
-        "time": TIME,
-        "party_size": {"type": "integer", "minimum": 1, "maximum": 20, "description": "Number of guests."},
-    }, ["name", "date", "time", "party_size"]),
-    function("find_flights", "Search for flights between two cities on a date.", {
-        "origin": text("Departure city."),
-        "destination": text("Arrival city."),
-        "date": DATE,
-        "cabin_class": {"type": "string", "enum": list(CABIN_CLASSES), "default": "economy",
-                        "description": "Cabin class."},
-        "passengers": {"type": "integer", "minimum": 1, "maximum": 9, "default": 1,
-                       "description": "Number of passengers."},
-    }, ["origin", "destination", "date"]),
-    function("get_directions", "Get directions between two places.", {
-        "origin": text("Where to start."),
-        "destination": text("Where to go."),
-        "mode": {"type": "string", "enum": list(TRAVEL_MODES), "default": "driving", "description": "How to travel."},
-    }, ["origin", "destination"]),
+    function(
+        "get_weather",
+        "Get the current weather for a city.",
+        {
+            "city": text("City name, e.g. 'Paris'."),
+            "unit": {
+                "type": "string",
+                "enum": list(TEMPERATURE_UNITS),
+                "default": "celsius",
+                "description": "Temperature unit.",
+            },
+        },
+        ["city"],
+    ),
+    function(
+        "convert_units",
+        "Convert a quantity between units of length, mass, volume or temperature.",
+        {
+            "value": {"type": "number", "description": "The quantity to convert."},
+            "from_unit": {"type": "string", "enum": list(UNITS), "description": "Unit of the given value."},
+            "to_unit": {"type": "string", "enum": list(UNITS), "description": "Unit to convert to."},
+        },
+        ["value", "from_unit", "to_unit"],
+    ),
+    function(
+        "create_event",
+        "Create an event in the user's calendar.",
+        {
+            "title": text("Title of the event."),
+            "date": DATE,
+            "time": dict(TIME, description="Start time as HH:MM (24-hour); all-day event when omitted."),
+            "duration_minutes": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 1440,
+                "default": 60,
+                "description": "Length of the event in minutes.",
+            },
+        },
+        ["title", "date"],
+    ),
+    function(
+        "list_events",
+        "List the events in the user's calendar on a date.",
+        {
+            "date": DATE,
+        },
+        ["date"],
+    ),
+    function(
+        "convert_currency",
+        "Convert an amount of money from one currency to another at today's rate.",
+        {
+            "amount": {"type": "number", "minimum": 0, "description": "Amount of money to convert."},
+            "from_currency": {
+                "type": "string",
+                "enum": list(CURRENCIES),
+                "description": "ISO code of the given amount.",
+            },
+            "to_currency": {"type": "string", "enum": list(CURRENCIES), "description": "ISO code to convert to."},
+        },
+        ["amount", "from_currency", "to_currency"],
+    ),
+    function(
+        "web_search",
+        "Search the web and return the top results.",
+        {
+            "query": text("What to search for."),
+            "max_results": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 20,
+                "default": 5,
+                "description": "How many results to return.",
+            },
+        },
+        ["query"],
+    ),
+    function(
+        "send_email",
+        "Send an email from the user's account.",
+        {
+            "to": {
+                "type": "string",
+                "pattern": r"^[^@\s]+@[^@\s]+\.[a-z]+$",
+                "description": "Recipient email address.",
+            },
+            "subject": text("Subject line."),
+            "body": {"type": "string", "default": "", "description": "Message text."},
+        },
+        ["to", "subject"],
+    ),
+    function(
+        "set_reminder",
+        "Set a reminder that notifies the user at a date and time.",
+        {
+            "text": text("What to be reminded of."),
+            "date": DATE,
+            "time": TIME,
+        },
+        ["text", "date", "time"],
+    ),
+    function(
+        "get_stock_price",
+        "Get the latest trading price of a stock.",
+        {
+            "symbol": {"type": "string", "pattern": r"^[A-Z]{1,5}$", "description": "Ticker symbol, e.g. 'AAPL'."},
+        },
+        ["symbol"],
+    ),
+    function(
+        "translate_text",
+        "Translate text into another language.",
+        {
+            "text": text("The text to translate."),
+            "target_language": {
+                "type": "string",
+                "enum": list(LANGUAGES),
+                "description": "Language to translate into.",
+            },
+            "source_language": {
+                "type": "string",
+                "enum": list(LANGUAGES),
+                "description": "Language of the text; detected automatically when omitted.",
+            },
+        },
+        ["text", "target_language"],
+    ),
+    function(
+        "calculate",
+        "Evaluate an arithmetic expression (+, -, *, /, **, %, parentheses).",
+        {
+            "expression": text("The expression, e.g. '(3 + 4) * 2'."),
+        },
+        ["expression"],
+    ),
+    function(
+        "book_restaurant",
+        "Reserve a table at a restaurant.",
+        {
+            "name": text("Name of the restaurant."),
+            "date": DATE,
+            "time": TIME,
+            "party_size": {"type": "integer", "minimum": 1, "maximum": 20, "description": "Number of guests."},
+        },
+        ["name", "date", "time", "party_size"],
+    ),
+    function(
+        "find_flights",
+        "Search for flights between two cities on a date.",
+        {
+            "origin": text("Departure city."),
+            "destination": text("Arrival city."),
+            "date": DATE,
+            "cabin_class": {
+                "type": "string",
+                "enum": list(CABIN_CLASSES),
+                "default": "economy",
+                "description": "Cabin class.",
+            },
+            "passengers": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 9,
+                "default": 1,
+                "description": "Number of passengers.",
+            },
+        },
+        ["origin", "destination", "date"],
+    ),
+    function(
+        "get_directions",
+        "Get directions between two places.",
+        {
+            "origin": text("Where to start."),
+            "destination": text("Where to go."),
+            "mode": {
+                "type": "string",
+                "enum": list(TRAVEL_MODES),
+                "default": "driving",
+                "description": "How to travel.",
+            },
+        },
+        ["origin", "destination"],
+    ),
 ]
 
 TOOLS_BY_NAME: dict[str, dict] = {tool["function"]["name"]: tool for tool in TOOLS}
