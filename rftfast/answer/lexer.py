@@ -13,6 +13,8 @@ it is inside a string literal and which brackets are open. That is `Lexer`, writ
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 WHITESPACE = " \t\r\n"
 QUOTES = "\"'"
 BRACKETS = {"(": ")", "[": "]", "{": "}"}  # opener -> its closer
@@ -31,7 +33,7 @@ class Lexer:
     that must refuse such text.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.quote = ""
         self.escaped = False
         self.open: list[str] = []
@@ -69,7 +71,7 @@ class Lexer:
         return ("\\" if self.escaped else "") + self.quote + "".join(BRACKETS[b] for b in reversed(self.open))
 
 
-def syntax(text: str):
+def syntax(text: str) -> Iterator[tuple[int, str]]:
     """(index, character) of each character of `text` outside string literals, quotes excluded."""
     lexer = Lexer()
     for i, char in enumerate(text):

@@ -41,7 +41,7 @@ class StepScanner:
     steps that ended inside it are not reported.
     """
 
-    def __init__(self, answer_so_far: str = ""):
+    def __init__(self, answer_so_far: str = "") -> None:
         self.state = _START
         self.arguments = Lexer()  # strings and brackets inside the current call's parentheses
         self.feed(answer_so_far)

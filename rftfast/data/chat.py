@@ -34,9 +34,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rftfast.answer import render_calls
 from rftfast.data.record import Call, Record
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 END = "<|end|>"
 IGNORE_INDEX = -100
@@ -125,7 +129,9 @@ def _template_messages(messages: list[dict]) -> list[dict]:
     return [{"role": m["role"], "content": _content(m)} for m in messages]
 
 
-def render_example(record: Record, tokenizer, *, use_chat_template: bool | None = None) -> Example:
+def render_example(
+    record: Record, tokenizer: PreTrainedTokenizerBase, *, use_chat_template: bool | None = None
+) -> Example:
     """Token ids and answer span of `record` under `tokenizer`.
 
     `use_chat_template=None` uses the tokenizer's chat template when it has one, else the fallback.

@@ -17,9 +17,12 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from rftfast.data.record import Record, RecordError
+
+if TYPE_CHECKING:
+    import datasets
 
 
 def read_raw(source: str | os.PathLike, split: str = "train") -> Iterator[tuple[str, Any]]:
@@ -247,7 +250,7 @@ def write_records(records: Iterable[Record], path: str | os.PathLike) -> int:
 _JSON_FIELDS = ("messages", "tools", "answer", "meta")
 
 
-def to_dataset(records: Iterable[Record]):
+def to_dataset(records: Iterable[Record]) -> datasets.Dataset:
     """A `datasets.Dataset` with one row per record; nested fields are JSON strings."""
     import datasets
 
@@ -257,7 +260,7 @@ def to_dataset(records: Iterable[Record]):
     )
 
 
-def from_dataset(dataset) -> list[Record]:
+def from_dataset(dataset: Iterable[dict[str, Any]]) -> list[Record]:
     """Records back from `to_dataset`'s layout."""
     return [
         Record.from_json({k: (json.loads(v) if k in _JSON_FIELDS else v) for k, v in row.items()}, f"dataset[{i}]")

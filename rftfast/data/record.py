@@ -21,7 +21,7 @@ class RecordError(ValueError):
 class ParseError(ValueError):
     """Text that does not parse as tool calls; `position` is the character offset of the problem."""
 
-    def __init__(self, message: str, position: int, text: str | None = None):
+    def __init__(self, message: str, position: int, text: str | None = None) -> None:
         self.position = position
         self.text = text
         context = "" if text is None else f" near {text[max(0, position - 15) : position + 15]!r}"

@@ -8,13 +8,16 @@ every rank. With one process the split and the gather are no-ops.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from rftfast import distributed
 from rftfast.data.chat import END
 from rftfast.data.record import Record
 from rftfast.eval.checker import CheckResult
 from rftfast.eval.judge import judge
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 class Judged(NamedTuple):
@@ -24,7 +27,9 @@ class Judged(NamedTuple):
     result: CheckResult
 
 
-def generate_greedy(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> list[str]:
+def generate_greedy(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Sequence[int]], max_new_tokens: int
+) -> list[str]:
     """Greedy continuations of token-id prompts, batched with left padding; decoded text."""
     import torch
 
@@ -51,8 +56,8 @@ def generate_greedy(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_
 
 
 def judge_greedy(
-    model,
-    tokenizer,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
     records: Sequence[Record],
     prompts: Sequence[Sequence[int]],
     *,

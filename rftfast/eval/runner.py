@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rftfast.data.chat import render_example
 from rftfast.data.record import Record
@@ -17,10 +18,15 @@ from rftfast.eval.judge import check_judgeable, infer_category
 from rftfast.eval.loop import judge_greedy
 from rftfast.eval.report import EvalReport
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from rftfast.data.convert import ConvertReport
+
 
 def evaluate(
-    model,
-    tokenizer,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
     records: Sequence[Record],
     *,
     max_new_tokens: int = 128,
@@ -56,7 +62,7 @@ def evaluate(
     return report, rows
 
 
-def load_eval_records(paths: Sequence[str | Path], limit: int | None = None):
+def load_eval_records(paths: Sequence[str | Path], limit: int | None = None) -> tuple[list[Record], ConvertReport]:
     """Records from BFCL directories/files (`BFCL_*.json`) and canonical files, at most `limit` per file.
 
     Returns (records, report): entries BFCL's AST categories cannot judge (multi-turn) are skipped
@@ -96,7 +102,7 @@ TOKENIZER_FILES = (
 )
 
 
-def load_model(path: str, device: str = "cpu"):
+def load_model(path: str, device: str = "cpu") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """(model, tokenizer) of a causal LM to evaluate, from a folder or a hub id.
 
     Raises ValueError saying what is wrong: no such folder, no tokenizer beside the weights (transformers

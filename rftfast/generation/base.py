@@ -34,7 +34,7 @@ class ExpandRequest:
     seed: int | None = None
     answer_start: int | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not self.prefix_ids:
             raise ValueError("prefix_ids: empty prefix")
         if self.n < 1 or self.max_new_tokens < 1:

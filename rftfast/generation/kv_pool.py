@@ -28,7 +28,7 @@ class KVPool:
         head_dim: int,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
-    ):
+    ) -> None:
         self.num_layers, self.num_blocks, self.block_size = num_layers, num_blocks, block_size
         self.storage = torch.zeros(
             num_layers, 2, num_blocks, block_size, kv_heads, head_dim, dtype=dtype, device=device

@@ -71,7 +71,7 @@ class Match(tuple):
 
     node: int
 
-    def __new__(cls, matched_len: int, block_ids: list[int], node: int):
+    def __new__(cls, matched_len: int, block_ids: list[int], node: int) -> Match:
         match = super().__new__(cls, (matched_len, block_ids))
         match.node = node
         return match
@@ -165,7 +165,7 @@ class PrefixCache:
     `backend="cpp"` (default) is the compiled tree; `backend="python"` the reference implementation.
     """
 
-    def __init__(self, num_blocks: int, block_size: int = 16, backend: str = "cpp"):
+    def __init__(self, num_blocks: int, block_size: int = 16, backend: str = "cpp") -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
         for name, value in (("num_blocks", num_blocks), ("block_size", block_size)):

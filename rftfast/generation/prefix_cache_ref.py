@@ -66,7 +66,7 @@ def _check_count(n: int, num_blocks: int, where: str) -> int:
 class ReferencePrefixCache:
     """Pure-Python radix prefix cache; methods return the same raw tuples as `rftfast._C.RadixCache`."""
 
-    def __init__(self, num_blocks: int, block_size: int):
+    def __init__(self, num_blocks: int, block_size: int) -> None:
         for name, value in (("num_blocks", num_blocks), ("block_size", block_size)):
             if not isinstance(value, int) or not 1 <= value <= INT32_MAX:
                 raise ValueError(f"{name}: expected 1 to {INT32_MAX}, got {value!r}")

@@ -28,6 +28,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -38,6 +39,9 @@ from rftfast.data.chat import END
 from rftfast.generation.base import Child, ExpandRequest, GenerationStats
 from rftfast.generation.kv_pool import KVPool, LayerKV
 from rftfast.generation.prefix_cache import PrefixCache, as_token_array, depth_first_order
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 def sample_tokens(
@@ -79,8 +83,8 @@ class TransformersGenerator:
 
     def __init__(
         self,
-        model,
-        tokenizer,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
         prefix_cache: bool = True,
         *,
         num_blocks: int = 4096,
@@ -88,7 +92,7 @@ class TransformersGenerator:
         cache_backend: str = "cpp",
         cache_children: bool = True,
         stop_token_ids: Sequence[int] | None = None,
-    ):
+    ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device

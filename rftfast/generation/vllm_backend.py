@@ -21,12 +21,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from rftfast import distributed
 from rftfast.answer import StepScanner
 from rftfast.data.chat import END
 from rftfast.generation.base import Child, ExpandRequest, GenerationStats
 from rftfast.generation.prefix_cache import depth_first_order
+
+if TYPE_CHECKING:
+    from vllm import CompletionOutput
 
 
 def sampling_params_kwargs(request: ExpandRequest, stop_token_ids: Sequence[int] = ()) -> dict:
@@ -87,7 +91,7 @@ def child_from_completion(
     return Child(token_ids, decode(token_ids), logprobs, reason)
 
 
-def sampled_logprobs(completion) -> list[float]:
+def sampled_logprobs(completion: CompletionOutput) -> list[float]:
     """The log-prob of each sampled token of a vLLM `CompletionOutput` (requested with logprobs >= 0)."""
     if completion.logprobs is None:
         return [0.0] * len(completion.token_ids)
@@ -111,8 +115,8 @@ class VLLMGenerator:
         gpu_memory_utilization: float = 0.9,
         data_parallel_size: int = 1,
         seed: int = 0,
-        **llm_kwargs,
-    ):
+        **llm_kwargs: Any,
+    ) -> None:
         from vllm import LLM  # imported here: vLLM is an optional dependency
 
         if distributed.launched():

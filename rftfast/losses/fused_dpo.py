@@ -318,7 +318,7 @@ class FusedDPOLoss(torch.nn.Module):
         strategy: str = "auto",
         backend: str = "auto",
         group_bytes: int = 64 * 2**20,
-    ):
+    ) -> None:
         super().__init__()
         self.loss_types = [loss_type] if isinstance(loss_type, str) else list(loss_type)
         self.loss_weights = list(loss_weights) if loss_weights is not None else None

@@ -224,7 +224,7 @@ def check_objective(loss_types: Sequence[str], weights: Sequence[float] | None, 
         raise ValueError(f"discopop_tau: must be > 0 and finite, got {params.discopop_tau}")
 
 
-def is_real_finite(x) -> bool:
+def is_real_finite(x: object) -> bool:
     try:
         return math.isfinite(x)
     except TypeError:  # not a real number at all

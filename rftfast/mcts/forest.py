@@ -52,9 +52,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numba import njit
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 RULES = {"uct": 0, "puct": 1}
 BACKUPS = {"mean": 0, "sum": 1}
@@ -428,7 +432,7 @@ class Forest:
     so read it again after `expand` rather than keeping it.
     """
 
-    def __init__(self, num_trees: int, capacity: int = 64, max_children: int = 8, *, backup: str = "mean"):
+    def __init__(self, num_trees: int, capacity: int = 64, max_children: int = 8, *, backup: str = "mean") -> None:
         if num_trees < 1 or capacity < 1 or max_children < 1:
             raise ValueError(
                 f"num_trees, capacity and max_children must be >= 1, got {num_trees}, {capacity}, {max_children}"
@@ -541,7 +545,13 @@ class Forest:
         return out_tree[:n], out_node[:n]
 
     def expand(
-        self, tree_ids, parent_ids, priors, values, terminal=None, tokens: Sequence[Sequence[int]] | None = None
+        self,
+        tree_ids: ArrayLike,
+        parent_ids: ArrayLike,
+        priors: ArrayLike,
+        values: ArrayLike,
+        terminal: ArrayLike | None = None,
+        tokens: Sequence[Sequence[int]] | None = None,
     ) -> np.ndarray:
         """Add a child under `parent_ids[i]` of tree `tree_ids[i]` for each i; returns the child ids, int64 `[M]`.
 
@@ -599,7 +609,7 @@ class Forest:
             self.set_spans(tree_ids, out, tokens)
         return out
 
-    def backup(self, tree_ids, node_ids, values) -> None:
+    def backup(self, tree_ids: ArrayLike, node_ids: ArrayLike, values: ArrayLike) -> None:
         """Add one visit and `values[i]` to `node_ids[i]` and each of its ancestors, in entry order."""
         tree_ids, node_ids = _ids(tree_ids, "tree_ids"), _ids(node_ids, "node_ids")
         values = _floats(values, "values", tree_ids.shape[0])
@@ -610,7 +620,7 @@ class Forest:
         if bad != ALL_FOUND:
             raise IndexError(f"entry {bad}: node {node_ids[bad]} of tree {tree_ids[bad]} does not exist")
 
-    def best_child(self, tree_ids, node_ids, by: str = "visits") -> np.ndarray:
+    def best_child(self, tree_ids: ArrayLike, node_ids: ArrayLike, by: str = "visits") -> np.ndarray:
         """The child with the most visits (`by="visits"`), highest Q ("value"), mean value ("mean") or own
         reward ("reward"); first child on ties; NO_NODE (-1) for a leaf. int64 `[M]`."""
         if by not in BEST_BY:
@@ -632,13 +642,13 @@ class Forest:
         )
         return out
 
-    def mark_terminal(self, tree_ids, node_ids) -> None:
+    def mark_terminal(self, tree_ids: ArrayLike, node_ids: ArrayLike) -> None:
         """Make nodes terminal (never expanded, never selected), e.g. leaves the generator could not extend."""
         tree_ids, node_ids = self._checked_nodes(tree_ids, node_ids)
         a = self._arrays
         _mark_terminal(tree_ids, node_ids, a["parent"], a["children"], a["num_children"], a["terminal"], a["exhausted"])
 
-    def set_spans(self, tree_ids, node_ids, token_lists: Sequence[Sequence[int]]) -> None:
+    def set_spans(self, tree_ids: ArrayLike, node_ids: ArrayLike, token_lists: Sequence[Sequence[int]]) -> None:
         """Record the tokens each node adds to its parent's sequence (appended to the token pool)."""
         tree_ids, node_ids = self._checked_nodes(tree_ids, node_ids)
         if len(token_lists) != tree_ids.shape[0]:

@@ -21,11 +21,15 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rftfast.data.io import write_jsonl_atomic
 from rftfast.mcts.forest import Forest
+
+if TYPE_CHECKING:
+    import datasets
 
 
 @dataclass(frozen=True)
@@ -240,7 +244,7 @@ def load_pairs(path: str | os.PathLike) -> list[Pair]:
     return pairs
 
 
-def pairs_dataset(pairs: Sequence[Pair] | str | os.PathLike):
+def pairs_dataset(pairs: Sequence[Pair] | str | os.PathLike) -> datasets.Dataset:
     """A `datasets.Dataset` with one row per pair (columns: the `Pair` fields); from pairs or a JSONL path."""
     import datasets
 

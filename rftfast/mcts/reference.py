@@ -10,6 +10,7 @@ tie-breaking), so on the same trace both hold identical visits and values. It is
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from rftfast.mcts.forest import BACKUPS, BEST_BY, RULES
 
@@ -30,7 +31,7 @@ class Node:
         "blocked",
     )
 
-    def __init__(self, id: int, parent: Node | None, depth: int, prior: float, reward: float, terminal: bool):
+    def __init__(self, id: int, parent: Node | None, depth: int, prior: float, reward: float, terminal: bool) -> None:
         self.id = id
         self.parent = parent
         self.children: list[Node] = []
@@ -48,7 +49,7 @@ class Node:
 class ReferenceForest:
     """`num_trees` trees of `Node`s; node ids are creation order per tree, as in `Forest`."""
 
-    def __init__(self, num_trees: int, max_children: int = 8, *, backup: str = "mean"):
+    def __init__(self, num_trees: int, max_children: int = 8, *, backup: str = "mean") -> None:
         self.max_children = max_children
         self.value_mode = BACKUPS[backup]
         self.trees: list[list[Node]] = [[Node(0, None, 0, 1.0, 0.0, False)] for _ in range(num_trees)]
@@ -125,7 +126,14 @@ class ReferenceForest:
                 node.blocked = False
         return out_tree, out_node
 
-    def expand(self, tree_ids, parent_ids, priors, values, terminal=None) -> list[int]:
+    def expand(
+        self,
+        tree_ids: Sequence[int],
+        parent_ids: Sequence[int],
+        priors: Sequence[float],
+        values: Sequence[float],
+        terminal: Sequence[bool] | None = None,
+    ) -> list[int]:
         terminal = [False] * len(tree_ids) if terminal is None else terminal
         counts: dict[tuple[int, int], int] = {}
         for t, p in zip(tree_ids, parent_ids):
@@ -149,7 +157,7 @@ class ReferenceForest:
                 _propagate_exhausted(self.trees[t][p])
         return out
 
-    def backup(self, tree_ids, node_ids, values) -> None:
+    def backup(self, tree_ids: Sequence[int], node_ids: Sequence[int], values: Sequence[float]) -> None:
         for t, n, v in zip(tree_ids, node_ids, values):
             node = self.trees[t][n]
             v = float(v)
@@ -158,7 +166,7 @@ class ReferenceForest:
                 node.value_sum += v
                 node = node.parent
 
-    def mark_terminal(self, tree_ids, node_ids) -> None:
+    def mark_terminal(self, tree_ids: Sequence[int], node_ids: Sequence[int]) -> None:
         for t, n in zip(tree_ids, node_ids):
             node = self.trees[t][n]
             node.terminal = True
@@ -166,7 +174,7 @@ class ReferenceForest:
                 node.exhausted = True
                 _propagate_exhausted(node.parent)
 
-    def best_child(self, tree_ids, node_ids, by: str = "visits") -> list[int]:
+    def best_child(self, tree_ids: Sequence[int], node_ids: Sequence[int], by: str = "visits") -> list[int]:
         code = BEST_BY[by]
         out = []
         for t, n in zip(tree_ids, node_ids):

@@ -36,13 +36,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rftfast.answer import PartialCall, read_partial, segment_calls
 from rftfast.data.chat import END, answer_content, fallback_prompt
 from rftfast.data.record import Record
 from rftfast.eval import judge
 from rftfast.eval.checker import normalize_string
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from rftfast.generation.base import Generator
 
 
 class RewardFn(Protocol):
@@ -215,12 +220,12 @@ class JudgeReward:
 
     def __init__(
         self,
-        generator,
-        tokenizer,
+        generator: Generator,
+        tokenizer: PreTrainedTokenizerBase,
         rubric: Sequence[tuple[str, float]] = RUBRIC,
         template: str = JUDGE_TEMPLATE,
         max_cache: int = 100_000,
-    ):
+    ) -> None:
         self.generator, self.tokenizer = generator, tokenizer
         self.rubric = tuple(rubric)
         self.template = template
@@ -263,7 +268,9 @@ class JudgeReward:
         return self._cache[key]
 
 
-def judge_reward(record: Record, text: str, complete: bool = False, *, generator, tokenizer) -> float:
+def judge_reward(
+    record: Record, text: str, complete: bool = False, *, generator: Generator, tokenizer: PreTrainedTokenizerBase
+) -> float:
     """`JudgeReward(generator, tokenizer)(record, text, complete)`, uncached; in [-2, 1]."""
     return JudgeReward(generator, tokenizer)(record, text, complete)
 
@@ -271,7 +278,7 @@ def judge_reward(record: Record, text: str, complete: bool = False, *, generator
 class MixedReward:
     """A weighted sum of rewards: `MixedReward([(ast_reward, 1.0), (JudgeReward(g, tok), 0.5)])`."""
 
-    def __init__(self, parts: Sequence[tuple[Callable[[Record, str, bool], float], float]]):
+    def __init__(self, parts: Sequence[tuple[Callable[[Record, str, bool], float], float]]) -> None:
         if not parts:
             raise ValueError("MixedReward needs at least one (reward, weight)")
         self.parts = list(parts)

@@ -18,16 +18,20 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from rftfast.answer import Step, StepScanner, step_token_boundaries
 from rftfast.data.chat import answer_content, render_example
 from rftfast.data.record import Record
-from rftfast.generation.base import Child, ExpandRequest
+from rftfast.generation.base import Child, ExpandRequest, Generator
 from rftfast.mcts.forest import BACKUPS, RULES, Forest
 from rftfast.mcts.pairs import Pair, PairConfig, Truth, extract_pairs
 from rftfast.mcts.rewards import ast_reward
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,7 @@ class SearchConfig:
     progress: bool = True
     pairs: PairConfig = field(default_factory=PairConfig)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         """A ValueError naming the first option out of range (`name: expected ..., got ...`)."""
         for name, low in (("samples_per_expansion", 1), ("rounds", 0), ("leaves_per_tree", 1), ("max_depth", 1)):
             if getattr(self, name) < low:
@@ -103,7 +107,7 @@ class SearchResult:
     stats: SearchStats
     texts: dict[tuple[int, int], str]  # (tree, node) -> the node's answer so far, decoded
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Pair]:
         return iter(self.pairs)
 
     def __len__(self) -> int:
@@ -115,11 +119,11 @@ RewardFn = Callable[[Record, str, bool], float]
 
 def search(
     records: Sequence[Record],
-    generator,
+    generator: Generator,
     reward: RewardFn = ast_reward,
     config: SearchConfig = SearchConfig(),
     *,
-    tokenizer=None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> SearchResult:
     """Search every record's tree in lockstep and return the step-level pairs (see the module docstring).
 

@@ -21,7 +21,7 @@ def vocab_parallel_logprobs(
     weight_shard: torch.Tensor,
     labels: torch.Tensor,
     *,
-    group=None,
+    group: dist.ProcessGroup | None = None,
     ignore_index: int = IGNORE_INDEX,
 ) -> torch.Tensor:
     """log p(labels[i] | hidden[i]) over the whole vocabulary, from this rank's `weight_shard` [V/P, H].

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from rftfast.config import RunConfig
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def _checkpoints(stages: dict) -> list[str]:
@@ -44,7 +48,7 @@ def stage_table(stages: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(stages: dict, path) -> None:
+def plot(stages: dict, path: str | Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -31,7 +32,7 @@ class RunLock:
     """An exclusive `flock` on `<run>/.lock`, holding the owner's PID. The kernel drops it when the
     process ends, however it ends, so a killed run never leaves a stale lock behind."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         self.path = run_dir / LOCK_NAME
         self.file = self.path.open("a+")
@@ -144,7 +145,7 @@ def read_step_log(path: Path) -> tuple[list[dict], int]:
     return rows, damaged
 
 
-def keep_finished_metrics(path: Path, is_finished) -> int:
+def keep_finished_metrics(path: Path, is_finished: Callable[[str], bool]) -> int:
     """Rewrite `metrics.jsonl` with the rows of finished stages only (a stage that was killed runs
     again from its first step and logs anew); returns the number of damaged lines dropped."""
     if not path.exists():

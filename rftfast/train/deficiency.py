@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -20,6 +21,9 @@ from rftfast.eval import judge_greedy
 from rftfast.ops.logprob import sequence_logprobs
 from rftfast.train.batching import pad_batch
 from rftfast.train.model_io import hidden_states, lm_head_weight
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 @dataclass
@@ -33,7 +37,11 @@ class DeficiencyConfig:
 
 @torch.no_grad()
 def answer_perplexities(
-    model, tokenizer, examples: Sequence[Example], batch_size: int = 16, device: str = "cpu"
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: Sequence[Example],
+    batch_size: int = 16,
+    device: str = "cpu",
 ) -> list[float]:
     """exp(mean NLL of the answer tokens) of each example under `model`."""
     out = []
@@ -60,8 +68,8 @@ class Deficiencies:
 
 
 def find_deficiencies(
-    model,
-    tokenizer,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
     records: Sequence[Record],
     examples: Sequence[Example],
     cfg: DeficiencyConfig,

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rftfast.data.chat import Example
 from rftfast.data.record import Record
 from rftfast.eval import EvalReport, difficulty_of, judge_greedy
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 
 def heldout_accuracy(
-    model, tokenizer, records: Sequence[Record], examples: Sequence[Example], max_new_tokens: int, batch_size: int
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    records: Sequence[Record],
+    examples: Sequence[Example],
+    max_new_tokens: int,
+    batch_size: int,
 ) -> dict:
     """{"accuracy", "by_difficulty": {name: accuracy}, "failures": {category: n}, "n"}."""
     judged = judge_greedy(

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
 from rftfast import distributed
 from rftfast.train.runtime import TrainConfig, gradient_sync, trainable
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 # (module, micro-batch, whole batch) -> (the micro-batch's loss, its metrics as floats)
 MicroLoss = Callable[[torch.nn.Module, Sequence, Sequence], tuple[torch.Tensor, dict[str, float]]]
@@ -46,7 +50,7 @@ def rank_micro_batches(batch: Sequence, accumulation: int) -> list[Sequence]:
 
 
 def optimise(
-    model,
+    model: PreTrainedModel,
     train: TrainConfig,
     batches: Iterable[tuple[Sequence, dict]],
     micro_loss: MicroLoss,

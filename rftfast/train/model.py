@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from rftfast.data.chat import END
+
+if TYPE_CHECKING:
+    from transformers import LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 # The fallback chat template's tags are single tokens, so the model sees turn structure at once.
 SPECIAL_TOKENS = ["<pad>", END, "<|system|>", "<|user|>", "<|assistant|>", "<|tool|>"]
@@ -30,7 +34,7 @@ class ModelConfig:
     max_length: int = 512  # records whose prompt + answer is longer are skipped (and counted)
 
 
-def train_tokenizer(corpus: Iterable[str], vocab_size: int):
+def train_tokenizer(corpus: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
     """A byte-level BPE (every text encodes) trained on `corpus`, as a transformers fast tokenizer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -48,7 +52,7 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int):
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=END, pad_token="<pad>")
 
 
-def build_tiny_llama(cfg: ModelConfig, vocab_size: int, seed: int):
+def build_tiny_llama(cfg: ModelConfig, vocab_size: int, seed: int) -> LlamaForCausalLM:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
@@ -65,7 +69,9 @@ def build_tiny_llama(cfg: ModelConfig, vocab_size: int, seed: int):
     return LlamaForCausalLM(config)
 
 
-def load_policy(cfg: ModelConfig, corpus: Iterable[str], seed: int, device: str = "cpu"):
+def load_policy(
+    cfg: ModelConfig, corpus: Iterable[str], seed: int, device: str = "cpu"
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """(model, tokenizer): from `cfg.path` if set, else built from scratch on `corpus`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

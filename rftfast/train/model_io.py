@@ -11,7 +11,7 @@ import torch
 from rftfast.train.runtime import parallel_wrapped, unwrap
 
 
-def hidden_states(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+def hidden_states(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """The last hidden states [B, T, H] (after the final norm); the LM head is applied by the fused kernels.
 
     A DDP- or FSDP2-wrapped model is called through its own forward, which the wrappers need to see
@@ -30,7 +30,7 @@ def hidden_states(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) 
     return model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
 
 
-def lm_head_weight(model, dtype: torch.dtype | None = None) -> torch.Tensor:
+def lm_head_weight(model: torch.nn.Module, dtype: torch.dtype | None = None) -> torch.Tensor:
     """The LM head's weight, cast (differentiably) to `dtype`: the hidden states' under bf16 autocast."""
     weight = unwrap(model).get_output_embeddings().weight
     if hasattr(weight, "full_tensor"):

@@ -13,6 +13,7 @@ import dataclasses
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -24,6 +25,9 @@ from rftfast.train.batching import pad_batch
 from rftfast.train.loop import StepLogger, optimise
 from rftfast.train.model_io import hidden_states, lm_head_weight
 from rftfast.train.runtime import TrainConfig, autocast
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class PreferenceConfig(ObjectiveParams):
         return FusedDPOLoss(self.loss_type, nll_weight=self.nll_weight, **params)
 
 
-def pair_batch(pairs: Sequence[Pair], pad_id: int, device="cpu") -> dict[str, torch.Tensor]:
+def pair_batch(pairs: Sequence[Pair], pad_id: int, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """Chosen rows first, then rejected rows (the layout FusedDPOLoss expects)."""
     seqs = [p.prompt_ids + p.chosen_ids for p in pairs] + [p.prompt_ids + p.rejected_ids for p in pairs]
     starts = [len(p.prompt_ids) for p in pairs] * 2
@@ -53,7 +57,12 @@ def pair_batch(pairs: Sequence[Pair], pad_id: int, device="cpu") -> dict[str, to
 
 @torch.no_grad()
 def reference_logps(
-    model, pairs: Sequence[Pair], pad_id: int, batch_size: int, device="cpu", precision: str = "fp32"
+    model: PreTrainedModel,
+    pairs: Sequence[Pair],
+    pad_id: int,
+    batch_size: int,
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """[P, 2] summed log-probs of (chosen, rejected) continuations under `model`, in one pass (split
     across ranks when several processes run, and gathered)."""
@@ -72,8 +81,8 @@ def reference_logps(
 
 
 def train_preference(
-    model,
-    tokenizer,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
     pairs: Sequence[Pair],
     cfg: PreferenceConfig,
     seed: int,

@@ -12,10 +12,14 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from rftfast import distributed
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 @dataclass
@@ -54,14 +58,14 @@ def flush_denormals(on: bool) -> Iterator[None]:
         torch.set_flush_denormal(False)
 
 
-def autocast(device: str | torch.device, precision: str):
+def autocast(device: str | torch.device, precision: str) -> torch.autocast:
     """bf16 autocast for the forward pass (master weights and optimizer state stay fp32)."""
     device_type = torch.device(device).type
     return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 @contextlib.contextmanager
-def trainable(model, cfg: TrainConfig) -> Iterator:
+def trainable(model: PreTrainedModel, cfg: TrainConfig) -> Iterator[torch.nn.Module]:
     """Yield the module to optimise: `model`, a peft LoRA wrapper of it (`cfg.lora_r > 0`), and, when
     several processes were launched, that wrapped in DDP or sharded with FSDP2.
 
@@ -148,14 +152,14 @@ def _fsdp2(model) -> Iterator:
         model.to(device)
 
 
-def unwrap(module):
+def unwrap(module: torch.nn.Module) -> torch.nn.Module:
     """The model inside a DDP wrapper (FSDP2 and peft modules answer model attributes themselves)."""
     from torch.nn.parallel import DistributedDataParallel
 
     return module.module if isinstance(module, DistributedDataParallel) else module
 
 
-def parallel_wrapped(module) -> bool:
+def parallel_wrapped(module: torch.nn.Module) -> bool:
     """Wrapped by DDP or sharded by FSDP2 (whose forward must be called for its hooks to run)."""
     from torch.nn.parallel import DistributedDataParallel
 
@@ -166,7 +170,7 @@ def _is_fsdp2(module) -> bool:
     return hasattr(module, "set_requires_gradient_sync")
 
 
-def gradient_sync(module, on: bool):
+def gradient_sync(module: torch.nn.Module, on: bool) -> contextlib.AbstractContextManager[None]:
     """A context for one micro-batch's backward: `on=False` skips the gradient all-reduce, which only
     the last micro-batch of an accumulated step needs."""
     from torch.nn.parallel import DistributedDataParallel
@@ -203,7 +207,7 @@ class StepLog:
     """Per-step metrics: appended to `metrics.jsonl` (flushed per line, so a kill loses nothing) and,
     when asked, to TensorBoard under `<run>/tensorboard`."""
 
-    def __init__(self, run_dir: str | Path, tensorboard: bool = False):
+    def __init__(self, run_dir: str | Path, tensorboard: bool = False) -> None:
         self.path = Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.file = self.path.open("a")

@@ -6,10 +6,14 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rftfast import distributed
 from rftfast.data.record import Record
 from rftfast.mcts import JudgeReward, MixedReward, Pair, SearchConfig, ast_reward, search
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
@@ -24,7 +28,12 @@ class SearchStageConfig(SearchConfig):
 
 
 def search_pairs(
-    model, tokenizer, records: Sequence[Record], cfg: SearchStageConfig, seed: int, model_path: str | Path | None = None
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    records: Sequence[Record],
+    cfg: SearchStageConfig,
+    seed: int,
+    model_path: str | Path | None = None,
 ) -> tuple[list[Pair], dict]:
     """Run the MCTS over `records`; returns the `rftfast.mcts.Pair`s and the stats the report shows.
 

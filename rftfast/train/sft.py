@@ -7,8 +7,9 @@ hidden states with `linear_logprobs`, so the `tokens × vocab` logits are never 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -18,6 +19,9 @@ from rftfast.train.batching import pad_batch
 from rftfast.train.loop import StepLogger, optimise
 from rftfast.train.model_io import hidden_states, lm_head_weight
 from rftfast.train.runtime import TrainConfig, autocast
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 @dataclass
@@ -35,7 +39,9 @@ class WarmupConfig:
     length_group: int = 16  # sort this many batches' examples by length before batching (less padding); 1: off
 
 
-def answer_nll(model, batch: dict[str, torch.Tensor], denominator: int | None = None) -> tuple[torch.Tensor, int]:
+def answer_nll(
+    model: torch.nn.Module, batch: dict[str, torch.Tensor], denominator: int | None = None
+) -> tuple[torch.Tensor, int]:
     """(NLL of the answer tokens divided by `denominator`, default their count; their count).
 
     A micro-batch passes the whole batch's token count as `denominator`, so the micro-batches'
@@ -60,7 +66,7 @@ class Schedule:
     def total_steps(self) -> int:
         return sum(self.steps_per_bucket)
 
-    def batches(self, batch_size: int, seed: int, length_group: int = 1):
+    def batches(self, batch_size: int, seed: int, length_group: int = 1) -> Iterator[tuple[int, list[Example]]]:
         """Yield (bucket index, examples) per step.
 
         `length_group` > 1 draws that many batches of one bucket at a time, sorts their examples by
@@ -112,8 +118,8 @@ def make_schedule(examples: Sequence[Example], difficulty: Sequence[float], cfg:
 
 
 def train_sft(
-    model,
-    tokenizer,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
     schedule: Schedule,
     *,
     lr: float,

@@ -12,6 +12,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 from rftfast.data.record import Call
 from rftfast.data.toolworld import vocab as v
@@ -34,12 +35,12 @@ class Task:
 Intent = Callable[[random.Random, date, bool], Task]
 
 
-def single(query: str, tool: str, /, **arguments) -> Task:
+def single(query: str, tool: str, /, **arguments: Any) -> Task:
     # Positional-only: book_restaurant has an argument called 'name'.
     return Task(query, [Call(tool, arguments)], tool)
 
 
-def pick(rng: random.Random, templates: tuple[str, ...], **slots) -> str:
+def pick(rng: random.Random, templates: tuple[str, ...], **slots: object) -> str:
     return rng.choice(templates).format(**slots)
 
 
