@@ -161,7 +161,7 @@ def test_fetch_script_pins_what_the_suite_installs():
 
 def test_pipeline_overrides_load_as_a_cuda_bf16_run(tmp_path):
     from rftfast.config import load_config
-    from tests.pipeline.test_pipeline import SMALL
+    from tests.support.tiny_run import SMALL
 
     cfg = load_config(None, [f"out_dir={tmp_path}", *suite.PIPELINE_SET])
     assert (cfg.device, cfg.train.precision, cfg.iterations) == ("cuda", "bf16", 1)

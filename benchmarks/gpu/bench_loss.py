@@ -257,7 +257,8 @@ def run_worker(variant: str, tokens: int, args) -> dict:
 # ----------------------------------------------------------------------------- driver
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def kill_group(proc: subprocess.Popen) -> None:
+    """End `proc`'s whole process group: SIGTERM, then SIGKILL if it has not gone within 5 s."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)
@@ -285,7 +286,7 @@ def _run_job(variant: str, tokens: int, args, limit_s: float) -> dict:
         out, err = proc.communicate(timeout=limit_s)
         timed_out = False
     except subprocess.TimeoutExpired:
-        _kill_group(proc)
+        kill_group(proc)
         out, err = proc.communicate()
         timed_out = True
     finally:

@@ -47,6 +47,15 @@ def _load(name: str):
     return module
 
 
+def _load_tiny_run() -> list[str]:
+    spec = importlib.util.spec_from_file_location(
+        "rftfast_tiny_run", os.path.join(ROOT, "tests", "support", "tiny_run.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return list(module.SMALL)
+
+
 bench_loss = _load("bench_loss")  # both stdlib-only at import
 report = _load("report")
 
@@ -59,29 +68,12 @@ SLACK_S = 10.0  # a part's own inner limits end this much before the runner's ha
 MAX_FILES = 8  # what comes back from $OUT
 NO_CUDA = "no CUDA"
 
-# `rftfast run` overrides: tests/pipeline/test_pipeline.py's SMALL config with a few hundred records, on CUDA in bf16.
+# `rftfast run` overrides: the pipeline tests' tiny run (tests/support/tiny_run.py) with a few hundred records,
+# on CUDA in bf16 (later --set values win).
 PIPELINE_SET = [
+    *_load_tiny_run(),
     "data.num_train=300",
     "data.num_heldout=40",
-    "model.hidden_size=32",
-    "model.num_layers=2",
-    "model.num_heads=2",
-    "model.num_kv_heads=1",
-    "model.intermediate_size=64",
-    "model.vocab_size=400",
-    "warmup.epochs=1",
-    "warmup.batch_size=8",
-    "warmup.buckets=2",
-    "deficiency.max_records=8",
-    "deficiency.max_new_tokens=20",
-    "search.rounds=2",
-    "search.samples_per_expansion=2",
-    "search.max_depth=3",
-    "search.max_new_tokens=10",
-    "preference.epochs=1",
-    "preference.batch_size=4",
-    "iterations=1",
-    "eval.max_new_tokens=20",
     "device=cuda",
     "train.precision=bf16",
     "name=gpu-smoke",
@@ -131,19 +123,6 @@ def _on_term(signum, _frame) -> None:
     os._exit(128 + signum)
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(5)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def run_cmd(
     cmd: list[str], limit: float, env: dict | None = None, cwd: str = ROOT, capture: bool = False
 ) -> tuple[int | None, float, str]:
@@ -159,7 +138,7 @@ def run_cmd(
         out, _ = proc.communicate(timeout=limit)
         rc = proc.returncode
     except subprocess.TimeoutExpired:
-        _kill_group(proc)
+        bench_loss.kill_group(proc)
         out, _ = proc.communicate()
         rc = None
     finally:
