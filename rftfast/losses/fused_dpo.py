@@ -18,23 +18,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Unpack
 
 import torch
 
 from rftfast.losses.objectives import (
     BATCH_COUPLED,
     REFERENCE_FREE,
-    ObjectiveParams,
+    Objective,
+    ObjectiveOptions,
     Pairs,
-    check_objective,
     is_real_finite,
-    preference_losses,
 )
 from rftfast.ops import head
 from rftfast.ops.logprob import (
-    IGNORE_INDEX,
+    HeadOptions,
     check_head_inputs,
-    check_head_options,
+    head_options,
     linear_logprobs,
     linear_logprobs_with_reference,
     refuse,
@@ -42,6 +42,11 @@ from rftfast.ops.logprob import (
 )
 
 STRATEGIES = ("auto", "fused", "recompute")
+
+
+class LossOptions(ObjectiveOptions, HeadOptions, total=False):
+    """`FusedDPOLoss`'s keyword options: the objective's and the head's (`chunk_rows` serves the recompute
+    strategy's torch backend)."""
 
 
 @dataclass
@@ -229,7 +234,7 @@ class _FusedEngine:
             if self.nll_weight:
                 g_tok = g_tok - (~rejected[a:b]).to(torch.float32) * (self.nll_weight / chosen_tokens)
             dz = head.logit_grad_(z, inv_sum, y, g_tok.to(torch.float32), tok_logp, self.temperature, tanh)
-            dh = head.accumulate_head_grads(dz, h, operand, grad_weight, grad_bias, want_hidden)
+            dh = head.accumulate_head_grads(dz, h, operand, (grad_weight, grad_bias), want_hidden)
             if want_hidden:
                 grad_hidden.index_copy_(0, rows, dh)
 
@@ -275,7 +280,6 @@ class FusedDPOLoss(torch.nn.Module):
     Args:
         loss_type: one of `rftfast.losses.OBJECTIVES` (TRL's names, plus "simpo" and "orpo"), or a
             list of them mixed with `loss_weights`.
-        beta, label_smoothing, gamma (SimPO margin), discopop_tau: objective parameters as in TRL.
         nll_weight: weight of the mean NLL of the chosen tokens added to the loss (default: 1 for
             ORPO, as in its paper; 0 otherwise).
         average_logprobs: length-average every sequence log-prob before the objective (Liger's
@@ -283,10 +287,11 @@ class FusedDPOLoss(torch.nn.Module):
             orpo) are then not divided again: every objective normalises exactly once.
         reference_free: allow reference-based objectives without a reference (its log-probs are 0,
             as in TRL's CPO trainer and Liger's CPO loss).
-        ignore_index, temperature, softcap: as in `linear_logprobs`.
         strategy: "auto" (fused where the objective allows), "fused" or "recompute".
-        backend: kernel backend of the recompute strategy and the reference forward.
         group_bytes: fp32 logits the fused strategy keeps per group of pairs (at least one pair).
+        options: `LossOptions`: the objective's (`loss_weights`, `beta`, `label_smoothing`, `gamma` the
+            SimPO margin, `discopop_tau`: as in TRL) and the head's (`ignore_index`, `temperature`,
+            `softcap`, `backend`: of the recompute strategy and the reference forward).
 
     Rewards follow each objective's own convention: β × (log-prob − reference log-prob), summed
     over the completion (length-averaged with `average_logprobs`), the reference being 0 when
@@ -304,31 +309,21 @@ class FusedDPOLoss(torch.nn.Module):
         self,
         loss_type: str | Sequence[str] = "sigmoid",
         *,
-        loss_weights: Sequence[float] | None = None,
-        beta: float = 0.1,
-        label_smoothing: float = 0.0,
-        gamma: float = 0.5,
-        discopop_tau: float = 0.05,
         nll_weight: float | None = None,
         average_logprobs: bool = False,
         reference_free: bool = False,
-        ignore_index: int = IGNORE_INDEX,
-        temperature: float = 1.0,
-        softcap: float | None = None,
         strategy: str = "auto",
-        backend: str = "auto",
         group_bytes: int = 64 * 2**20,
+        **options: Unpack[LossOptions],
     ) -> None:
         super().__init__()
-        self.loss_types = [loss_type] if isinstance(loss_type, str) else list(loss_type)
-        self.loss_weights = list(loss_weights) if loss_weights is not None else None
-        self.params = ObjectiveParams(beta, label_smoothing, gamma, discopop_tau)
-        check_objective(self.loss_types, self.loss_weights, self.params)
-        check_head_options(temperature, softcap, backend)
+        options = dict(options)
+        objective = {k: options.pop(k) for k in list(options) if k in ObjectiveOptions.__annotations__}
+        self.objective = Objective.build(loss_type, objective, "FusedDPOLoss")
+        self.head = head_options(options, "FusedDPOLoss")
+        self.loss_types = self.objective.loss_types
         if nll_weight is not None and not (is_real_finite(nll_weight) and nll_weight >= 0):
             raise ValueError(f"nll_weight: must be >= 0 and finite, or None, got {nll_weight}")
-        if not (isinstance(ignore_index, int) and not isinstance(ignore_index, bool)):
-            raise ValueError(f"ignore_index: must be an int, got {ignore_index!r}")
         if not (isinstance(group_bytes, int) and not isinstance(group_bytes, bool) and group_bytes > 0):
             raise ValueError(f"group_bytes: must be a positive int, got {group_bytes!r}")
         if strategy not in STRATEGIES:
@@ -341,11 +336,13 @@ class FusedDPOLoss(torch.nn.Module):
         self.nll_weight = float(nll_weight if nll_weight is not None else (1.0 if "orpo" in self.loss_types else 0.0))
         self.average_logprobs = average_logprobs
         self.reference_free = reference_free or all(t in REFERENCE_FREE for t in self.loss_types)
-        self.ignore_index, self.temperature, self.softcap = ignore_index, temperature, softcap
-        self.strategy, self.backend, self.group_bytes = strategy, backend, group_bytes
+        self.ignore_index, self.temperature, self.softcap = (
+            self.head[k] for k in ("ignore_index", "temperature", "softcap")
+        )
+        self.strategy, self.group_bytes = strategy, group_bytes
 
     def extra_repr(self) -> str:
-        return f"loss_type={self.loss_types}, beta={self.params.beta}, strategy={self.strategy!r}"
+        return f"loss_type={self.loss_types}, beta={self.objective.params.beta}, strategy={self.strategy!r}"
 
     # The per-pair losses of canonical-order sequence log-probs; shared by both strategies.
     def _pair_losses(self, pairs: Pairs) -> torch.Tensor:
@@ -362,7 +359,7 @@ class FusedDPOLoss(torch.nn.Module):
                 ones,
                 ones,
             )
-        return preference_losses(pairs, self.loss_types, loss_weights=self.loss_weights, params=self.params)
+        return self.objective.losses(pairs)
 
     def forward(
         self,
@@ -390,27 +387,10 @@ class FusedDPOLoss(torch.nn.Module):
         (see the class docstring).
         """
         _require_tensors(policy_hidden=policy_hidden, lm_head_weight=lm_head_weight, labels=labels)
-        _require_tensors(
-            optional=True,
-            ref_hidden=ref_hidden,
-            ref_weight=ref_weight,
-            bias=bias,
-            ref_bias=ref_bias,
-            cu_seqlens=cu_seqlens,
-            pair_ids=pair_ids,
-        )
+        _require_tensors(optional=True, ref_hidden=ref_hidden, ref_weight=ref_weight, bias=bias, ref_bias=ref_bias)
+        _require_tensors(optional=True, cu_seqlens=cu_seqlens, pair_ids=pair_ids)
         lay = _layout(policy_hidden, labels, cu_seqlens, pair_ids)
-        check_head_inputs(
-            lay.hidden,
-            lm_head_weight,
-            lay.labels,
-            bias,
-            self.ignore_index,
-            self.temperature,
-            self.softcap,
-            self.backend,
-            hidden_name="policy_hidden",
-        )
+        check_head_inputs(lay.hidden, lm_head_weight, lay.labels, bias, self.head, name="policy_hidden")
         p = lay.num_pairs
         if ref_hidden is not None and ref_logps is not None:
             refuse("ref_logps", "pass either ref_hidden or ref_logps, not both")
@@ -503,14 +483,7 @@ class FusedDPOLoss(torch.nn.Module):
         head_w, head_b = (weight, bias) if ref_weight is None else (ref_weight, ref_bias)
         with torch.no_grad():
             tok = linear_logprobs(
-                ref_hidden.reshape(-1, ref_hidden.shape[-1]),
-                head_w,
-                lay.labels,
-                bias=head_b,
-                ignore_index=self.ignore_index,
-                temperature=self.temperature,
-                softcap=self.softcap,
-                backend=self.backend,
+                ref_hidden.reshape(-1, ref_hidden.shape[-1]), head_w, lay.labels, bias=head_b, **self.head
             )
         return torch.zeros(2 * p, dtype=torch.float32, device=tok.device).index_add_(0, lay.seq, tok)
 
@@ -533,9 +506,6 @@ class FusedDPOLoss(torch.nn.Module):
 
     def _recompute(self, lay, weight, bias, ref, lengths, ref_hidden, ref_weight, ref_bias):
         p = lay.num_pairs
-        kw = dict(
-            ignore_index=self.ignore_index, temperature=self.temperature, softcap=self.softcap, backend=self.backend
-        )
         if ref_hidden is not None:
             tok, ref_tok = linear_logprobs_with_reference(
                 lay.hidden,
@@ -545,11 +515,11 @@ class FusedDPOLoss(torch.nn.Module):
                 ref_weight,
                 bias=bias,
                 ref_bias=ref_bias,
-                **kw,
+                **self.head,
             )
             ref = torch.zeros(2 * p, dtype=torch.float32, device=tok.device).index_add_(0, lay.seq, ref_tok)
         else:
-            tok = linear_logprobs(lay.hidden, weight, lay.labels, bias=bias, **kw)
+            tok = linear_logprobs(lay.hidden, weight, lay.labels, bias=bias, **self.head)
         seq_logps = tok.new_zeros(2 * p).index_add(0, lay.seq, tok)
         chosen_mask = (lay.seq < p) & (lay.labels != self.ignore_index)
         nll = -(tok * chosen_mask).sum() / chosen_mask.sum().clamp(min=1)
@@ -567,7 +537,7 @@ class FusedDPOLoss(torch.nn.Module):
 
     def _output(self, loss, seq_logps, losses, nll, ref, lengths) -> PreferenceOutput:
         p = seq_logps.shape[0] // 2
-        beta = self.params.beta
+        beta = self.objective.params.beta
         if all(t in REFERENCE_FREE for t in self.loss_types):  # SimPO, ORPO: β × mean log-prob
             rewards = beta * seq_logps / lengths
         else:  # β × log-ratio; the reference is 0 when reference-free (CPO style), and sums stay sums

@@ -14,8 +14,9 @@ do. TRL >= 1.0's DPO trainer (1.16 checked) ignores ε for sigmoid; here it is n
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 import torch
 import torch.nn.functional as F
@@ -168,9 +169,9 @@ def orpo(p: Pairs, k: ObjectiveParams) -> torch.Tensor:
     return -k.beta * F.logsigmoid(log_odds)
 
 
-Objective = Callable[[Pairs, ObjectiveParams], torch.Tensor]
+ObjectiveFn = Callable[[Pairs, ObjectiveParams], torch.Tensor]
 
-OBJECTIVES: dict[str, Objective] = {
+OBJECTIVES: dict[str, ObjectiveFn] = {
     f.__name__: f
     for f in (
         sigmoid,
@@ -250,6 +251,46 @@ def preference_losses(
     return total
 
 
+class ObjectiveOptions(TypedDict, total=False):
+    """The objective's keyword options, one home for `preference_loss` and `FusedDPOLoss`.
+
+    `loss_weights` weighs the types of a `loss_type` list (default all 1); `beta`, `label_smoothing`,
+    `gamma` and `discopop_tau` are the fields of `ObjectiveParams`, with its defaults.
+    """
+
+    loss_weights: Sequence[float] | None
+    beta: float
+    label_smoothing: float
+    gamma: float
+    discopop_tau: float
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One objective or a weighted mix, with its parameters, checked when it is built."""
+
+    loss_types: list[str]
+    loss_weights: list[float] | None
+    params: ObjectiveParams
+
+    @classmethod
+    def build(cls, loss_type: str | Sequence[str], options: Mapping, caller: str) -> Objective:
+        """From `loss_type` and `ObjectiveOptions`; an unknown option is a TypeError, as for any keyword."""
+        unknown = sorted(set(options) - set(ObjectiveOptions.__annotations__))
+        if unknown:
+            raise TypeError(f"{caller}() got an unexpected keyword argument {unknown[0]!r}")
+        types = [loss_type] if isinstance(loss_type, str) else list(loss_type)
+        weights = options.get("loss_weights")
+        weights = list(weights) if weights is not None else None
+        params = ObjectiveParams(**{k: v for k, v in options.items() if k != "loss_weights"})
+        check_objective(types, weights, params)
+        return cls(types, weights, params)
+
+    def losses(self, pairs: Pairs) -> torch.Tensor:
+        """Per-pair loss [P]."""
+        return preference_losses(pairs, self.loss_types, loss_weights=self.loss_weights, params=self.params)
+
+
 def preference_loss(
     chosen_logps: torch.Tensor,
     rejected_logps: torch.Tensor,
@@ -257,19 +298,15 @@ def preference_loss(
     ref_rejected_logps: torch.Tensor | None = None,
     *,
     loss_type: str | Sequence[str] = "sigmoid",
-    loss_weights: Sequence[float] | None = None,
-    beta: float = 0.1,
-    label_smoothing: float = 0.0,
-    gamma: float = 0.5,
-    discopop_tau: float = 0.05,
     chosen_lengths: torch.Tensor | None = None,
     rejected_lengths: torch.Tensor | None = None,
+    **objective: Unpack[ObjectiveOptions],
 ) -> torch.Tensor:
     """Mean preference loss over pairs, from summed sequence log-probs ([P] each).
 
     A drop-in for the loss of TRL's trainers: `loss_type` is one name or a list mixed with
-    `loss_weights`. Length-normalising types need `chosen_lengths` and `rejected_lengths`.
+    `loss_weights` (see `ObjectiveOptions`). Length-normalising types need `chosen_lengths` and
+    `rejected_lengths`.
     """
     pairs = Pairs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, chosen_lengths, rejected_lengths)
-    params = ObjectiveParams(beta, label_smoothing, gamma, discopop_tau)
-    return preference_losses(pairs, loss_type, loss_weights=loss_weights, params=params).mean()
+    return Objective.build(loss_type, objective, "preference_loss").losses(pairs).mean()

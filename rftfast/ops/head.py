@@ -14,6 +14,7 @@ On CUDA the rest of the head, `linear_logprobs` under "auto" and with it `FusedD
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 # Bytes of fp32 logits one chunk may hold. 512 rows × 32k vocab is 64 MiB: large enough that the
 # chunk's matrix product runs at full speed on CPU (smaller chunks measured 10-15% slower), small
@@ -28,7 +29,7 @@ def chunk_rows(vocab_size: int, chunk_bytes: int = CHUNK_BYTES) -> int:
     return int(min(MAX_CHUNK_ROWS, max(MIN_CHUNK_ROWS, rows)))
 
 
-def fp32_operand(weight: torch.Tensor) -> torch.Tensor:
+def fp32_operand(weight: Tensor) -> Tensor:
     """The head weight as the matmul operand that yields fp32 logits.
 
     CPU has no low-precision matmul with an fp32 result, so a bf16/fp16 weight is upcast once per
@@ -42,13 +43,8 @@ def fp32_operand(weight: torch.Tensor) -> torch.Tensor:
 
 
 def logits_into(
-    out: torch.Tensor,
-    hidden_rows: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None,
-    temperature: float,
-    softcap: float | None,
-) -> torch.Tensor | None:
+    out: Tensor, hidden_rows: Tensor, weight: Tensor, bias: Tensor | None, temperature: float, softcap: float | None
+) -> Tensor | None:
     """Write the processed fp32 logits of `hidden_rows` into `out` [rows, V].
 
     Returns tanh(z / softcap), z the logits after bias and temperature, when a softcap is set (the
@@ -69,9 +65,7 @@ def logits_into(
     return tanh
 
 
-def log_softmax_parts(
-    label_logit: torch.Tensor, row_max: torch.Tensor, rest: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def log_softmax_parts(label_logit: Tensor, row_max: Tensor, rest: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """(logp, lse, log_sum) of rows given the label's logit, the row max and rest = Σ_{v≠label} exp(z_v - max).
 
     Σ_v exp(z_v - max) = e + rest with e = exp(label - max), and log_sum is its log. A confident token's label
@@ -85,7 +79,7 @@ def log_softmax_parts(
     return shifted - log_sum, row_max + log_sum, log_sum
 
 
-def softmax_(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def softmax_(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Label log-probs and log-sum-exp of each row; `logits` becomes exp(z - rowmax) in place.
 
     Returns (logp, lse, inv_sum), each fp32 [rows]; softmax = logits * inv_sum[:, None]. Working in
@@ -104,20 +98,20 @@ def softmax_(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, 
     return logp, lse, torch.exp(-log_sum)
 
 
-def probs_from_lse_(logits: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
+def probs_from_lse_(logits: Tensor, lse: Tensor) -> Tensor:
     """In place: logits become softmax probabilities, given each row's log-sum-exp."""
     return logits.sub_(lse[:, None]).exp_()
 
 
 def logit_grad_(
-    probs: torch.Tensor,
-    row_scale: torch.Tensor | None,
-    labels: torch.Tensor,
-    grad_logp: torch.Tensor,
-    label_logp: torch.Tensor,
+    probs: Tensor,
+    row_scale: Tensor | None,
+    labels: Tensor,
+    grad_logp: Tensor,
+    label_logp: Tensor,
     temperature: float,
-    tanh: torch.Tensor | None,
-) -> torch.Tensor:
+    tanh: Tensor | None,
+) -> Tensor:
     """Turn `probs` in place into d(Σ grad_logp·logp)/d(raw logits) and return it.
 
     `probs * row_scale` is the softmax (row_scale None: already normalised). d logp_i / d z_i is
@@ -138,16 +132,16 @@ def logit_grad_(
 
 
 def accumulate_head_grads(
-    grad_logits: torch.Tensor,
-    hidden_rows: torch.Tensor,
-    weight: torch.Tensor,
-    grad_weight: torch.Tensor | None,
-    grad_bias: torch.Tensor | None,
+    grad_logits: Tensor,
+    hidden_rows: Tensor,
+    weight: Tensor,
+    buffers: tuple[Tensor | None, Tensor | None],
     want_hidden: bool = True,
-) -> torch.Tensor | None:
-    """Add this chunk's weight and bias gradients into fp32 buffers (None: not wanted, e.g. a frozen
-    head under LoRA, which saves a whole matmul); return the chunk's hidden gradient in fp32, or None
-    when `want_hidden` is False."""
+) -> Tensor | None:
+    """Add this chunk's weight and bias gradients into their fp32 `buffers` (grad_weight, grad_bias; None:
+    not wanted, e.g. a frozen head under LoRA, which saves a whole matmul); return the chunk's hidden
+    gradient in fp32, or None when `want_hidden` is False."""
+    grad_weight, grad_bias = buffers
     if grad_weight is not None:
         grad_weight.addmm_(grad_logits.t(), hidden_rows.to(torch.float32))
     if grad_bias is not None:

@@ -13,10 +13,12 @@ including which gradients they skip (only those of inputs that need one are comp
 
 from __future__ import annotations
 
-import functools
 import math
+from collections.abc import Mapping
+from typing import TypedDict, Unpack
 
 import torch
+from torch import Tensor
 
 from rftfast.ops import head
 
@@ -24,6 +26,32 @@ BACKENDS = ("auto", "torch", "triton")
 # The label of a position that is not scored (prompt, padding): torch's cross-entropy default, so
 # labels made for `torch.nn.functional.cross_entropy` or a transformers model work as they are.
 IGNORE_INDEX = -100
+
+
+class HeadOptions(TypedDict, total=False):
+    """The keyword options of every log-prob function here and of `FusedDPOLoss`, one home for their meaning.
+
+    - ignore_index: the label of an unscored position, which gives 0 (default `IGNORE_INDEX`).
+    - temperature: logits are divided by it before the softmax (default 1.0).
+    - softcap: if set, logits become `softcap * tanh(logits / softcap)` (Gemma-2 style; default None).
+    - backend: "auto" (Triton on CUDA, torch otherwise), "torch" or "triton".
+    - chunk_rows: rows of logits the torch backend holds at once, a positive int (default ~64 MiB worth).
+    """
+
+    ignore_index: int
+    temperature: float
+    softcap: float | None
+    backend: str
+    chunk_rows: int | None
+
+
+HEAD_DEFAULTS: HeadOptions = {
+    "ignore_index": IGNORE_INDEX,
+    "temperature": 1.0,
+    "softcap": None,
+    "backend": "auto",
+    "chunk_rows": None,
+}
 
 
 # ----------------------------------------------------------------------------- validation
@@ -34,46 +62,52 @@ def refuse(argument: str, why: str) -> None:
     raise ValueError(f"{argument}: {why}")
 
 
+def head_options(options: Mapping, caller: str) -> HeadOptions:
+    """`options` completed with the defaults and checked; an unknown name is a TypeError, as for any keyword."""
+    unknown = sorted(set(options) - set(HEAD_DEFAULTS))
+    if unknown:
+        raise TypeError(f"{caller}() got an unexpected keyword argument {unknown[0]!r}")
+    full: HeadOptions = {**HEAD_DEFAULTS, **options}
+    if not (isinstance(full["ignore_index"], int) and not isinstance(full["ignore_index"], bool)):
+        refuse("ignore_index", f"must be an int, got {full['ignore_index']!r}")
+    check_head_options(full["temperature"], full["softcap"], full["backend"])
+    check_chunk_rows(full["chunk_rows"])
+    return full
+
+
 def check_head_inputs(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    labels: torch.Tensor,
-    bias: torch.Tensor | None,
-    ignore_index: int,
-    temperature: float,
-    softcap: float | None,
-    backend: str,
-    hidden_name: str = "hidden",
+    hidden: Tensor, weight: Tensor, labels: Tensor, bias: Tensor | None, options: HeadOptions, name: str = "hidden"
 ) -> None:
-    """Raise a ValueError naming the argument for any shape, dtype, device or range problem."""
-    for name, t in ((hidden_name, hidden), ("weight", weight), ("labels", labels)):
-        if not isinstance(t, torch.Tensor):
-            refuse(name, f"expected a torch.Tensor, got {type(t).__name__}")
+    """Raise a ValueError naming the argument for any shape, dtype, device or range problem (the options
+    themselves are checked by `head_options`)."""
+    for arg, t in ((name, hidden), ("weight", weight), ("labels", labels)):
+        if not isinstance(t, Tensor):
+            refuse(arg, f"expected a torch.Tensor, got {type(t).__name__}")
     if hidden.dim() != 2:
-        refuse(hidden_name, f"expected 2-D [N, H], got shape {tuple(hidden.shape)}")
+        refuse(name, f"expected 2-D [N, H], got shape {tuple(hidden.shape)}")
     if weight.dim() != 2:
         refuse("weight", f"expected 2-D [V, H], got shape {tuple(weight.shape)}")
     if labels.dim() != 1 or labels.shape[0] != hidden.shape[0]:
         refuse("labels", f"expected 1-D [N={hidden.shape[0]}], got shape {tuple(labels.shape)}")
     if hidden.shape[1] != weight.shape[1]:
-        refuse(hidden_name, f"hidden size {hidden.shape[1]} does not match weight's {weight.shape[1]}")
+        refuse(name, f"hidden size {hidden.shape[1]} does not match weight's {weight.shape[1]}")
     if not hidden.is_floating_point():
-        refuse(hidden_name, f"expected a floating dtype, got {hidden.dtype}")
+        refuse(name, f"expected a floating dtype, got {hidden.dtype}")
     if weight.dtype != hidden.dtype:
-        refuse("weight", f"dtype {weight.dtype} differs from {hidden_name}'s {hidden.dtype}")
+        refuse("weight", f"dtype {weight.dtype} differs from {name}'s {hidden.dtype}")
     if labels.dtype not in (torch.int64, torch.int32):
         refuse("labels", f"expected int64 or int32, got {labels.dtype}")
-    for name, t in ((hidden_name, hidden), ("weight", weight), ("labels", labels)):
+    for arg, t in ((name, hidden), ("weight", weight), ("labels", labels)):
         if t.device != weight.device:
-            refuse(name, f"on {t.device}, but weight is on {weight.device}")
+            refuse(arg, f"on {t.device}, but weight is on {weight.device}")
     if bias is not None:
         if bias.shape != (weight.shape[0],):
             refuse("bias", f"expected shape ({weight.shape[0]},), got {tuple(bias.shape)}")
         if bias.device != weight.device:
             refuse("bias", f"on {bias.device}, but weight is on {weight.device}")
-    check_head_options(temperature, softcap, backend)
-    if backend == "triton" and weight.device.type != "cuda" and not _triton_interpreted():
+    if options["backend"] == "triton" and weight.device.type != "cuda" and not _triton_interpreted():
         refuse("backend", "'triton' needs CUDA tensors (or TRITON_INTERPRET=1 for testing on CPU)")
+    ignore_index = options["ignore_index"]
     kept = labels[labels != ignore_index]
     if kept.numel() and (int(kept.min()) < 0 or int(kept.max()) >= weight.shape[0]):
         bad = kept[(kept < 0) | (kept >= weight.shape[0])][0].item()
@@ -173,7 +207,7 @@ class _TorchLinearLogprobs(torch.autograd.Function):
             tanh = head.logits_into(z, h, operand, bias, ctx.temperature, ctx.softcap)
             probs = head.probs_from_lse_(z, lse[sl])
             dz = head.logit_grad_(probs, None, labels[sl], grad_logp[sl], logp[sl], ctx.temperature, tanh)
-            dh = head.accumulate_head_grads(dz, h, operand, grad_weight, grad_bias, want_hidden)
+            dh = head.accumulate_head_grads(dz, h, operand, (grad_weight, grad_bias), want_hidden)
             if want_hidden:
                 grad_hidden.index_copy_(0, _rows(positions, sl, hidden.device), dh)
         return (
@@ -197,13 +231,13 @@ def _outputs(ctx, logp, ref_logp):
     return logp, ref_logp
 
 
-def _rows(positions: torch.Tensor | None, sl: slice, device) -> torch.Tensor:
+def _rows(positions: Tensor | None, sl: slice, device) -> Tensor:
     if positions is None:
         return torch.arange(sl.start, sl.stop, device=device)
     return positions[sl]
 
 
-def _gather(hidden: torch.Tensor, positions: torch.Tensor | None, sl: slice) -> torch.Tensor:
+def _gather(hidden: Tensor, positions: Tensor | None, sl: slice) -> Tensor:
     return hidden[sl] if positions is None else hidden.index_select(0, positions[sl])
 
 
@@ -251,7 +285,7 @@ class _TritonLinearLogprobs(torch.autograd.Function):
 # ----------------------------------------------------------------------------- public API
 
 
-def _kept_positions(labels: torch.Tensor, ignore_index: int) -> torch.Tensor | None:
+def _kept_positions(labels: Tensor, ignore_index: int) -> Tensor | None:
     """Indices of the labels that count, or None when all of them do (no gather needed)."""
     keep = labels != ignore_index
     if bool(keep.all()):
@@ -259,24 +293,23 @@ def _kept_positions(labels: torch.Tensor, ignore_index: int) -> torch.Tensor | N
     return keep.nonzero().squeeze(1)
 
 
-def _run(hidden, weight, labels, *, bias, ignore_index, temperature, softcap, backend, chunk_rows, ref_hidden=None):
+def _run(hidden, weight, labels, bias, options: HeadOptions, ref_hidden=None):
     """Compact, dispatch, scatter back. Returns (logp [N], ref_logp [N] or None)."""
     n = hidden.shape[0]
-    positions = _kept_positions(labels, ignore_index)
+    temperature, softcap, chunk_rows = float(options["temperature"]), options["softcap"], options["chunk_rows"]
+    positions = _kept_positions(labels, options["ignore_index"])
     kept = (labels if positions is None else labels.index_select(0, positions)).to(torch.int64).contiguous()
-    if resolve_backend(backend, weight.device) == "triton":
+    if resolve_backend(options["backend"], weight.device) == "triton":
         if positions is not None:  # the kernels take compacted rows
             hidden = hidden.index_select(0, positions)
             ref_hidden = ref_hidden.index_select(0, positions) if ref_hidden is not None else None
-        logp, ref_logp = _TritonLinearLogprobs.apply(
-            hidden, weight, bias, kept, float(temperature), softcap, ref_hidden
-        )
+        logp, ref_logp = _TritonLinearLogprobs.apply(hidden, weight, bias, kept, temperature, softcap, ref_hidden)
     else:
         rows = chunk_rows if chunk_rows is not None else head.chunk_rows(weight.shape[0])
         if ref_hidden is not None:
             rows = max(2, rows - rows % 2)
         logp, ref_logp = _TorchLinearLogprobs.apply(
-            hidden, weight, bias, kept, positions, float(temperature), softcap, rows, ref_hidden
+            hidden, weight, bias, kept, positions, temperature, softcap, rows, ref_hidden
         )
     if ref_hidden is None:
         ref_logp = None
@@ -290,17 +323,13 @@ def _run(hidden, weight, labels, *, bias, ignore_index, temperature, softcap, ba
 
 
 def linear_logprobs(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    labels: torch.Tensor,
+    hidden: Tensor,
+    weight: Tensor,
+    labels: Tensor,
     *,
-    bias: torch.Tensor | None = None,
-    ignore_index: int = IGNORE_INDEX,
-    temperature: float = 1.0,
-    softcap: float | None = None,
-    backend: str = "auto",
-    chunk_rows: int | None = None,
-) -> torch.Tensor:
+    bias: Tensor | None = None,
+    **options: Unpack[HeadOptions],
+) -> Tensor:
     """Log-probability of each label under `hidden @ weight.T (+ bias)`, fp32 [N].
 
     Args:
@@ -308,77 +337,49 @@ def linear_logprobs(
         weight: [V, H] head weight, same dtype and device as `hidden`.
         labels: [N] int64/int32 in [0, V), or `ignore_index` (those positions return 0).
         bias: optional [V] head bias.
-        temperature: logits are divided by it before the softmax.
-        softcap: if set, logits become `softcap * tanh(logits / softcap)` (Gemma-2 style).
-        backend: "auto" (Triton on CUDA, torch otherwise), "torch" or "triton".
-        chunk_rows: rows of logits held at once by the torch backend, a positive int (default:
-            ~64 MiB worth).
+        options: `HeadOptions` (ignore_index, temperature, softcap, backend, chunk_rows).
     """
-    check_head_inputs(hidden, weight, labels, bias, ignore_index, temperature, softcap, backend)
-    check_chunk_rows(chunk_rows)
-    return _run(
-        hidden,
-        weight,
-        labels,
-        bias=bias,
-        ignore_index=ignore_index,
-        temperature=temperature,
-        softcap=softcap,
-        backend=backend,
-        chunk_rows=chunk_rows,
-    )[0]
+    options = head_options(options, "linear_logprobs")
+    check_head_inputs(hidden, weight, labels, bias, options)
+    return _run(hidden, weight, labels, bias, options)[0]
 
 
 def linear_logprobs_with_reference(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    labels: torch.Tensor,
-    ref_hidden: torch.Tensor,
-    ref_weight: torch.Tensor | None = None,
+    hidden: Tensor,
+    weight: Tensor,
+    labels: Tensor,
+    ref_hidden: Tensor,
+    ref_weight: Tensor | None = None,
     *,
-    bias: torch.Tensor | None = None,
-    ref_bias: torch.Tensor | None = None,
-    ignore_index: int = IGNORE_INDEX,
-    temperature: float = 1.0,
-    softcap: float | None = None,
-    backend: str = "auto",
-    chunk_rows: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    bias: Tensor | None = None,
+    ref_bias: Tensor | None = None,
+    **options: Unpack[HeadOptions],
+) -> tuple[Tensor, Tensor]:
     """Policy log-probs (with grad) and reference log-probs (without) in one call.
 
     The labels are checked and compacted once for both. When the reference head *is* the policy
     head (`ref_weight` None or the same tensor, as with LoRA/PEFT), both sets of rows go through
     each weight tile together, so the weight is read once per tile instead of twice.
     """
-    check_head_inputs(hidden, weight, labels, bias, ignore_index, temperature, softcap, backend)
-    check_chunk_rows(chunk_rows)
-    if not isinstance(ref_hidden, torch.Tensor):
+    options = head_options(options, "linear_logprobs_with_reference")
+    check_head_inputs(hidden, weight, labels, bias, options)
+    if not isinstance(ref_hidden, Tensor):
         refuse("ref_hidden", f"expected a torch.Tensor, got {type(ref_hidden).__name__}")
     if ref_hidden.shape != hidden.shape:
         refuse("ref_hidden", f"shape {tuple(ref_hidden.shape)} differs from hidden's {tuple(hidden.shape)}")
     if ref_hidden.dtype != hidden.dtype or ref_hidden.device != hidden.device:
         refuse("ref_hidden", f"{ref_hidden.dtype} on {ref_hidden.device}; expected {hidden.dtype} on {hidden.device}")
-    run = functools.partial(
-        _run,
-        ignore_index=ignore_index,
-        temperature=temperature,
-        softcap=softcap,
-        backend=backend,
-        chunk_rows=chunk_rows,
-    )
     shared = (ref_weight is None or ref_weight is weight) and (ref_bias is None or ref_bias is bias)
     if shared:
-        return run(hidden, weight, labels, bias=bias, ref_hidden=ref_hidden.detach())
-    check_head_inputs(
-        ref_hidden, ref_weight, labels, ref_bias, ignore_index, temperature, softcap, backend, hidden_name="ref_hidden"
-    )
-    logp = run(hidden, weight, labels, bias=bias)[0]
+        return _run(hidden, weight, labels, bias, options, ref_hidden=ref_hidden.detach())
+    check_head_inputs(ref_hidden, ref_weight, labels, ref_bias, options, name="ref_hidden")
+    logp = _run(hidden, weight, labels, bias, options)[0]
     with torch.no_grad():
-        ref = run(ref_hidden, ref_weight, labels, bias=ref_bias)[0]
+        ref = _run(ref_hidden, ref_weight, labels, ref_bias, options)[0]
     return logp, ref
 
 
-def segment_ids(labels: torch.Tensor, cu_seqlens: torch.Tensor | None) -> tuple[torch.Tensor, int]:
+def segment_ids(labels: Tensor, cu_seqlens: Tensor | None) -> tuple[Tensor, int]:
     """Sequence index of each token of flattened input, and the number of sequences.
 
     Padded labels [B, T] give row indices; packed labels [N] with `cu_seqlens` [S+1] give the
@@ -400,9 +401,7 @@ def segment_ids(labels: torch.Tensor, cu_seqlens: torch.Tensor | None) -> tuple[
     return torch.arange(lengths.numel(), device=labels.device).repeat_interleave(lengths), lengths.numel()
 
 
-def sequence_lengths(
-    labels: torch.Tensor, cu_seqlens: torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX
-) -> torch.Tensor:
+def sequence_lengths(labels: Tensor, cu_seqlens: Tensor | None = None, ignore_index: int = IGNORE_INDEX) -> Tensor:
     """Number of counted (non-ignored) labels of each sequence, int64 [S]."""
     seq, s = segment_ids(labels, cu_seqlens)
     kept = (labels.reshape(-1) != ignore_index).to(torch.int64)
@@ -410,40 +409,29 @@ def sequence_lengths(
 
 
 def sequence_logprobs(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    labels: torch.Tensor,
+    hidden: Tensor,
+    weight: Tensor,
+    labels: Tensor,
     *,
-    cu_seqlens: torch.Tensor | None = None,
+    cu_seqlens: Tensor | None = None,
     average: bool = False,
-    bias: torch.Tensor | None = None,
-    ignore_index: int = IGNORE_INDEX,
-    temperature: float = 1.0,
-    softcap: float | None = None,
-    backend: str = "auto",
-) -> torch.Tensor:
+    bias: Tensor | None = None,
+    **options: Unpack[HeadOptions],
+) -> Tensor:
     """Summed (or length-averaged) label log-prob of each sequence, fp32 [S].
 
     Padded input: hidden [B, T, H], labels [B, T]. Packed input: hidden [N, H], labels [N] and
     `cu_seqlens` [S+1] (cumulative sequence lengths starting at 0). Labels are aligned with the
     hidden states (shift them before calling, as for a causal LM); ignored labels do not count.
     """
+    options = head_options(options, "sequence_logprobs")
     seq, s = segment_ids(labels, cu_seqlens)
     flat_hidden = hidden.reshape(-1, hidden.shape[-1]) if hidden.dim() == 3 else hidden
     if flat_hidden.shape[0] != seq.shape[0]:
         refuse("hidden", f"shape {tuple(hidden.shape)} does not match labels {tuple(labels.shape)}")
     flat_labels = labels.reshape(-1)
-    logp = linear_logprobs(
-        flat_hidden,
-        weight,
-        flat_labels,
-        bias=bias,
-        ignore_index=ignore_index,
-        temperature=temperature,
-        softcap=softcap,
-        backend=backend,
-    )
+    logp = linear_logprobs(flat_hidden, weight, flat_labels, bias=bias, **options)
     sums = logp.new_zeros(s).index_add(0, seq, logp)
     if not average:
         return sums
-    return sums / sequence_lengths(labels, cu_seqlens, ignore_index).clamp(min=1).to(sums.dtype)
+    return sums / sequence_lengths(labels, cu_seqlens, options["ignore_index"]).clamp(min=1).to(sums.dtype)

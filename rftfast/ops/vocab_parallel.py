@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
+from torch import Tensor
+from torch.distributed import ProcessGroup
 
 from rftfast.ops.head import CHUNK_BYTES
 from rftfast.ops.logprob import IGNORE_INDEX
 
 
 def vocab_parallel_logprobs(
-    hidden: torch.Tensor,
-    weight_shard: torch.Tensor,
-    labels: torch.Tensor,
+    hidden: Tensor,
+    weight_shard: Tensor,
+    labels: Tensor,
     *,
-    group: dist.ProcessGroup | None = None,
     ignore_index: int = IGNORE_INDEX,
-) -> torch.Tensor:
+    group: ProcessGroup | None = None,
+) -> Tensor:
     """log p(labels[i] | hidden[i]) over the whole vocabulary, from this rank's `weight_shard` [V/P, H].
 
     `labels` are global token ids; every rank of `group` passes the same `hidden` and `labels` and an
@@ -45,13 +47,13 @@ def _rows_per_chunk(shard_rows: int) -> int:
     return max(1, CHUNK_BYTES // (4 * max(shard_rows, 1)))
 
 
-def _all_reduce(t: torch.Tensor, op, group) -> torch.Tensor:
+def _all_reduce(t: Tensor, op, group) -> Tensor:
     if dist.is_initialized() and dist.get_world_size(group) > 1:
         dist.all_reduce(t, op=op, group=group)
     return t
 
 
-def _local_targets(labels: torch.Tensor, start: int, rows: int, ignore_index: int):
+def _local_targets(labels: Tensor, start: int, rows: int, ignore_index: int):
     """(index into this shard, whether the label lives in this shard) for each label."""
     local = labels - start
     mine = (labels != ignore_index) & (local >= 0) & (local < rows)

@@ -166,9 +166,10 @@ def test_both_backends_form_only_the_gradients_asked_for(backend, frozen, monkey
         monkeypatch.setattr(kernels, "linear_logprobs_backward", spy)
     else:
 
-        def spy(grad_logits, rows, weight, grad_weight, grad_bias, want_hidden=True, real=head.accumulate_head_grads):
+        def spy(grad_logits, rows, weight, buffers, want_hidden=True, real=head.accumulate_head_grads):
+            grad_weight, grad_bias = buffers
             formed.append((want_hidden, grad_weight is not None, grad_bias is not None))
-            return real(grad_logits, rows, weight, grad_weight, grad_bias, want_hidden)
+            return real(grad_logits, rows, weight, buffers, want_hidden)
 
         monkeypatch.setattr(head, "accumulate_head_grads", spy)
     out = linear_logprobs(hidden, weight, labels, bias=bias, backend=backend)
