@@ -94,7 +94,7 @@ def test_sections_are_the_librarys_configs_with_the_runs_defaults():
     assert (cfg.search.rounds, cfg.search.samples_per_expansion, cfg.search.max_depth) == (3, 3, 6)
     assert (cfg.search.max_new_tokens, cfg.search.top_p, cfg.search.ground_truth_chosen) == (24, 0.95, True)
     assert (cfg.search.pairs.min_gap, cfg.search.pairs.max_overlap) == (0.2, 0.5)
-    assert cfg.preference.label_smoothing == 0.1 and cfg.preference.loss().params.label_smoothing == 0.1
+    assert cfg.preference.label_smoothing == 0.1 and cfg.preference.loss().objective.params.label_smoothing == 0.1
 
 
 def test_vllm_backend_needs_vllm_before_any_work(tmp_path, capsys):
