@@ -51,6 +51,7 @@ converted value then goes through the type and value rules above, without the in
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -585,29 +586,30 @@ _JAVA_INTEGER = re.compile(r"^-?\d+$")
 _JAVA_FLOAT = re.compile(r"^-?\d+(\.\d+)?([eE][+-]?\d+)?[fF]$")
 _JAVA_DOUBLE = re.compile(r"^-?\d+(\.\d+)?([eE][+-]?\d+)?$")
 _JAVA_LONG = re.compile(r"^-?\d+[lL]$")
-_JAVA_ARRAY = re.compile(r"new\s+\w+\[\]\s*\{(.*?)\}")
-_JAVA_ARRAYLIST_AS_LIST = re.compile(r"new\s+ArrayList<\w*>\(Arrays\.asList\((.+?)\)\)")
-_JAVA_ARRAYLIST_ADDS = re.compile(r"new\s+ArrayList<\w*>\(\)\s*\{\{\s*(.+?)\s*\}\}", re.DOTALL)
-_JAVA_ADD = re.compile(r"add\((.+?)\)")
-_JAVA_ARRAYLIST_EMPTY = re.compile(r"new\s+ArrayList<\w*>\(\)")
-_JAVA_HASHMAP_PUTS = re.compile(r"new\s+HashMap<.*?>\s*\(\)\s*\{\s*\{?\s*(.*?)\s*\}?\s*\}", re.DOTALL)
-_JAVA_PUT = re.compile(r"put\(\"(.*?)\",\s*(.*?)\)")
-_JAVA_HASHMAP_EMPTY = re.compile(r"new\s+HashMap<.*?>\s*\(\)")
+_BOOLEAN = re.compile(r"(true|false)\Z")
 _TRAILING_F = re.compile(r"[fF]$")
 _TRAILING_L = re.compile(r"[lL]$")
 
+# A declared scalar type: (the pattern BFCL requires of its text, the conversion of a text that fits).
+_JAVA_SCALARS: dict[str, tuple[re.Pattern, Callable[[str], Any]]] = {
+    "byte": (_JAVA_INTEGER, int),
+    "short": (_JAVA_INTEGER, int),
+    "integer": (_JAVA_INTEGER, int),
+    "float": (_JAVA_FLOAT, lambda text: float(_TRAILING_F.sub("", text))),
+    "double": (_JAVA_DOUBLE, float),
+    "long": (_JAVA_LONG, lambda text: int(_TRAILING_L.sub("", text))),
+    "boolean": (_BOOLEAN, lambda text: text == "true"),
+}
+
+
+def _scalar(scalars: dict, text: str, declared: str) -> Any:
+    pattern, convert = scalars[declared]
+    return convert(text) if pattern.match(text) else text
+
 
 def _java_value(text: str, declared: str, item_declared: str | None = None) -> Any:
-    if declared in ("byte", "short", "integer"):
-        return int(text) if _JAVA_INTEGER.match(text) else text
-    if declared == "float":
-        return float(_TRAILING_F.sub("", text)) if _JAVA_FLOAT.match(text) else text
-    if declared == "double":
-        return float(text) if _JAVA_DOUBLE.match(text) else text
-    if declared == "long":
-        return int(_TRAILING_L.sub("", text)) if _JAVA_LONG.match(text) else text
-    if declared == "boolean":
-        return text == "true" if text in ("true", "false") else text
+    if declared in _JAVA_SCALARS:
+        return _scalar(_JAVA_SCALARS, text, declared)
     if declared == "Array":
         return _java_array(text, item_declared)
     if declared == "ArrayList":
@@ -619,12 +621,21 @@ def _java_value(text: str, declared: str, item_declared: str | None = None) -> A
     raise ValueError(f"BFCL does not convert Java {declared} values")
 
 
+_JAVA_ARRAY = re.compile(r"new\s+\w+\[\]\s*\{(.*?)\}")
+
+
 def _java_array(text: str, item_declared: str | None) -> Any:
     match = _JAVA_ARRAY.search(text)
     if not match:
         return text
     parts = [part.strip() for part in match.group(1).split(",") if part.strip()]
     return [_java_item(part, item_declared) for part in parts]
+
+
+_JAVA_ARRAYLIST_AS_LIST = re.compile(r"new\s+ArrayList<\w*>\(Arrays\.asList\((.+?)\)\)")
+_JAVA_ARRAYLIST_ADDS = re.compile(r"new\s+ArrayList<\w*>\(\)\s*\{\{\s*(.+?)\s*\}\}", re.DOTALL)
+_JAVA_ADD = re.compile(r"add\((.+?)\)")
+_JAVA_ARRAYLIST_EMPTY = re.compile(r"new\s+ArrayList<\w*>\(\)")
 
 
 def _java_arraylist(text: str, item_declared: str | None) -> Any:
@@ -645,6 +656,11 @@ def _java_list_element(text: str, item_declared: str | None) -> Any:
 
 def _java_item(text: str, item_declared: str | None) -> Any:
     return _java_value(text, item_declared) if item_declared else _java_literal(text)
+
+
+_JAVA_HASHMAP_PUTS = re.compile(r"new\s+HashMap<.*?>\s*\(\)\s*\{\s*\{?\s*(.*?)\s*\}?\s*\}", re.DOTALL)
+_JAVA_PUT = re.compile(r"put\(\"(.*?)\",\s*(.*?)\)")
+_JAVA_HASHMAP_EMPTY = re.compile(r"new\s+HashMap<.*?>\s*\(\)")
 
 
 def _java_hashmap(text: str) -> Any:
@@ -678,27 +694,19 @@ def _python_number(text: str) -> Any:
 
 # --- JavaScript source values ------------------------------------------------------------------------------
 
-_JS_INTEGER = re.compile(r"^-?\d+$")
-_JS_FLOAT = re.compile(r"^-?\d+(\.\d+)?$")
-_JS_BIGINT = re.compile(r"^-?\d+n$")
-_JS_NESTED_ARRAY = re.compile(r"\[\s*\[.*?\]\s*(,\s*\[.*?\]\s*)*\]|\bnew\s+Array\(\s*\[.*?\]\s*(,\s*\[.*?\]\s*)*\)")
-_JS_ARRAY = re.compile(r"\[(.*?)\]|\bnew\s+Array\((.*?)\)")
-_JS_BRACKETED = re.compile(r"\[(.*?)\]")
-_JS_OBJECT = re.compile(r"\{(.*?)\}")
-_JS_OBJECT_ENTRY = re.compile(r"([^:]+):\s*(.*?)(?:,\s*(?=[^,]+:)|$)")
+_JS_SCALARS: dict[str, tuple[re.Pattern, Callable[[str], Any]]] = {
+    "integer": (re.compile(r"^-?\d+$"), int),
+    "float": (re.compile(r"^-?\d+(\.\d+)?$"), float),
+    "Bigint": (re.compile(r"^-?\d+n$"), lambda text: int(text[:-1])),  # the pattern ends in the n suffix
+    "Boolean": (_BOOLEAN, lambda text: text == "true"),
+}
 
 
 def _javascript_value(text: str, declared: str, item_declared: str | None = None) -> Any:
+    if declared in _JS_SCALARS:
+        return _scalar(_JS_SCALARS, text, declared)
     if declared == "String":
         return text[1:-1] if _is_quoted(text) else text
-    if declared == "integer":
-        return int(text) if _JS_INTEGER.match(text) else text
-    if declared == "float":
-        return float(text) if _JS_FLOAT.match(text) else text
-    if declared == "Bigint":
-        return int(text[:-1]) if _JS_BIGINT.match(text) else text
-    if declared == "Boolean":
-        return text == "true" if text in ("true", "false") else text
     if declared == "dict":
         return _javascript_object(text.strip())
     if declared == "array":
@@ -710,6 +718,10 @@ def _javascript_value(text: str, declared: str, item_declared: str | None = None
 
 def _is_quoted(text: str) -> bool:
     return (text.startswith('"') and text.endswith('"')) or (text.startswith("'") and text.endswith("'"))
+
+
+_JS_NESTED_ARRAY = re.compile(r"\[\s*\[.*?\]\s*(,\s*\[.*?\]\s*)*\]|\bnew\s+Array\(\s*\[.*?\]\s*(,\s*\[.*?\]\s*)*\)")
+_JS_ARRAY = re.compile(r"\[(.*?)\]|\bnew\s+Array\((.*?)\)")
 
 
 def _javascript_array(text: str, item_declared: str | None) -> Any:
@@ -729,6 +741,9 @@ def _javascript_array(text: str, item_declared: str | None) -> Any:
         return text
 
 
+_JS_BRACKETED = re.compile(r"\[(.*?)\]")
+
+
 def _javascript_array_of_arrays(text: str) -> list:
     # Each innermost bracket pair is one row; the item type is not applied to rows.
     rows = []
@@ -738,6 +753,10 @@ def _javascript_array_of_arrays(text: str) -> list:
             row = row[1:]
         rows.append([_javascript_literal(part.strip()) for part in row.split(",")])
     return rows
+
+
+_JS_OBJECT = re.compile(r"\{(.*?)\}")
+_JS_OBJECT_ENTRY = re.compile(r"([^:]+):\s*(.*?)(?:,\s*(?=[^,]+:)|$)")
 
 
 def _javascript_object(text: str) -> Any:
