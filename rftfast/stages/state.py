@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -29,6 +30,9 @@ from rftfast.data.io import write_json_atomic
 from rftfast.data.record import Record
 from rftfast.train.loop import StepLogger
 from rftfast.train.runtime import StepLog
+
+if TYPE_CHECKING:  # transformers is imported where a model is loaded
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 class StopRequested(Exception):
@@ -78,8 +82,8 @@ class RunState:
     cfg: RunConfig
     manifest: Manifest
     stop_after: str | None = None
-    model: object = None
-    tokenizer: object = None
+    model: PreTrainedModel | None = None
+    tokenizer: PreTrainedTokenizerBase | None = None
     train: list[Record] = field(default_factory=list)
     heldout: list[Record] = field(default_factory=list)
     train_examples: list[Example] = field(default_factory=list)
