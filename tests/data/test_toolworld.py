@@ -11,7 +11,10 @@ from hypothesis import strategies as st
 
 from rftfast.data.record import Call, Record, normalize_tool
 from rftfast.data.toolworld import LEVELS, TOOLS, TOOLS_BY_NAME, execute, generate, split, user_query, validate
+from rftfast.data.toolworld.executor import HANDLERS
 from rftfast.data.toolworld.reasoning import relative_day
+from rftfast.data.toolworld.tasks import INTENTS
+from rftfast.data.toolworld.tools import ToolTable
 from rftfast.data.toolworld.vocab import NUMBER_WORDS, WEEKDAYS, twelve_hour
 
 N = 600  # 100 per level
@@ -50,6 +53,25 @@ def test_tools_are_strict_json_schemas():
     assert any(
         set(t["function"]["parameters"]["properties"]) - set(t["function"]["parameters"]["required"]) for t in TOOLS
     ), "some tools have optional parameters"
+
+
+def test_every_tool_has_one_handler_and_one_intent_in_tools_order():
+    assert list(HANDLERS) == list(INTENTS) == list(TOOLS_BY_NAME)
+
+
+def test_tool_tables_refuse_unknown_twice_registered_and_missing_tools():
+    table = ToolTable("handler")
+
+    def f():
+        return {}
+
+    with pytest.raises(ValueError, match="there is no tool 'get_wether'"):
+        table.register("get_wether")(f)
+    table.register("get_weather")(f)
+    with pytest.raises(ValueError, match="'get_weather' already has f"):
+        table.register("get_weather")(f)
+    with pytest.raises(ValueError, match="no handler for convert_units, "):
+        table.complete()
 
 
 # --- determinism -----------------------------------------------------------------------------------

@@ -14,8 +14,9 @@ difficulty levels, stored in `Record.meta["level"]`:
 
 `split(records)` holds out a share of the records so that no user query appears on both sides.
 
-Modules: `tools` (schemas), `executor` (validate, execute), `vocab` (entities and wording),
-`tasks` (levels 1-4), `reasoning` (level 5), `nocall` (level 6), `generate` (records, split).
+Modules: `tools` (schemas, the one list of tools), `executor` (validate, execute), `vocab`
+(entities and wording), `phrasings` (how each call is asked), `tasks` (levels 1-4), `reasoning`
+(level 5), `nocall` (level 6), `generate` (records, split).
 """
 
 from rftfast.data.toolworld.executor import execute, validate

@@ -13,11 +13,12 @@ import math
 import operator
 import re
 import zlib
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
 from rftfast.data.record import Call
-from rftfast.data.toolworld.tools import TOOLS_BY_NAME, UNITS
+from rftfast.data.toolworld.tools import TOOLS_BY_NAME, UNITS, ToolTable
 
 JSON_TYPES = {"string": (str,), "integer": (int,), "number": (int, float), "object": (dict,), "array": (list,)}
 
@@ -86,6 +87,11 @@ def expected_name(json_type: str) -> str:
 # --- execution ----------------------------------------------------------------------------------
 
 
+# Each tool's handler computes its result from the validated arguments, defaults filled in.
+HANDLERS: ToolTable[Callable[..., dict]] = ToolTable("handler")
+handler = HANDLERS.register
+
+
 def execute(call: Call) -> dict:
     """The result of running `call`; ValueError for an unknown tool or bad arguments."""
     if isinstance(call, dict):
@@ -97,6 +103,7 @@ def execute(call: Call) -> dict:
 CONDITIONS = ("sunny", "partly cloudy", "cloudy", "light rain", "rain", "thunderstorms", "fog", "snow", "windy")
 
 
+@handler("get_weather")
 def get_weather(city: str, unit: str) -> dict:
     h = stable_hash(city.strip().lower())
     celsius = round((h % 400) / 10 - 5, 1)  # -5.0 .. 34.9 °C
@@ -110,6 +117,7 @@ def get_weather(city: str, unit: str) -> dict:
     }
 
 
+@handler("convert_units")
 def convert_units(value: float, from_unit: str, to_unit: str) -> dict:
     (dimension, from_factor), (to_dimension, to_factor) = UNITS[from_unit], UNITS[to_unit]
     if dimension != to_dimension:
@@ -123,6 +131,7 @@ def convert_units(value: float, from_unit: str, to_unit: str) -> dict:
     return {"value": value, "from_unit": from_unit, "result": float(f"{result:.6g}"), "to_unit": to_unit}
 
 
+@handler("create_event")
 def create_event(title: str, date: str, duration_minutes: int, time: str | None = None) -> dict:
     event = {
         "event_id": f"evt_{stable_hash(title, date, time):08x}",
@@ -148,6 +157,7 @@ CALENDAR_ENTRIES = (
 )
 
 
+@handler("list_events")
 def list_events(date: str) -> dict:
     h = stable_hash("calendar", date)
     count = h % 4  # some days are empty
@@ -177,6 +187,7 @@ RATES_IN_USD = {
 }
 
 
+@handler("convert_currency")
 def convert_currency(amount: float, from_currency: str, to_currency: str) -> dict:
     rate = RATES_IN_USD[from_currency] / RATES_IN_USD[to_currency]
     return {
@@ -188,6 +199,7 @@ def convert_currency(amount: float, from_currency: str, to_currency: str) -> dic
     }
 
 
+@handler("web_search")
 def web_search(query: str, max_results: int) -> dict:
     slug = re.sub(r"[^a-z0-9]+", "-", query.lower()).strip("-") or "result"
     sites = (
@@ -210,10 +222,12 @@ def web_search(query: str, max_results: int) -> dict:
     return {"query": query, "results": results}
 
 
+@handler("send_email")
 def send_email(to: str, subject: str, body: str) -> dict:
     return {"status": "sent", "message_id": f"msg_{stable_hash(to, subject, body):08x}", "to": to, "subject": subject}
 
 
+@handler("set_reminder")
 def set_reminder(text: str, date: str, time: str) -> dict:
     return {
         "status": "scheduled",
@@ -224,12 +238,14 @@ def set_reminder(text: str, date: str, time: str) -> dict:
     }
 
 
+@handler("get_stock_price")
 def get_stock_price(symbol: str) -> dict:
     h = stable_hash("stock", symbol)
     change = ((h >> 16) % 1000 - 500) / 100  # -5.00 .. +4.99 %
     return {"symbol": symbol, "price": round(10 + (h % 49000) / 100, 2), "currency": "USD", "change_percent": change}
 
 
+@handler("translate_text")
 def translate_text(text: str, target_language: str, source_language: str | None = None) -> dict:
     # No real translation: a tagged echo is enough for a reward that only checks the call ran.
     return {
@@ -252,6 +268,7 @@ OPERATORS = {
 }
 
 
+@handler("calculate")
 def calculate(expression: str) -> dict:
     try:
         tree = ast.parse(expression, mode="eval")
@@ -278,6 +295,7 @@ def evaluate(node: ast.AST) -> int | float:
     raise ValueError(f"calculate: unsupported element {ast.dump(node)[:60]!r} in expression")
 
 
+@handler("book_restaurant")
 def book_restaurant(name: str, date: str, time: str, party_size: int) -> dict:
     return {
         "status": "confirmed",
@@ -293,6 +311,7 @@ AIRLINES = ("SkyWays", "Aurora Air", "BlueJet", "Northwind", "Meridian")
 CABIN_PRICE_FACTOR = {"economy": 1.0, "premium_economy": 1.6, "business": 3.2, "first": 5.5}
 
 
+@handler("find_flights")
 def find_flights(origin: str, destination: str, date: str, cabin_class: str, passengers: int) -> dict:
     h = stable_hash(origin.lower(), destination.lower(), date)
     flights = []
@@ -319,6 +338,7 @@ def find_flights(origin: str, destination: str, date: str, cabin_class: str, pas
 SPEED_KMH = {"driving": 50, "walking": 5, "transit": 30, "cycling": 15}
 
 
+@handler("get_directions")
 def get_directions(origin: str, destination: str, mode: str) -> dict:
     distance = round(1 + stable_hash(origin.lower(), destination.lower()) % 300 / 10, 1)
     return {
@@ -330,19 +350,4 @@ def get_directions(origin: str, destination: str, mode: str) -> dict:
     }
 
 
-HANDLERS = {
-    "get_weather": get_weather,
-    "convert_units": convert_units,
-    "create_event": create_event,
-    "list_events": list_events,
-    "convert_currency": convert_currency,
-    "web_search": web_search,
-    "send_email": send_email,
-    "set_reminder": set_reminder,
-    "get_stock_price": get_stock_price,
-    "translate_text": translate_text,
-    "calculate": calculate,
-    "book_restaurant": book_restaurant,
-    "find_flights": find_flights,
-    "get_directions": get_directions,
-}
+HANDLERS.complete()

@@ -9,6 +9,8 @@ would half-serve almost anything.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date
 
 from rftfast.data.toolworld import vocab as v
@@ -44,118 +46,74 @@ def chit_chat(rng: random.Random, today: date) -> Task:
     return Task(query, reply, "chit_chat")
 
 
-def unsupported_request(rng: random.Random, today: date) -> tuple[str, str, tuple[str, ...], tuple[str, ...]]:
-    """(query, what cannot be done, near-miss tools, tools that would serve it) for one out-of-reach request."""
-    kind = rng.randrange(12)
-    if kind == 0:
-        return (
-            pick(
-                rng,
-                ("Order a {f} from {r} for delivery.", "Can you get me a {f} delivered from {r}?"),
-                f=rng.choice(("pepperoni pizza", "pad thai", "veggie burger", "sushi platter")),
-                r=rng.choice(v.RESTAURANTS),
-            ),
-            "order food",
-            ("book_restaurant",),
-            (),
-        )
-    if kind == 1:
-        return (
-            pick(rng, ("Book me a taxi to {p}.", "Call a cab to take me to {p}."), p=rng.choice(v.PLACES)),
-            "book a taxi",
-            ("get_directions",),
-            (),
-        )
-    if kind == 2:
-        return (
-            pick(
-                rng,
-                ("Play {s} on my speakers.", "Put on some {s}."),
-                s=rng.choice(("jazz", "Bohemian Rhapsody", "my workout playlist", "classical music")),
-            ),
-            "play music",
-            (),
-            (),
-        )
-    if kind == 3:
-        return (
-            pick(
-                rng,
-                ("Turn off the lights in the {r}.", "Set the thermostat in the {r} to 21 degrees."),
-                r=rng.choice(("kitchen", "bedroom", "living room", "office")),
-            ),
-            "control smart-home devices",
-            ("set_reminder",),
-            (),
-        )
-    if kind == 4:
-        return (
-            pick(rng, ("Call {p} on the phone.", "Text {p} that I'm running late."), p=rng.choice(v.PEOPLE)),
-            "make calls or send text messages",
-            ("send_email",),
-            (),
-        )
-    if kind == 5:
-        return (
-            pick(
-                rng,
-                ("Buy {n} shares of {s}.", "Sell all my {s} stock."),
-                n=rng.randrange(2, 50),
-                s=rng.choice(tuple(v.COMPANIES)),
-            ),
-            "buy or sell shares",
-            ("get_stock_price",),
-            (),
-        )
-    if kind == 6:
-        return (
-            pick(rng, ("Cancel my '{t}' event.", "Delete '{t}' from my calendar."), t=rng.choice(v.EVENT_TITLES)),
-            "delete calendar events",
-            ("create_event", "list_events"),
-            (),
-        )
-    if kind == 7:
-        return (
-            pick(
-                rng, ("Book me a hotel room in {c}.", "Find me a hotel in {c} for the weekend."), c=rng.choice(v.CITIES)
-            ),
-            "book hotels",
-            ("find_flights", "book_restaurant"),
-            (),
-        )
-    if kind == 8:
-        return (
-            pick(rng, ("What's the weather in {c}?", "Is it raining in {c}?"), c=rng.choice(v.CITIES)),
-            "check the weather",
-            ("get_directions", "find_flights"),
-            ("get_weather",),
-        )
-    if kind == 9:
-        return (
-            pick(rng, ("What's {s} trading at?", "Check the price of {s} stock."), s=rng.choice(tuple(v.COMPANIES))),
-            "look up stock prices",
-            ("convert_currency",),
-            ("get_stock_price",),
-        )
-    if kind == 10:
-        return (
-            pick(
-                rng,
-                ("Translate '{p}' into {l}.", "How do you say '{p}' in {l}?"),
-                p=rng.choice(v.PHRASES),
-                l=rng.choice(FOREIGN_LANGUAGES),
-            ),
-            "translate text",
-            ("send_email",),
-            ("translate_text",),
-        )
+FOODS = ("pepperoni pizza", "pad thai", "veggie burger", "sushi platter")
+MUSIC = ("jazz", "Bohemian Rhapsody", "my workout playlist", "classical music")
+ROOMS = ("kitchen", "bedroom", "living room", "office")
+SYMBOLS = tuple(v.COMPANIES)
+
+
+def one_each(**values: Sequence[object]) -> Callable[[random.Random], dict]:
+    """Slot values drawn one from each of `values`, in the order given."""
+    return lambda rng: {slot: rng.choice(choices) for slot, choices in values.items()}
+
+
+def money(rng: random.Random) -> dict:
+    """An amount of money and two different currencies to convert it between."""
     source, target = rng.sample(CURRENCIES, 2)
-    return (
-        f"Convert {v.format_number(v.random_amount(rng))} {source} to {target}.",
-        "convert currencies",
-        ("convert_units", "calculate"),
-        ("convert_currency",),
-    )
+    return {"source": source, "target": target, "amount": v.format_number(v.random_amount(rng))}
+
+
+@dataclass(frozen=True)
+class OutOfReach:
+    """A request that none of the offered tools can serve."""
+
+    phrasings: tuple[str, ...]
+    slots: Callable[[random.Random], dict]  # draws the values the phrasing's slots show
+    capability: str  # what cannot be done, as the refusal words it
+    near_misses: tuple[str, ...] = ()  # tools that look as if they could help, offered on purpose
+    serving: tuple[str, ...] = ()  # tools that would serve the request, so never offered
+
+
+# The ways a user asks for something out of reach; the slots are filled from each request's `slots`.
+ORDER_FOOD = ("Order a {food} from {restaurant} for delivery.", "Can you get me a {food} delivered from {restaurant}?")
+CALL_TAXI = ("Book me a taxi to {place}.", "Call a cab to take me to {place}.")
+PLAY_MUSIC = ("Play {music} on my speakers.", "Put on some {music}.")
+CONTROL_DEVICES = ("Turn off the lights in the {room}.", "Set the thermostat in the {room} to 21 degrees.")
+CALL_OR_TEXT = ("Call {person} on the phone.", "Text {person} that I'm running late.")
+TRADE_SHARES = ("Buy {count} shares of {symbol}.", "Sell all my {symbol} stock.")
+DELETE_EVENT = ("Cancel my '{title}' event.", "Delete '{title}' from my calendar.")
+BOOK_HOTEL = ("Book me a hotel room in {city}.", "Find me a hotel in {city} for the weekend.")
+ASK_WEATHER = ("What's the weather in {city}?", "Is it raining in {city}?")
+ASK_STOCK_PRICE = ("What's {symbol} trading at?", "Check the price of {symbol} stock.")
+ASK_TRANSLATION = ("Translate '{phrase}' into {language}.", "How do you say '{phrase}' in {language}?")
+ASK_CONVERSION = ("Convert {amount} {source} to {target}.",)
+
+# (phrasings, slot values, what cannot be done, near-miss tools, tools that would serve it), one row a request.
+OUT_OF_REACH = (
+    OutOfReach(ORDER_FOOD, one_each(food=FOODS, restaurant=v.RESTAURANTS), "order food", ("book_restaurant",)),
+    OutOfReach(CALL_TAXI, one_each(place=v.PLACES), "book a taxi", ("get_directions",)),
+    OutOfReach(PLAY_MUSIC, one_each(music=MUSIC), "play music"),
+    OutOfReach(CONTROL_DEVICES, one_each(room=ROOMS), "control smart-home devices", ("set_reminder",)),
+    OutOfReach(CALL_OR_TEXT, one_each(person=v.PEOPLE), "make calls or send text messages", ("send_email",)),
+    OutOfReach(TRADE_SHARES, one_each(count=range(2, 50), symbol=SYMBOLS), "buy or sell shares", ("get_stock_price",)),
+    OutOfReach(DELETE_EVENT, one_each(title=v.EVENT_TITLES), "delete calendar events", ("create_event", "list_events")),
+    OutOfReach(BOOK_HOTEL, one_each(city=v.CITIES), "book hotels", ("find_flights", "book_restaurant")),
+    # Requests a tool would serve, made where that tool is not on offer.
+    OutOfReach(
+        ASK_WEATHER, one_each(city=v.CITIES), "check the weather", ("get_directions", "find_flights"), ("get_weather",)
+    ),
+    OutOfReach(
+        ASK_STOCK_PRICE, one_each(symbol=SYMBOLS), "look up stock prices", ("convert_currency",), ("get_stock_price",)
+    ),
+    OutOfReach(
+        ASK_TRANSLATION,
+        one_each(phrase=v.PHRASES, language=FOREIGN_LANGUAGES),
+        "translate text",
+        ("send_email",),
+        ("translate_text",),
+    ),
+    OutOfReach(ASK_CONVERSION, money, "convert currencies", ("convert_units", "calculate"), ("convert_currency",)),
+)
 
 
 REFUSALS = (
@@ -166,13 +124,14 @@ REFUSALS = (
 
 
 def out_of_reach(rng: random.Random, today: date) -> Task:
-    query, capability, near, serving = unsupported_request(rng, today)
+    request = rng.choice(OUT_OF_REACH)
+    query = pick(rng, request.phrasings, **request.slots(rng))
     return Task(
         query,
-        pick(rng, REFUSALS, x=capability),
+        pick(rng, REFUSALS, x=request.capability),
         "unsupported",
-        near_misses=near,
-        forbidden_tools=(*serving, "web_search"),
+        near_misses=request.near_misses,
+        forbidden_tools=(*request.serving, "web_search"),
     )
 
 

@@ -15,8 +15,17 @@ from datetime import date
 from typing import Any
 
 from rftfast.data.record import Call
+from rftfast.data.toolworld import phrasings as p
 from rftfast.data.toolworld import vocab as v
-from rftfast.data.toolworld.tools import CABIN_CLASSES, CURRENCIES, LANGUAGES, TEMPERATURE_UNITS, TRAVEL_MODES
+from rftfast.data.toolworld.tools import (
+    CABIN_CLASSES,
+    CURRENCIES,
+    LANGUAGES,
+    TEMPERATURE_UNITS,
+    TRAVEL_MODES,
+    ToolTable,
+    optional_parameters,
+)
 
 
 @dataclass
@@ -35,13 +44,24 @@ class Task:
 Intent = Callable[[random.Random, date, bool], Task]
 
 
-def single(query: str, tool: str, /, **arguments: Any) -> Task:
-    # Positional-only: book_restaurant has an argument called 'name'.
+def ask(
+    rng: random.Random, phrasings: tuple[str, ...], tool: str, /, *, spoken: dict | None = None, **arguments: Any
+) -> Task:
+    """One call to `tool`, asked in one of `phrasings`.
+
+    A phrasing's slots are named after the call's arguments and show them as they are, except
+    where `spoken` says how a value reads in the sentence (a spoken date, a unit word); `spoken`
+    also fills the slots that are no argument at all.
+    """
+    # Positional-only, so that no argument name (book_restaurant has 'name') can clash with these.
+    query = pick(rng, phrasings, **(arguments | (spoken or {})))
     return Task(query, [Call(tool, arguments)], tool)
 
 
 def pick(rng: random.Random, templates: tuple[str, ...], **slots: object) -> str:
-    return rng.choice(templates).format(**slots)
+    # A single template draws nothing, so a table may hold something said only one way.
+    template = templates[0] if len(templates) == 1 else rng.choice(templates)
+    return template.format(**slots)
 
 
 def unit_word(unit: str, value: float | None = None) -> str:
@@ -55,78 +75,31 @@ def unit_word(unit: str, value: float | None = None) -> str:
 
 # --- the intents ---------------------------------------------------------------------------------
 
+# An intent per tool, each registered under the tool's name; TOOLS says which tools there are.
+INTENTS: ToolTable[Intent] = ToolTable("intent")
+intent = INTENTS.register
 
+
+@intent("get_weather")
 def weather(rng: random.Random, today: date, optional: bool) -> Task:
     city = rng.choice(v.CITIES)
     if not optional:
-        return single(
-            pick(
-                rng,
-                (
-                    "What's the weather in {city}?",
-                    "How's the weather in {city} right now?",
-                    "Tell me the current weather for {city}.",
-                    "Check the weather in {city} for me.",
-                    "What's it like outside in {city} at the moment?",
-                    "Is it cold in {city} today?",
-                    "Can you look up the weather in {city}?",
-                ),
-                city=city,
-            ),
-            "get_weather",
-            city=city,
-        )
+        return ask(rng, p.WEATHER, "get_weather", city=city)
     unit = rng.choice(TEMPERATURE_UNITS)
-    return single(
-        pick(
-            rng,
-            (
-                "What's the weather in {city} in {unit}?",
-                "How warm is it in {city}? Give me the temperature in {unit}.",
-                "Check the weather in {city} and show the temperature in degrees {Unit}.",
-                "I'd like the current weather for {city}, in {unit} please.",
-                "What's the temperature in {city} right now, in {Unit}?",
-            ),
-            city=city,
-            unit=unit,
-            Unit=unit.capitalize(),
-        ),
-        "get_weather",
-        city=city,
-        unit=unit,
-    )
+    return ask(rng, p.WEATHER_IN_UNIT, "get_weather", spoken={"Unit": unit.capitalize()}, city=city, unit=unit)
 
 
+@intent("convert_units")
 def convert_units(rng: random.Random, today: date, optional: bool) -> Task:
     units = rng.choice((v.LENGTH_UNITS, v.MASS_UNITS, v.VOLUME_UNITS, TEMPERATURE_UNITS))
     from_unit, to_unit = rng.sample(units, 2)
     value = float(rng.randrange(-20, 101)) if units is TEMPERATURE_UNITS else v.random_quantity(rng)
-    query = pick(
-        rng,
-        (
-            "Convert {v} {f} to {t}.",
-            "How many {t} is {v} {f}?",
-            "What is {v} {f} in {t}?",
-            "I need {v} {f} expressed in {t}.",
-            "Change {v} {f} into {t}, please.",
-            "Please turn {v} {f} into {t}.",
-        ),
-        v=v.format_number(value),
-        f=unit_word(from_unit, value),
-        t=unit_word(to_unit),
-    )
-    return single(query, "convert_units", value=value, from_unit=from_unit, to_unit=to_unit)
+    spoken = {"value": v.format_number(value), "from_unit": unit_word(from_unit, value), "to_unit": unit_word(to_unit)}
+    arguments = {"value": value, "from_unit": from_unit, "to_unit": to_unit}
+    return ask(rng, p.UNIT_CONVERSION, "convert_units", spoken=spoken, **arguments)
 
 
-EVENT_PHRASINGS = (
-    "Create an event called '{title}' on {date}{extras}.",
-    "Add '{title}' to my calendar on {date}{extras}.",
-    "Put {title} in my calendar for {date}{extras}.",
-    "Schedule '{title}' for {date}{extras}.",
-    "Make a calendar entry '{title}' on {date}{extras}.",
-)
-
-
+@intent("create_event")
 def create_event(rng: random.Random, today: date, optional: bool) -> Task:
     title, day = rng.choice(v.EVENT_TITLES), v.future_date(rng, today)
     arguments: dict = {"title": title, "date": day.isoformat()}
@@ -144,229 +117,92 @@ def create_event(rng: random.Random, today: date, optional: bool) -> Task:
         else:
             arguments |= {"time": time, "duration_minutes": minutes}
             extras = rng.choice((f" at {time} for {minutes} minutes", f" from {time}, {minutes} minutes long"))
-    query = pick(rng, EVENT_PHRASINGS, title=title, date=v.spoken_date(rng, day), extras=extras)
-    return single(query, "create_event", **arguments)
+    spoken = {"date": v.spoken_date(rng, day), "extras": extras}
+    return ask(rng, p.EVENT, "create_event", spoken=spoken, **arguments)
 
 
+@intent("list_events")
 def list_events(rng: random.Random, today: date, optional: bool) -> Task:
     day = v.future_date(rng, today)
-    return single(
-        pick(
-            rng,
-            (
-                "What's on my calendar on {date}?",
-                "List my events for {date}.",
-                "Do I have anything scheduled on {date}?",
-                "Show me my schedule for {date}.",
-                "What meetings do I have on {date}?",
-                "Am I busy on {date}?",
-            ),
-            date=v.spoken_date(rng, day),
-        ),
-        "list_events",
-        date=day.isoformat(),
-    )
+    return ask(rng, p.LIST_EVENTS, "list_events", spoken={"date": v.spoken_date(rng, day)}, date=day.isoformat())
 
 
 def currency_word(rng: random.Random, code: str) -> str:
     return code if rng.random() < 0.5 else v.CURRENCY_NAMES[code]
 
 
+@intent("convert_currency")
 def convert_currency(rng: random.Random, today: date, optional: bool) -> Task:
     from_currency, to_currency = rng.sample(CURRENCIES, 2)
     amount = v.random_amount(rng)
-    query = pick(
-        rng,
-        (
-            "Convert {a} {f} to {t}.",
-            "How much is {a} {f} in {t}?",
-            "What's {a} {f} worth in {t}?",
-            "Exchange {a} {f} into {t}.",
-            "I have {a} {f}. How much is that in {t}?",
-        ),
-        a=v.format_number(amount),
-        f=currency_word(rng, from_currency),
-        t=currency_word(rng, to_currency),
-    )
-    return single(query, "convert_currency", amount=amount, from_currency=from_currency, to_currency=to_currency)
+    spoken = {
+        "amount": v.format_number(amount),
+        "from_currency": currency_word(rng, from_currency),
+        "to_currency": currency_word(rng, to_currency),
+    }
+    arguments = {"amount": amount, "from_currency": from_currency, "to_currency": to_currency}
+    return ask(rng, p.CURRENCY, "convert_currency", spoken=spoken, **arguments)
 
 
+@intent("web_search")
 def web_search(rng: random.Random, today: date, optional: bool) -> Task:
     topic = rng.choice(v.SEARCH_TOPICS)
     if not optional:
-        return single(
-            pick(
-                rng,
-                (
-                    "Search the web for {q}.",
-                    "Look up {q} online.",
-                    "Find information about {q}.",
-                    "Can you search for {q}?",
-                    "Do a web search on {q}.",
-                    "Google {q} for me.",
-                ),
-                q=topic,
-            ),
-            "web_search",
-            query=topic,
-        )
-    n = rng.randrange(2, 11)
-    return single(
-        pick(
-            rng,
-            (
-                "Search the web for {q} and show me the top {n} results.",
-                "Find {n} results about {q}.",
-                "Look up {q} online, just {n} results please.",
-                "Give me the top {n} search results for {q}.",
-            ),
-            q=topic,
-            n=n,
-        ),
-        "web_search",
-        query=topic,
-        max_results=n,
-    )
+        return ask(rng, p.SEARCH, "web_search", query=topic)
+    return ask(rng, p.SEARCH_TOP_N, "web_search", query=topic, max_results=rng.randrange(2, 11))
 
 
+@intent("send_email")
 def send_email(rng: random.Random, today: date, optional: bool) -> Task:
     to, subject = v.email_of(rng, rng.choice(v.PEOPLE)), rng.choice(v.EMAIL_SUBJECTS)
     if not optional:
-        return single(
-            pick(
-                rng,
-                (
-                    "Send an email to {to} with the subject '{s}'.",
-                    "Email {to} with the subject line '{s}'.",
-                    "Write to {to}, subject: '{s}'.",
-                    "Shoot an email over to {to} titled '{s}'.",
-                ),
-                to=to,
-                s=subject,
-            ),
-            "send_email",
-            to=to,
-            subject=subject,
-        )
+        return ask(rng, p.EMAIL, "send_email", to=to, subject=subject)
     body = rng.choice(v.EMAIL_BODIES)
-    return single(
-        pick(
-            rng,
-            (
-                "Send an email to {to} with the subject '{s}' and the message '{b}'",
-                "Email {to}, subject '{s}', saying: '{b}'",
-                "Write to {to} with the subject '{s}'. The body should read: '{b}'",
-            ),
-            to=to,
-            s=subject,
-            b=body,
-        ),
-        "send_email",
-        to=to,
-        subject=subject,
-        body=body,
-    )
+    return ask(rng, p.EMAIL_WITH_BODY, "send_email", to=to, subject=subject, body=body)
 
 
-REMINDER_PHRASINGS = (
-    "Remind me to {x} on {date} at {time}.",
-    "Set a reminder to {x} for {date} at {time}.",
-    "On {date} at {time}, remind me to {x}.",
-    "Create a reminder for {date} at {time}: {x}.",
-)
-
-
+@intent("set_reminder")
 def set_reminder(rng: random.Random, today: date, optional: bool) -> Task:
     text, day, time = rng.choice(v.REMINDER_TEXTS), v.future_date(rng, today), v.random_time(rng)
-    query = pick(rng, REMINDER_PHRASINGS, x=text, date=v.spoken_date(rng, day), time=time)
-    return single(query, "set_reminder", text=text, date=day.isoformat(), time=time)
+    spoken = {"date": v.spoken_date(rng, day)}
+    return ask(rng, p.REMINDER, "set_reminder", spoken=spoken, text=text, date=day.isoformat(), time=time)
 
 
+@intent("get_stock_price")
 def stock_price(rng: random.Random, today: date, optional: bool) -> Task:
     symbol = rng.choice(tuple(v.COMPANIES))
     company = v.COMPANIES[symbol]
-    phrasings = (
-        "How much is {s} trading at?",
-        "Get me the current price of {s}.",
-        "Check the share price of {s}.",
-        "What's {s} at on the stock market today?",
-    )
+    phrasings = p.STOCK
     if company != symbol:  # 'IBM (IBM)' reads badly
-        phrasings += ("What's the stock price of {c} ({s})?", "What are {c} shares ({s}) worth right now?")
-    return single(pick(rng, phrasings, s=symbol, c=company), "get_stock_price", symbol=symbol)
+        phrasings += p.STOCK_BY_COMPANY
+    return ask(rng, phrasings, "get_stock_price", spoken={"company": company}, symbol=symbol)
 
 
 FOREIGN_LANGUAGES = tuple(language for language in LANGUAGES if language != "English")
 
 
+@intent("translate_text")
 def translate(rng: random.Random, today: date, optional: bool) -> Task:
     phrase, target = rng.choice(v.PHRASES), rng.choice(FOREIGN_LANGUAGES)
     if not optional:
-        return single(
-            pick(
-                rng,
-                (
-                    "Translate '{x}' into {t}.",
-                    "How do you say '{x}' in {t}?",
-                    "Can you translate '{x}' to {t}?",
-                    "What's '{x}' in {t}?",
-                ),
-                x=phrase,
-                t=target,
-            ),
-            "translate_text",
-            text=phrase,
-            target_language=target,
-        )
-    return single(
-        pick(
-            rng,
-            (
-                "Translate '{x}' from English into {t}.",
-                "Translate this English sentence into {t}: '{x}'",
-                "How would I say the English phrase '{x}' in {t}?",
-            ),
-            x=phrase,
-            t=target,
-        ),
-        "translate_text",
-        text=phrase,
-        target_language=target,
-        source_language="English",
-    )
+        return ask(rng, p.TRANSLATE, "translate_text", text=phrase, target_language=target)
+    arguments = {"text": phrase, "target_language": target, "source_language": "English"}
+    return ask(rng, p.TRANSLATE_FROM_ENGLISH, "translate_text", **arguments)
 
 
+@intent("calculate")
 def calculate(rng: random.Random, today: date, optional: bool) -> Task:
-    expression = rng.choice(v.EXPRESSIONS)
-    return single(
-        pick(
-            rng,
-            ("Calculate {e}.", "What is {e}?", "Compute {e} for me.", "Work out {e}.", "Can you evaluate {e}?"),
-            e=expression,
-        ),
-        "calculate",
-        expression=expression,
-    )
+    return ask(rng, p.CALCULATE, "calculate", expression=rng.choice(v.EXPRESSIONS))
 
 
+@intent("book_restaurant")
 def book_restaurant(rng: random.Random, today: date, optional: bool) -> Task:
     name, day, time, n = rng.choice(v.RESTAURANTS), v.future_date(rng, today), v.random_time(rng), rng.randrange(2, 11)
-    query = pick(
-        rng,
-        (
-            "Book a table for {n} at {r} on {date} at {time}.",
-            "Reserve {r} for {n} people on {date} at {time}.",
-            "I need a table at {r} for {n} on {date}, {time}.",
-            "Make a reservation at {r}: party of {n}, {date}, {time}.",
-        ),
-        n=n,
-        r=name,
-        date=v.spoken_date(rng, day),
-        time=time,
-    )
-    return single(query, "book_restaurant", name=name, date=day.isoformat(), time=time, party_size=n)
+    arguments = {"name": name, "date": day.isoformat(), "time": time, "party_size": n}
+    return ask(rng, p.RESTAURANT, "book_restaurant", spoken={"date": v.spoken_date(rng, day)}, **arguments)
 
 
+@intent("find_flights")
 def flights(rng: random.Random, today: date, optional: bool) -> Task:
     origin, destination = rng.sample(v.CITIES, 2)
     day = v.future_date(rng, today)
@@ -381,97 +217,24 @@ def flights(rng: random.Random, today: date, optional: bool) -> Task:
         if which in ("passengers", "both"):
             arguments["passengers"] = passengers
             extras += f" for {passengers} passengers"
-    query = pick(
-        rng,
-        (
-            "Find flights from {o} to {d} on {date}{x}.",
-            "Search for flights from {o} to {d} on {date}{x}.",
-            "Are there any flights from {o} to {d} on {date}{x}?",
-            "Look up flights {o} to {d} for {date}{x}.",
-        ),
-        o=origin,
-        d=destination,
-        date=v.spoken_date(rng, day),
-        x=extras,
-    )
-    return single(query, "find_flights", **arguments)
+    spoken = {"date": v.spoken_date(rng, day), "extras": extras}
+    return ask(rng, p.FLIGHT, "find_flights", spoken=spoken, **arguments)
 
 
-MODE_WORDS = {
-    "driving": ("by car", "driving"),
-    "walking": ("on foot", "walking"),
-    "transit": ("by public transport", "transit"),
-    "cycling": ("by bike", "cycling"),
-}
-
-
+@intent("get_directions")
 def directions(rng: random.Random, today: date, optional: bool) -> Task:
     origin, destination = rng.sample(v.PLACES, 2)
     if not optional:
-        return single(
-            pick(
-                rng,
-                (
-                    "How do I get from {o} to {d}?",
-                    "Give me directions from {o} to {d}.",
-                    "What's the route from {o} to {d}?",
-                    "Show me how to get to {d} from {o}.",
-                ),
-                o=origin,
-                d=destination,
-            ),
-            "get_directions",
-            origin=origin,
-            destination=destination,
-        )
+        return ask(rng, p.DIRECTIONS, "get_directions", origin=origin, destination=destination)
     mode = rng.choice(TRAVEL_MODES)
-    by, adjective = MODE_WORDS[mode]
-    return single(
-        pick(
-            rng,
-            (
-                "How do I get from {o} to {d} {by}?",
-                "Give me {adj} directions from {o} to {d}.",
-                "What's the best way from {o} to {d} {by}?",
-            ),
-            o=origin,
-            d=destination,
-            by=by,
-            adj=adjective,
-        ),
-        "get_directions",
-        origin=origin,
-        destination=destination,
-        mode=mode,
-    )
+    by, adjective = p.MODE_WORDS[mode]
+    arguments = {"origin": origin, "destination": destination, "mode": mode}
+    return ask(rng, p.DIRECTIONS_BY_MODE, "get_directions", spoken={"by": by, "adjective": adjective}, **arguments)
 
 
-INTENTS: dict[str, Intent] = {
-    "get_weather": weather,
-    "convert_units": convert_units,
-    "create_event": create_event,
-    "list_events": list_events,
-    "convert_currency": convert_currency,
-    "web_search": web_search,
-    "send_email": send_email,
-    "set_reminder": set_reminder,
-    "get_stock_price": stock_price,
-    "translate_text": translate,
-    "calculate": calculate,
-    "book_restaurant": book_restaurant,
-    "find_flights": flights,
-    "get_directions": directions,
-}
+INTENTS.complete()
 # Intents whose tool has optional parameters, so a level-2 query can ask for one.
-OPTIONAL_INTENTS = (
-    "get_weather",
-    "create_event",
-    "web_search",
-    "send_email",
-    "translate_text",
-    "find_flights",
-    "get_directions",
-)
+OPTIONAL_INTENTS = tuple(name for name in INTENTS if optional_parameters(name))
 
 
 def one_call(rng: random.Random, today: date, optional: bool = False) -> Task:
@@ -520,54 +283,31 @@ def and_list(items: list[str]) -> str:
 def parallel_same_tool(rng: random.Random, today: date) -> Task:
     """One tool, several entities: 'the weather in Paris and Tokyo' is two get_weather calls."""
     n = rng.choice((2, 2, 3))
-    kind = rng.randrange(5)
-    if kind == 0:
-        cities = rng.sample(v.CITIES, n)
-        query = pick(
-            rng,
-            ("What's the weather in {x}?", "Compare the weather in {x}.", "How's the weather right now in {x}?"),
-            x=and_list(cities),
-        )
-        calls = [Call("get_weather", {"city": city}) for city in cities]
-    elif kind == 1:
-        symbols = rng.sample(tuple(v.COMPANIES), n)
-        query = pick(
-            rng,
-            ("Get the stock prices of {x}.", "How are {x} trading today?", "Check the share prices for {x}."),
-            x=and_list(symbols),
-        )
-        calls = [Call("get_stock_price", {"symbol": symbol}) for symbol in symbols]
-    elif kind == 2:
-        source, *targets = rng.sample(CURRENCIES, n + 1)
+    tool = rng.choice(tuple(p.SAME_TOOL))
+    slots: dict = {}  # the query's other slots, besides {listed}
+    if tool == "get_weather":
+        listed = rng.sample(v.CITIES, n)
+        calls = [Call(tool, {"city": city}) for city in listed]
+    elif tool == "get_stock_price":
+        listed = rng.sample(tuple(v.COMPANIES), n)
+        calls = [Call(tool, {"symbol": symbol}) for symbol in listed]
+    elif tool == "convert_currency":
+        source, *listed = rng.sample(CURRENCIES, n + 1)
         amount = v.random_amount(rng)
-        query = pick(
-            rng,
-            ("Convert {a} {f} to {x}.", "How much is {a} {f} in {x}?"),
-            a=v.format_number(amount),
-            f=source,
-            x=and_list(targets),
-        )
-        calls = [
-            Call("convert_currency", {"amount": amount, "from_currency": source, "to_currency": target})
-            for target in targets
-        ]
-    elif kind == 3:
-        phrase, languages = rng.choice(v.PHRASES), rng.sample(FOREIGN_LANGUAGES, n)
-        query = pick(
-            rng, ("Translate '{p}' into {x}.", "How do you say '{p}' in {x}?"), p=phrase, x=and_list(languages)
-        )
-        calls = [Call("translate_text", {"text": phrase, "target_language": language}) for language in languages]
+        slots = {"amount": v.format_number(amount), "from_currency": source}
+        calls = [Call(tool, {"amount": amount, "from_currency": source, "to_currency": target}) for target in listed]
+    elif tool == "translate_text":
+        phrase, listed = rng.choice(v.PHRASES), rng.sample(FOREIGN_LANGUAGES, n)
+        slots = {"text": phrase}
+        calls = [Call(tool, {"text": phrase, "target_language": language}) for language in listed]
     else:
         days = sorted({v.future_date(rng, today) for _ in range(n)})
-        query = pick(
-            rng,
-            ("What's on my calendar on {x}?", "List my events for {x}.", "Am I free on {x}?"),
-            x=and_list([v.spoken_date(rng, day) for day in days]),
-        )
-        calls = [Call("list_events", {"date": day.isoformat()}) for day in days]
-        if len(calls) < 2:  # two draws landed on the same day; fall back to a mixed pair
-            return parallel_mixed(rng, today)
-    return Task(query, calls, f"parallel:{calls[0].name}x{len(calls)}")
+        listed = [v.spoken_date(rng, day) for day in days]
+        calls = [Call(tool, {"date": day.isoformat()}) for day in days]
+    query = pick(rng, p.SAME_TOOL[tool], listed=and_list(listed), **slots)
+    if len(calls) < 2:  # two draws landed on the same day; fall back to a mixed pair
+        return parallel_mixed(rng, today)
+    return Task(query, calls, f"parallel:{tool}x{len(calls)}")
 
 
 def parallel(rng: random.Random, today: date) -> Task:

@@ -3,9 +3,15 @@
 Each schema is what a model sees in its prompt and what the executor validates against, so it is
 strict: every parameter is typed, required ones are listed, closed sets are enums, and unknown
 parameters are refused (`additionalProperties: false`). Optional parameters state their default.
+
+TOOLS is the one list of tools: a `ToolTable` attaches one function to each (the executor's
+handlers, the generator's intents) and refuses a name TOOLS lacks or a tool left without one.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, TypeVar
 
 UNITS = {  # unit name -> (dimension, factor to the dimension's base unit); temperatures are special-cased
     "meters": ("length", 1.0),
@@ -45,8 +51,25 @@ DATE = {"type": "string", "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$", "
 TIME = {"type": "string", "pattern": r"^([01]\d|2[0-3]):[0-5]\d$", "description": "24-hour time as HH:MM."}
 
 
+def param(json_type: str, description: str, default: Any = None, **constraints: Any) -> dict:
+    """One parameter: its type, constraints, default (when it has one) and description, in that order."""
+    spec = {"type": json_type, **constraints}
+    if default is not None:
+        spec["default"] = default
+    return spec | {"description": description}
+
+
 def text(description: str) -> dict:
-    return {"type": "string", "minLength": 1, "description": description}
+    return param("string", description, minLength=1)
+
+
+def integer(description: str, minimum: int, maximum: int, default: int | None = None) -> dict:
+    return param("integer", description, default, minimum=minimum, maximum=maximum)
+
+
+def one_of(values: Iterable[str], description: str, default: str | None = None) -> dict:
+    """A closed set of strings (an enum), e.g. a tuple of names or a dict's keys."""
+    return param("string", description, default, enum=list(values))
 
 
 def function(name: str, description: str, properties: dict, required: list[str]) -> dict:
@@ -61,12 +84,7 @@ TOOLS: list[dict] = [
         "Get the current weather for a city.",
         {
             "city": text("City name, e.g. 'Paris'."),
-            "unit": {
-                "type": "string",
-                "enum": list(TEMPERATURE_UNITS),
-                "default": "celsius",
-                "description": "Temperature unit.",
-            },
+            "unit": one_of(TEMPERATURE_UNITS, "Temperature unit.", default="celsius"),
         },
         ["city"],
     ),
@@ -75,8 +93,8 @@ TOOLS: list[dict] = [
         "Convert a quantity between units of length, mass, volume or temperature.",
         {
             "value": {"type": "number", "description": "The quantity to convert."},
-            "from_unit": {"type": "string", "enum": list(UNITS), "description": "Unit of the given value."},
-            "to_unit": {"type": "string", "enum": list(UNITS), "description": "Unit to convert to."},
+            "from_unit": one_of(UNITS, "Unit of the given value."),
+            "to_unit": one_of(UNITS, "Unit to convert to."),
         },
         ["value", "from_unit", "to_unit"],
     ),
@@ -87,13 +105,7 @@ TOOLS: list[dict] = [
             "title": text("Title of the event."),
             "date": DATE,
             "time": dict(TIME, description="Start time as HH:MM (24-hour); all-day event when omitted."),
-            "duration_minutes": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": 1440,
-                "default": 60,
-                "description": "Length of the event in minutes.",
-            },
+            "duration_minutes": integer("Length of the event in minutes.", 1, 1440, default=60),
         },
         ["title", "date"],
     ),
@@ -110,12 +122,8 @@ TOOLS: list[dict] = [
         "Convert an amount of money from one currency to another at today's rate.",
         {
             "amount": {"type": "number", "minimum": 0, "description": "Amount of money to convert."},
-            "from_currency": {
-                "type": "string",
-                "enum": list(CURRENCIES),
-                "description": "ISO code of the given amount.",
-            },
-            "to_currency": {"type": "string", "enum": list(CURRENCIES), "description": "ISO code to convert to."},
+            "from_currency": one_of(CURRENCIES, "ISO code of the given amount."),
+            "to_currency": one_of(CURRENCIES, "ISO code to convert to."),
         },
         ["amount", "from_currency", "to_currency"],
     ),
@@ -124,13 +132,7 @@ TOOLS: list[dict] = [
         "Search the web and return the top results.",
         {
             "query": text("What to search for."),
-            "max_results": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": 20,
-                "default": 5,
-                "description": "How many results to return.",
-            },
+            "max_results": integer("How many results to return.", 1, 20, default=5),
         },
         ["query"],
     ),
@@ -171,16 +173,8 @@ TOOLS: list[dict] = [
         "Translate text into another language.",
         {
             "text": text("The text to translate."),
-            "target_language": {
-                "type": "string",
-                "enum": list(LANGUAGES),
-                "description": "Language to translate into.",
-            },
-            "source_language": {
-                "type": "string",
-                "enum": list(LANGUAGES),
-                "description": "Language of the text; detected automatically when omitted.",
-            },
+            "target_language": one_of(LANGUAGES, "Language to translate into."),
+            "source_language": one_of(LANGUAGES, "Language of the text; detected automatically when omitted."),
         },
         ["text", "target_language"],
     ),
@@ -199,7 +193,7 @@ TOOLS: list[dict] = [
             "name": text("Name of the restaurant."),
             "date": DATE,
             "time": TIME,
-            "party_size": {"type": "integer", "minimum": 1, "maximum": 20, "description": "Number of guests."},
+            "party_size": integer("Number of guests.", 1, 20),
         },
         ["name", "date", "time", "party_size"],
     ),
@@ -210,19 +204,8 @@ TOOLS: list[dict] = [
             "origin": text("Departure city."),
             "destination": text("Arrival city."),
             "date": DATE,
-            "cabin_class": {
-                "type": "string",
-                "enum": list(CABIN_CLASSES),
-                "default": "economy",
-                "description": "Cabin class.",
-            },
-            "passengers": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": 9,
-                "default": 1,
-                "description": "Number of passengers.",
-            },
+            "cabin_class": one_of(CABIN_CLASSES, "Cabin class.", default="economy"),
+            "passengers": integer("Number of passengers.", 1, 9, default=1),
         },
         ["origin", "destination", "date"],
     ),
@@ -232,18 +215,56 @@ TOOLS: list[dict] = [
         {
             "origin": text("Where to start."),
             "destination": text("Where to go."),
-            "mode": {
-                "type": "string",
-                "enum": list(TRAVEL_MODES),
-                "default": "driving",
-                "description": "How to travel.",
-            },
+            "mode": one_of(TRAVEL_MODES, "How to travel.", default="driving"),
         },
         ["origin", "destination"],
     ),
 ]
 
 TOOLS_BY_NAME: dict[str, dict] = {tool["function"]["name"]: tool for tool in TOOLS}
+
+
+def optional_parameters(name: str) -> list[str]:
+    """The parameters of tool `name` that a call may leave out."""
+    parameters = TOOLS_BY_NAME[name]["function"]["parameters"]
+    return [p for p in parameters["properties"] if p not in parameters["required"]]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ToolTable(dict[str, F], Generic[F]):
+    """One function per tool, keyed by the tool's name: `@table.register("get_weather")` adds one.
+
+    TOOLS is the one list of tools; a table only attaches functions to it. A name is checked
+    against TOOLS when it is registered, and `complete()`, called once every function is defined,
+    checks that no tool was left out and puts the entries in TOOLS order, so a draw from a table
+    never depends on the order its functions happen to be written in.
+    """
+
+    def __init__(self, role: str) -> None:
+        super().__init__()
+        self.role = role  # what the functions are, for error messages: "handler", "intent"
+
+    def register(self, name: str) -> Callable[[F], F]:
+        def add(function: F) -> F:
+            if name not in TOOLS_BY_NAME:
+                raise ValueError(f"{self.role} {function.__name__}: there is no tool {name!r}")
+            if name in self:
+                raise ValueError(f"{self.role} {function.__name__}: {name!r} already has {self[name].__name__}")
+            self[name] = function
+            return function
+
+        return add
+
+    def complete(self) -> None:
+        missing = [name for name in TOOLS_BY_NAME if name not in self]
+        if missing:
+            raise ValueError(f"no {self.role} for {', '.join(missing)}")
+        in_order = [(name, self[name]) for name in TOOLS_BY_NAME]
+        self.clear()
+        self.update(in_order)
+
 
 # Tools a model could mistake for one another: level 3 draws its distractors from the same family first.
 FAMILIES: dict[str, tuple[str, ...]] = {
