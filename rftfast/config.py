@@ -30,6 +30,7 @@ from rftfast.mcts import PairConfig
 from rftfast.mcts.forest import BACKUPS, RULES
 from rftfast.train.deficiency import DeficiencyConfig
 from rftfast.train.model import MIN_VOCAB, ModelConfig
+from rftfast.train.packing import ATTENTIONS
 from rftfast.train.preference import PreferenceConfig
 from rftfast.train.runtime import TrainConfig
 from rftfast.train.search_stage import SearchStageConfig
@@ -123,6 +124,7 @@ CHOICES = {
     "preference.reference": ("precomputed", "frozen"),
     "train.precision": ("fp32", "bf16"),
     "train.parallel": ("fsdp2", "ddp"),
+    "train.attention": ATTENTIONS,
 }
 
 
@@ -302,6 +304,12 @@ def check_environment(cfg: RunConfig) -> None:
     source = Path(cfg.data.source)
     if cfg.data.source != "toolworld" and source.suffix in (".json", ".jsonl", ".parquet") and not source.is_file():
         raise ConfigError(f"data.source: no such file: {source}")
+    if cfg.train.attention in ("flex", "flash") and not cfg.device.startswith("cuda"):
+        raise ConfigError(f"train.attention: {cfg.train.attention!r} runs on CUDA only; device is {cfg.device!r}")
+    if cfg.train.attention == "flash" and importlib.util.find_spec("flash_attn") is None:
+        raise ConfigError(
+            "train.attention: 'flash' needs the flash-attn package (pip install 'rftfast[flash]'), not installed here"
+        )
     if cfg.search.backend == "vllm" and importlib.util.find_spec("vllm") is None:
         raise ConfigError(
             "search.backend: 'vllm' needs the vllm package (pip install 'rftfast[vllm]'), which is not installed"

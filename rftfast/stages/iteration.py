@@ -100,6 +100,7 @@ def extra_sft(state: RunState, it: str, deficient: list[int]) -> None:
             batch_size=pref.batch_size,
             warmup_steps=max(1, steps // 10),
             length_group=1,
+            packing=state.cfg.warmup.packing,
             seed=seed,
             device=state.cfg.device,
             desc="extra SFT (ablation)",

@@ -32,6 +32,7 @@ def stage_warmup(state: RunState) -> None:
             batch_size=w.batch_size,
             warmup_steps=w.warmup_steps,
             length_group=w.length_group,
+            packing=w.packing,
             seed=seed,
             device=state.cfg.device,
             train=state.cfg.train,

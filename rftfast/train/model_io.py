@@ -11,23 +11,20 @@ import torch
 from rftfast.train.runtime import parallel_wrapped, unwrap
 
 
-def hidden_states(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+def hidden_states(
+    model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, **inputs
+) -> torch.Tensor:
     """The last hidden states [B, T, H] (after the final norm); the LM head is applied by the fused kernels.
 
+    `inputs` go to the model as they are (`position_ids`, and what a packed batch's attention reads).
     A DDP- or FSDP2-wrapped model is called through its own forward, which the wrappers need to see
     (with `logits_to_keep=1`, so the head's matmul covers one position per row); a plain or peft model
     through its decoder, which keeps no other layer's activations.
     """
+    inputs.update(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
     if parallel_wrapped(model):
-        out = model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            output_hidden_states=True,
-            logits_to_keep=1,
-            use_cache=False,
-        )
-        return out.hidden_states[-1]
-    return model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        return model(**inputs, output_hidden_states=True, logits_to_keep=1).hidden_states[-1]
+    return model.get_decoder()(**inputs).last_hidden_state
 
 
 def lm_head_weight(model: torch.nn.Module, dtype: torch.dtype | None = None) -> torch.Tensor:

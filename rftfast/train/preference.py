@@ -3,11 +3,13 @@
 A pair (`rftfast.mcts.Pair`) is a shared prefix (prompt + the answer so far) and two continuations
 that differ in one step. Each continuation is scored on its own tokens only. The reference log-probs
 are computed once per iteration, in one no-grad pass, before the policy moves (or from a frozen copy
-per step).
+per step). With `packing` (the default) a batch's sequences are one token tree (`rftfast.train.packing`):
+the prefix a pair's two steps share, and the prompt its record's other pairs share, are computed once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import random
@@ -24,6 +26,7 @@ from rftfast.ops.logprob import sequence_logprobs
 from rftfast.train.batching import pad_batch
 from rftfast.train.loop import StepLogger, optimise
 from rftfast.train.model_io import hidden_states, lm_head_weight
+from rftfast.train.packing import TokenTree, pack_trees, packed_attention, packed_hidden_states, resolve_attention
 from rftfast.train.runtime import TrainConfig, autocast
 
 if TYPE_CHECKING:
@@ -41,6 +44,7 @@ class PreferenceConfig(ObjectiveParams):
     epochs: float = 2.0
     batch_size: int = 8
     reference: str = "precomputed"  # "precomputed" (one pass per iteration) or "frozen" (a copy, per step)
+    packing: bool = True  # each batch as one token tree (shared prefixes once); False: padded rows
 
     def loss(self) -> FusedDPOLoss:
         """The loss this config names (ValueError naming a bad option)."""
@@ -55,6 +59,43 @@ def pair_batch(pairs: Sequence[Pair], pad_id: int, device: str | torch.device = 
     return pad_batch(seqs, starts, pad_id, device)
 
 
+def pair_tree(pairs: Sequence[Pair]) -> TokenTree:
+    """The pairs' sequences as one token tree, chosen ones first, then rejected (FusedDPOLoss's order)."""
+    seqs = [p.prompt_ids + p.chosen_ids for p in pairs] + [p.prompt_ids + p.rejected_ids for p in pairs]
+    return TokenTree(seqs, [len(p.prompt_ids) for p in pairs] * 2)
+
+
+class _PairScorer:
+    """The hidden states and labels of a batch of pairs, padded or packed, and the loss's layout for them."""
+
+    def __init__(self, pad_id: int, device, packing: bool, attention: str) -> None:
+        self.pad_id, self.device, self.packing = pad_id, device, packing
+        self.attention = resolve_attention(attention, torch.device(device), branched=True) if packing else None
+
+    def passes(self, *models: torch.nn.Module) -> contextlib.AbstractContextManager:
+        """The attention every model's pass (forward and backward) runs under."""
+        stack = contextlib.ExitStack()
+        for model in models if self.packing else ():
+            stack.enter_context(packed_attention(model, self.attention))
+        return stack
+
+    def batch(self, pairs: Sequence[Pair]):
+        if self.packing:
+            return pack_trees([pair_tree(pairs)], self.device)
+        return pair_batch(pairs, self.pad_id, self.device)
+
+    def hidden(self, model: torch.nn.Module, batch) -> torch.Tensor:
+        if self.packing:
+            return packed_hidden_states(model, batch, self.attention)
+        return hidden_states(model, batch["input_ids"], batch["attention_mask"])
+
+    def layout(self, batch) -> dict:
+        """`labels` (and `cu_seqlens` when packed) as FusedDPOLoss and `sequence_logprobs` take them."""
+        if self.packing:
+            return {"labels": batch.labels, "cu_seqlens": batch.cu_seqlens}
+        return {"labels": batch["labels"]}
+
+
 @torch.no_grad()
 def reference_logps(
     model: PreTrainedModel,
@@ -63,20 +104,25 @@ def reference_logps(
     batch_size: int,
     device: str | torch.device = "cpu",
     precision: str = "fp32",
+    *,
+    packing: bool = True,
+    attention: str = "auto",
 ) -> torch.Tensor:
     """[P, 2] summed log-probs of (chosen, rejected) continuations under `model`, in one pass (split
     across ranks when several processes run, and gathered)."""
     # fp32 log-probs (a float64 model keeps float64: the equivalence tests run in it)
     dtype = torch.promote_types(next(model.parameters()).dtype, torch.float32)
+    scorer = _PairScorer(pad_id, device, packing, attention)
     local = distributed.shard(range(len(pairs)))
     out = []
-    for start in range(0, len(local), batch_size):
-        chunk = [pairs[i] for i in local[start : start + batch_size]]
-        batch = pair_batch(chunk, pad_id, device)
-        with autocast(device, precision):
-            hidden = hidden_states(model, batch["input_ids"], batch["attention_mask"])
-        seq = sequence_logprobs(hidden, lm_head_weight(model, hidden.dtype), batch["labels"]).to(dtype)
-        out.extend(torch.stack([seq[: len(chunk)], seq[len(chunk) :]], 1).cpu().tolist())
+    with scorer.passes(model):
+        for start in range(0, len(local), batch_size):
+            chunk = [pairs[i] for i in local[start : start + batch_size]]
+            batch = scorer.batch(chunk)
+            with autocast(device, precision):
+                hidden = scorer.hidden(model, batch)
+            seq = sequence_logprobs(hidden, lm_head_weight(model, hidden.dtype), **scorer.layout(batch)).to(dtype)
+            out.extend(torch.stack([seq[: len(chunk)], seq[len(chunk) :]], 1).cpu().tolist())
     return torch.tensor(distributed.gather(out), dtype=dtype).reshape(len(pairs), 2)
 
 
@@ -106,28 +152,32 @@ def train_preference(
     reference = None
     ref = None
     if cfg.reference == "precomputed":
-        ref = reference_logps(model, pairs, pad, cfg.batch_size, device, train.precision)
+        ref = reference_logps(
+            model, pairs, pad, cfg.batch_size, device, train.precision, packing=cfg.packing, attention=train.attention
+        )
     else:
         reference = copy.deepcopy(model).eval().requires_grad_(False)
     loss_fn = cfg.loss()
     steps = max(1, round(cfg.epochs * len(pairs) / cfg.batch_size))
+    scorer = _PairScorer(pad, device, cfg.packing, train.attention)
 
     def micro_loss(module, part, batch):
-        out = _pair_loss(module, reference, ref, loss_fn, [pairs[j] for j in part], part, pad, device, train.precision)
+        out = _pair_loss(module, reference, ref, loss_fn, scorer, [pairs[j] for j in part], part, train.precision)
         return out.loss, out.metrics()
 
-    return optimise(
-        model,
-        train,
-        _pair_batches(len(pairs), cfg.batch_size, steps, seed),
-        micro_loss,
-        lr=cfg.lr,
-        total_steps=steps,
-        warmup_steps=max(1, steps // 10),
-        per_item=True,
-        desc="preference optimisation",
-        log=log,
-    )
+    with scorer.passes(model, *([reference] if reference is not None else [])):
+        return optimise(
+            model,
+            train,
+            _pair_batches(len(pairs), cfg.batch_size, steps, seed),
+            micro_loss,
+            lr=cfg.lr,
+            total_steps=steps,
+            warmup_steps=max(1, steps // 10),
+            per_item=True,
+            desc="preference optimisation",
+            log=log,
+        )
 
 
 def _pair_batches(n: int, batch_size: int, steps: int, seed: int) -> Iterator[tuple[list[int], dict]]:
@@ -144,15 +194,15 @@ def _pair_batches(n: int, batch_size: int, steps: int, seed: int) -> Iterator[tu
         yield idx, {}
 
 
-def _pair_loss(module, reference, ref, loss_fn, chunk: list[Pair], idx: list[int], pad: int, device, precision):
+def _pair_loss(module, reference, ref, loss_fn, scorer: _PairScorer, chunk: list[Pair], idx: list[int], precision):
     """The preference loss of one (micro-)batch of pairs, against precomputed or frozen-copy reference."""
-    batch = pair_batch(chunk, pad, device)
-    with autocast(device, precision):
-        hidden = hidden_states(module, batch["input_ids"], batch["attention_mask"])
+    batch = scorer.batch(chunk)
+    with autocast(scorer.device, precision):
+        hidden = scorer.hidden(module, batch)
         if ref is not None:
-            kwargs = {"ref_logps": torch.cat([ref[idx, 0], ref[idx, 1]]).to(device)}
+            kwargs = {"ref_logps": torch.cat([ref[idx, 0], ref[idx, 1]]).to(scorer.device)}
         else:
             with torch.no_grad():
-                ref_hidden = hidden_states(reference, batch["input_ids"], batch["attention_mask"])
+                ref_hidden = scorer.hidden(reference, batch)
             kwargs = {"ref_hidden": ref_hidden, "ref_weight": lm_head_weight(reference, ref_hidden.dtype)}
-    return loss_fn(hidden, lm_head_weight(module, hidden.dtype), batch["labels"], **kwargs)
+    return loss_fn(hidden, lm_head_weight(module, hidden.dtype), **scorer.layout(batch), **kwargs)

@@ -37,6 +37,7 @@ class TrainConfig:
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
     flush_denormal: bool = True  # CPU: subnormal floats read and written as zero (see `flush_denormals`)
+    attention: str = "auto"  # packed passes: "auto", "tree", "flex", "flash" or "dense" (`rftfast.train.packing`)
 
 
 @contextlib.contextmanager

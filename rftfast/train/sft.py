@@ -1,11 +1,14 @@
 """Supervised fine-tuning on answer tokens, with the easy-to-hard curriculum.
 
 The loss is the mean negative log-likelihood of the answer tokens, computed from the model's last
-hidden states with `linear_logprobs`, so the `tokens × vocab` logits are never materialised.
+hidden states with `linear_logprobs`, so the `tokens × vocab` logits are never materialised. With
+`packing` (the default) a step's examples are one token tree (`rftfast.train.packing`): no padding, and
+the prefix they share (the system preamble) computed once; the examples of each step are the same.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -18,6 +21,14 @@ from rftfast.ops.logprob import linear_logprobs
 from rftfast.train.batching import pad_batch
 from rftfast.train.loop import StepLogger, optimise
 from rftfast.train.model_io import hidden_states, lm_head_weight
+from rftfast.train.packing import (
+    PackedBatch,
+    TokenTree,
+    pack_trees,
+    packed_attention,
+    packed_hidden_states,
+    resolve_attention,
+)
 from rftfast.train.runtime import TrainConfig, autocast
 
 if TYPE_CHECKING:
@@ -37,21 +48,36 @@ class WarmupConfig:
     batch_size: int = 16
     warmup_steps: int = 20
     length_group: int = 16  # sort this many batches' examples by length before batching (less padding); 1: off
+    packing: bool = True  # each step's examples as one token tree (no padding, shared prefixes once); False: padded
 
 
 def answer_nll(
-    model: torch.nn.Module, batch: dict[str, torch.Tensor], denominator: int | None = None
+    model: torch.nn.Module,
+    batch: dict[str, torch.Tensor] | PackedBatch,
+    denominator: int | None = None,
+    attention: str = "tree",
 ) -> tuple[torch.Tensor, int]:
     """(NLL of the answer tokens divided by `denominator`, default their count; their count).
 
-    A micro-batch passes the whole batch's token count as `denominator`, so the micro-batches'
-    gradients add up to the full batch's.
+    `batch` is `pad_batch`'s padded rows or a `PackedBatch` (run inside `packed_attention(model,
+    attention)`). A micro-batch passes the whole batch's token count as `denominator`, so the
+    micro-batches' gradients add up to the full batch's.
     """
-    hidden = hidden_states(model, batch["input_ids"], batch["attention_mask"])
-    labels = batch["labels"].reshape(-1)
-    logp = linear_logprobs(hidden.reshape(-1, hidden.shape[-1]), lm_head_weight(model, hidden.dtype), labels)
+    if isinstance(batch, PackedBatch):
+        hidden, labels = packed_hidden_states(model, batch, attention), batch.labels
+    else:
+        hidden = hidden_states(model, batch["input_ids"], batch["attention_mask"])
+        hidden, labels = hidden.reshape(-1, hidden.shape[-1]), batch["labels"].reshape(-1)
+    logp = linear_logprobs(hidden, lm_head_weight(model, hidden.dtype), labels)
     n = int((labels != -100).sum())
     return -logp.float().sum() / max(denominator or n, 1), n
+
+
+def example_trees(examples: Sequence[Example], merge: bool = True) -> list[TokenTree]:
+    """The examples as one token tree (`merge`: their shared prefixes computed once) or one tree each."""
+    if merge:
+        return [TokenTree([e.input_ids for e in examples], [e.answer_start for e in examples])]
+    return [TokenTree([e.input_ids], [e.answer_start]) for e in examples]
 
 
 @dataclass
@@ -126,41 +152,53 @@ def train_sft(
     batch_size: int,
     warmup_steps: int,
     length_group: int = 1,
+    packing: bool = True,
     seed: int,
     device: str = "cpu",
     desc: str = "warm-up SFT",
     train: TrainConfig | None = None,
     log: StepLogger | None = None,
 ) -> list[float]:
-    """Run the schedule (`batch_size` examples a step, grouped by length over `length_group` batches)
-    with AdamW at peak rate `lr` and a cosine schedule after `warmup_steps`; returns every step's loss.
+    """Run the schedule (`batch_size` examples a step, grouped by length over `length_group` batches, each
+    step's examples packed as one token tree with `packing`) with AdamW at peak rate `lr` and a cosine
+    schedule after `warmup_steps`; returns every step's loss.
 
     `train` sets precision, gradient checkpointing, accumulation and LoRA; `log(step, metrics)` sees
     every step.
     """
     train = train or TrainConfig()
     torch.manual_seed(seed)
+    # flash-attn's varlen kernel takes disjoint sequences; every other attention takes the merged tree
+    attention = resolve_attention(train.attention, torch.device(device), branched=True) if packing else "dense"
+    if packing and attention == "flash":
+        attention = resolve_attention(train.attention, torch.device(device), branched=False)
 
     def micro_loss(module, part, examples):
         # Every rank draws the same batch and takes its share; dividing by the whole batch's token
         # count makes each micro-batch's loss its share of the batch's mean NLL.
         tokens = sum(len(e.input_ids) - max(e.answer_start, 1) for e in examples)
-        batch = pad_batch([e.input_ids for e in part], [e.answer_start for e in part], tokenizer.pad_token_id, device)
+        if packing:
+            batch = pack_trees(example_trees(part, merge=attention != "flash"), device)
+        else:
+            batch = pad_batch(
+                [e.input_ids for e in part], [e.answer_start for e in part], tokenizer.pad_token_id, device
+            )
         with autocast(device, train.precision):
-            loss, _ = answer_nll(module, batch, denominator=tokens)
+            loss, _ = answer_nll(module, batch, denominator=tokens, attention=attention)
         return loss, {"loss": loss.item()}
 
     batches = ((examples, {"bucket": bucket}) for bucket, examples in schedule.batches(batch_size, seed, length_group))
-    history = optimise(
-        model,
-        train,
-        batches,
-        micro_loss,
-        lr=lr,
-        total_steps=schedule.total_steps,
-        warmup_steps=warmup_steps,
-        per_item=False,
-        desc=desc,
-        log=log,
-    )
+    with packed_attention(model, attention) if packing else contextlib.nullcontext():
+        history = optimise(
+            model,
+            train,
+            batches,
+            micro_loss,
+            lr=lr,
+            total_steps=schedule.total_steps,
+            warmup_steps=warmup_steps,
+            per_item=False,
+            desc=desc,
+            log=log,
+        )
     return [h["loss"] for h in history]

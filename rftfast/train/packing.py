@@ -1,0 +1,333 @@
+"""Tree packing: sequences that share prefixes, each prefix computed once, in one row without padding.
+
+A step-level pair is a long shared prefix (prompt + answer so far) and two short steps; several pairs of
+one record share the prompt, and warm-up examples share the system preamble. `pack_trees` merges the
+sequences of each `TokenTree` into a trie whose nodes (one per distinct token) are laid out in depth-first
+order in one row `[1, L]`. A token sits at its depth along its own branch (`position_ids`) and attends to
+its ancestors only, so its hidden state is exactly the one it has in its own unpacked row; each original
+sequence reads its scored hidden states back through `label_index`.
+
+Attention goes through transformers' attention interface, so any `AutoModelForCausalLM` runs unmodified:
+
+- ``"tree"`` (CPU, and GPU without FlexAttention): rftfast's registered attention, one SDPA call per chain
+  of the trie (a run of tokens without branching) over the chain's ancestors and itself: the work is
+  that of the unpacked rows' causal attention, without the padding or the repeated prefixes.
+- ``"flex"`` (GPU): transformers' FlexAttention with a block mask of the same tree.
+- ``"flash"`` (GPU with flash-attn, unbranched packs only): flash-attn's varlen kernel, which transformers
+  picks from position ids that restart at 0 for every sequence.
+- ``"dense"``: the model's own SDPA with the full `[L, L]` ancestor mask; quadratic in L, the oracle.
+
+Use `packed_attention(model, batch)` around the whole pass (forward and backward: recomputed
+activations under gradient checkpointing go through the same attention), and `packed_hidden_states`
+for the forward.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from rftfast.train.model_io import hidden_states
+from rftfast.train.runtime import unwrap
+
+ATTENTIONS = ("auto", "tree", "flex", "flash", "dense")
+TREE_ATTENTION = "rftfast_tree"  # the name rftfast's attention is registered under in transformers
+
+
+@dataclass(frozen=True)
+class TokenTree:
+    """Sequences that share prefixes, e.g. a prompt and the continuations that branch off it.
+
+    `label_starts[i]` is the index of the first token of `sequences[i]` that is scored (predicted by the
+    hidden state before it), as `pad_batch`'s `label_starts`.
+    """
+
+    sequences: Sequence[Sequence[int]]
+    label_starts: Sequence[int]
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A run [start, stop) of the row without branching, and the keys its queries attend to: its
+    ancestors (`keys`, an index; None when they are the contiguous run [key_start, start)) then itself."""
+
+    start: int
+    stop: int
+    key_start: int
+    keys: Tensor | None
+    mask: Tensor | None  # [stop - start, keys]: every ancestor, then causal over the chain; None when not needed
+
+    @property
+    def causal(self) -> bool:
+        """A root chain: plain causal attention over itself."""
+        return self.keys is None and self.key_start == self.start
+
+
+@dataclass(frozen=True)
+class PackedBatch:
+    """Trees packed into one row, and where each original sequence's scored tokens are."""
+
+    input_ids: Tensor  # [1, L] the distinct tokens, depth-first
+    position_ids: Tensor  # [1, L] each token's depth along its own branch
+    subtree_end: Tensor  # [L] one past the last descendant: j is an ancestor-or-self of i iff j <= i < end[j]
+    chains: tuple[Chain, ...]
+    label_index: Tensor  # [M] the row position whose hidden state scores each label
+    labels: Tensor  # [M] the next tokens, sequence after sequence
+    cu_seqlens: Tensor  # [S + 1] each sequence's labels are labels[cu[s]:cu[s + 1]]
+    sequence_tokens: int  # tokens of the sequences one by one (what unpacked rows compute, before padding)
+    branched: bool  # some token has two children (else every tree is one plain sequence)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.input_ids.shape[1]
+
+    @property
+    def num_sequences(self) -> int:
+        return self.cu_seqlens.numel() - 1
+
+    def dense_mask(self) -> Tensor:
+        """[1, 1, L, L] bool, True where a token may attend (its ancestors and itself)."""
+        j = torch.arange(self.num_tokens, device=self.input_ids.device)
+        return ((j[None, :] <= j[:, None]) & (j[:, None] < self.subtree_end[None, :]))[None, None]
+
+    def sequence_ids(self) -> Tensor:
+        """[M] the sequence each label belongs to."""
+        lengths = self.cu_seqlens[1:] - self.cu_seqlens[:-1]
+        return torch.arange(self.num_sequences, device=lengths.device).repeat_interleave(lengths)
+
+
+def pack_trees(trees: Sequence[TokenTree], device: str | torch.device = "cpu") -> PackedBatch:
+    """Pack `trees` (ValueError for a malformed one) into one row; sequences keep their order, tree by tree."""
+    if not trees:
+        raise ValueError("pack_trees: no trees to pack")
+    tokens: list[int] = []
+    depth: list[int] = []
+    parent: list[int] = []
+    end: list[int] = []
+    label_index: list[int] = []
+    labels: list[int] = []
+    cu = [0]
+    total = 0
+    for t, tree in enumerate(trees):
+        seqs = _checked(tree, t)
+        total += sum(len(s) for s in seqs)
+        paths: list[list[int]] = [[] for _ in seqs]
+        prev: tuple[int, ...] = ()
+        prev_path: list[int] = []
+        # Sorted sequences walk the trie depth-first (children in token order); the shared prefix with
+        # the previous one is the part already laid out.
+        for i in sorted(range(len(seqs)), key=seqs.__getitem__):
+            s = seqs[i]
+            shared = _common_prefix(prev, s)
+            for node in prev_path[shared:]:
+                end[node] = len(tokens)
+            path = prev_path[:shared]
+            for d in range(shared, len(s)):
+                parent.append(path[-1] if path else -1)
+                path.append(len(tokens))
+                tokens.append(s[d])
+                depth.append(d)
+                end.append(-1)
+            paths[i], prev, prev_path = path, s, path
+        for node in prev_path:
+            end[node] = len(tokens)
+        for s, path, start in zip(seqs, paths, tree.label_starts, strict=True):
+            first = max(start, 1)
+            label_index.extend(path[first - 1 : len(s) - 1])
+            labels.extend(s[first:])
+            cu.append(len(labels))
+    as_tensor = lambda xs: torch.tensor(xs, dtype=torch.long, device=device)  # noqa: E731
+    chains, branched = _chains(parent, device)
+    return PackedBatch(
+        input_ids=as_tensor(tokens)[None],
+        position_ids=as_tensor(depth)[None],
+        subtree_end=as_tensor(end),
+        chains=chains,
+        label_index=as_tensor(label_index),
+        labels=as_tensor(labels),
+        cu_seqlens=as_tensor(cu),
+        sequence_tokens=total,
+        branched=branched,
+    )
+
+
+def _checked(tree: TokenTree, t: int) -> list[tuple[int, ...]]:
+    if not isinstance(tree, TokenTree):
+        raise ValueError(f"pack_trees: tree {t} is a {type(tree).__name__}, not a TokenTree")
+    if not tree.sequences:
+        raise ValueError(f"pack_trees: tree {t} has no sequences")
+    if len(tree.label_starts) != len(tree.sequences):
+        raise ValueError(
+            f"pack_trees: tree {t} has {len(tree.label_starts)} label starts for {len(tree.sequences)} sequences"
+        )
+    seqs = []
+    for i, (s, start) in enumerate(zip(tree.sequences, tree.label_starts, strict=True)):
+        s = tuple(s)
+        if not s:
+            raise ValueError(f"pack_trees: tree {t}, sequence {i} is empty")
+        if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in s):
+            raise ValueError(f"pack_trees: tree {t}, sequence {i} holds a token that is not an int >= 0")
+        if not (isinstance(start, int) and 0 <= start <= len(s)):
+            raise ValueError(f"pack_trees: tree {t}, sequence {i}: label start {start!r} is not in [0, {len(s)}]")
+        seqs.append(s)
+    return seqs
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+def _chains(parent: list[int], device) -> tuple[tuple[Chain, ...], bool]:
+    """Cut the depth-first row into runs without branching; each run's keys are its ancestors, then itself."""
+    n = len(parent)
+    children = [0] * n
+    for p in parent:
+        if p >= 0:
+            children[p] += 1
+    starts = [v for v in range(n) if parent[v] < 0 or children[parent[v]] > 1]
+    chain_of = [0] * n  # the start of the run each node is in
+    chains = []
+    for k, a in enumerate(starts):
+        b = starts[k + 1] if k + 1 < len(starts) else n
+        for v in range(a, b):
+            chain_of[v] = a
+        ranges = []  # the ancestors, as contiguous runs, deepest first
+        p = parent[a]
+        while p >= 0:
+            ranges.append((chain_of[p], p + 1))
+            p = parent[chain_of[p]]
+        ranges.reverse()
+        ancestors = sum(hi - lo for lo, hi in ranges)
+        contiguous = all(ranges[i][1] == ranges[i + 1][0] for i in range(len(ranges) - 1)) and (
+            not ranges or ranges[-1][1] == a
+        )
+        keys = None
+        if not contiguous:
+            keys = torch.cat([torch.arange(lo, hi) for lo, hi in ranges] + [torch.arange(a, b)]).to(device)
+        mask = None
+        if ancestors and b - a > 1:
+            own = torch.ones(b - a, b - a, dtype=torch.bool, device=device).tril()
+            mask = torch.cat([torch.ones(b - a, ancestors, dtype=torch.bool, device=device), own], 1)
+        chains.append(Chain(a, b, a - ancestors if contiguous else a, keys, mask))
+    return tuple(chains), any(c > 1 for c in children)
+
+
+# ----------------------------------------------------------------------------- attention
+
+
+def resolve_attention(attention: str, device: torch.device, branched: bool) -> str:
+    """The backend "auto" stands for on `device`, for packs that branch or not: flash-attn for unbranched
+    packs on CUDA where it is installed, FlexAttention on CUDA, rftfast's chain attention elsewhere."""
+    if attention not in ATTENTIONS:
+        raise ValueError(f"attention: unknown attention {attention!r}; expected one of {ATTENTIONS}")
+    if attention != "auto":
+        return attention
+    if device.type != "cuda":
+        return "tree"
+    if not branched and importlib.util.find_spec("flash_attn") is not None:
+        return "flash"
+    return "flex"
+
+
+def _tree_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """transformers attention function: chain attention when a packed batch is passed, else SDPA."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    batch = kwargs.pop("packed_batch", None)
+    if batch is None:  # an ordinary call (generation, an unpacked pass) while the tree attention is set
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
+        )
+    groups = query.shape[1] // key.shape[1]
+    if groups > 1:  # grouped-query attention: each key head serves `groups` query heads
+        key, value = key.repeat_interleave(groups, 1), value.repeat_interleave(groups, 1)
+    outs = []
+    for c in batch.chains:
+        if c.keys is None:
+            k, v = key[:, :, c.key_start : c.stop], value[:, :, c.key_start : c.stop]
+        else:
+            k, v = key.index_select(2, c.keys), value.index_select(2, c.keys)
+        outs.append(
+            F.scaled_dot_product_attention(
+                query[:, :, c.start : c.stop],
+                k,
+                v,
+                attn_mask=c.mask,
+                is_causal=c.causal and c.stop - c.start > 1,
+                dropout_p=dropout if module.training else 0.0,
+                scale=scaling,
+            )
+        )
+    return torch.cat(outs, 2).transpose(1, 2).contiguous(), None
+
+
+def _register_tree_attention() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+    if TREE_ATTENTION not in AttentionInterface._global_mapping:
+        AttentionInterface.register(TREE_ATTENTION, _tree_attention)
+        ALL_MASK_ATTENTION_FUNCTIONS.register(TREE_ATTENTION, sdpa_mask)  # unpacked calls get SDPA's mask
+
+
+_IMPLEMENTATIONS = {"tree": TREE_ATTENTION, "flex": "flex_attention", "flash": "flash_attention_2"}
+
+
+@contextlib.contextmanager
+def packed_attention(model: torch.nn.Module, attention: str = "tree") -> Iterator[None]:
+    """Run `model`'s attention through `attention` ("tree", "flex", "flash" or "dense") for the duration
+    of a pass, forward and backward; the model's own implementation comes back afterwards."""
+    if attention not in ATTENTIONS or attention == "auto":
+        raise ValueError(f"attention: expected one of {ATTENTIONS[1:]} (resolve 'auto' first), got {attention!r}")
+    if attention == "dense":
+        yield
+        return
+    if attention == "tree":
+        _register_tree_attention()
+    config = unwrap(model).config
+    before = config._attn_implementation
+    config._attn_implementation = _IMPLEMENTATIONS[attention]
+    try:
+        yield
+    finally:
+        config._attn_implementation = before
+
+
+def packed_hidden_states(model: torch.nn.Module, batch: PackedBatch, attention: str = "tree") -> Tensor:
+    """The hidden states [M, H] that score `batch.labels`, inside `packed_attention(model, attention)`."""
+    kwargs: dict = {}
+    mask = None
+    if attention == "tree":
+        kwargs["packed_batch"] = batch
+    elif attention == "dense":
+        mask = batch.dense_mask()
+        if unwrap(model).config._attn_implementation == "eager":  # eager adds its mask to the scores
+            mask = torch.zeros(mask.shape, device=mask.device).masked_fill_(~mask, torch.finfo(torch.float32).min)
+    elif attention == "flex":
+        mask = _block_mask(batch)
+    elif attention == "flash" and batch.branched:
+        raise ValueError("attention: 'flash' packs disjoint sequences only; this batch branches (use 'flex')")
+    hidden = hidden_states(model, batch.input_ids, mask, position_ids=batch.position_ids, **kwargs)
+    return hidden[0].index_select(0, batch.label_index)
+
+
+def _block_mask(batch: PackedBatch):
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    end = batch.subtree_end
+
+    def ancestor_or_self(b, h, q, kv):
+        return (kv <= q) & (q < end[kv])
+
+    n = batch.num_tokens
+    return create_block_mask(ancestor_or_self, None, None, n, n, device=batch.input_ids.device)
