@@ -1,4 +1,9 @@
 // The radix prefix cache; the semantics (blocks, copy-on-write, eviction, errors) are documented in radix_cache.h.
+// nanobind_add_module compiles the extension with -Os; the hot paths want -O3 (inlined refcounting and
+// checks, unrolled loops).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("O3")
+#endif
 #include "radix_cache.h"
 
 #include <algorithm>
@@ -67,6 +72,14 @@ int32_t RadixCache::checked_block(int64_t block, std::size_t index, const char* 
   return static_cast<int32_t>(block);
 }
 
+void RadixCache::check_blocks(const int64_t* block_ids, std::size_t n, const char* where) const {
+  const int64_t num_blocks = num_blocks_;  // a local: block_ids could alias the member
+  bool bad = false;
+  for (std::size_t i = 0; i < n; ++i) bad |= block_ids[i] < 0 || block_ids[i] >= num_blocks;
+  if (!bad) return;
+  for (std::size_t i = 0; i < n; ++i) checked_block(block_ids[i], i, where);  // throws at the first bad one
+}
+
 void RadixCache::check_length(std::size_t n, const char* where) {
   // Positions are stored as uint32; int32 keeps every position and block index representable in Python's int32
   // arrays too.
@@ -122,15 +135,9 @@ void RadixCache::collect_path_blocks(std::size_t matched) {
 void RadixCache::touch_path() {
   for (uint32_t slot : path_) {
     Node& node = nodes_[slot];
-    if (node.in_lru) {  // the set is keyed by the old time: take the node out before restamping it
-      lru_.erase({node.last_access, slot});
-      node.in_lru = false;
-    }
+    if (node.lru != LruPlace::kNone) lru_remove(slot);  // ordered by the old time: out before restamping
     node.last_access = ++clock_;
-    if (evictable(node, slot)) {
-      lru_.insert({node.last_access, slot});
-      node.in_lru = true;
-    }
+    if (evictable(node, slot)) lru_add(slot);  // the newest time: the list's tail
   }
 }
 
@@ -143,22 +150,68 @@ bool RadixCache::evictable(const Node& node, uint32_t slot) const {
 }
 
 void RadixCache::refresh_lru(uint32_t slot) {
+  const bool in = nodes_[slot].lru != LruPlace::kNone;
+  const bool should = evictable(nodes_[slot], slot);
+  if (in && !should) lru_remove(slot);
+  if (should && !in) lru_add(slot);
+}
+
+bool RadixCache::lru_before(uint32_t a, uint32_t b) const {
+  const uint64_t ta = nodes_[a].last_access, tb = nodes_[b].last_access;
+  return ta < tb || (ta == tb && a < b);
+}
+
+void RadixCache::lru_link_after(uint32_t slot, uint32_t prev) {
   Node& node = nodes_[slot];
-  if (node.in_lru) {
-    lru_.erase({node.last_access, slot});
-    node.in_lru = false;
+  const uint32_t next = prev == kNone ? lru_head_ : nodes_[prev].lru_next;
+  node.lru_prev = prev;
+  node.lru_next = next;
+  (prev == kNone ? lru_head_ : nodes_[prev].lru_next) = slot;
+  (next == kNone ? lru_tail_ : nodes_[next].lru_prev) = slot;
+  node.lru = LruPlace::kList;
+}
+
+void RadixCache::lru_add(uint32_t slot) {
+  constexpr int kProbe = 8;  // list neighbours looked at from each end before the set takes the leaf
+  uint32_t prev = lru_tail_;  // back from the tail: a fresh stamp stops at once
+  for (int i = 0; i < kProbe && prev != kNone && lru_before(slot, prev); ++i) prev = nodes_[prev].lru_prev;
+  if (prev == kNone || !lru_before(slot, prev)) {
+    lru_link_after(slot, prev);
+    return;
   }
-  if (evictable(node, slot)) {
-    lru_.insert({node.last_access, slot});
-    node.in_lru = true;
+  uint32_t next = lru_head_;  // on from the head (the list is not empty: the tail is after slot)
+  for (int i = 0; i < kProbe && lru_before(next, slot); ++i) next = nodes_[next].lru_next;
+  if (!lru_before(next, slot)) {
+    lru_link_after(slot, nodes_[next].lru_prev);
+    return;
   }
+  lru_set_.insert({nodes_[slot].last_access, slot});
+  nodes_[slot].lru = LruPlace::kSet;
+}
+
+void RadixCache::lru_remove(uint32_t slot) {
+  Node& node = nodes_[slot];
+  if (node.lru == LruPlace::kList) {
+    (node.lru_prev == kNone ? lru_head_ : nodes_[node.lru_prev].lru_next) = node.lru_next;
+    (node.lru_next == kNone ? lru_tail_ : nodes_[node.lru_next].lru_prev) = node.lru_prev;
+    node.lru_prev = node.lru_next = kNone;
+  } else if (node.lru == LruPlace::kSet) {
+    lru_set_.erase({node.last_access, slot});
+  }
+  node.lru = LruPlace::kNone;
+}
+
+uint32_t RadixCache::lru_oldest() const {
+  if (lru_set_.empty()) return lru_head_;
+  const uint32_t from_set = lru_set_.begin()->second;
+  return lru_head_ != kNone && lru_before(lru_head_, from_set) ? lru_head_ : from_set;
 }
 
 // ------------------------------------------------------------------------------------------------------------
 // match / insert
 // ------------------------------------------------------------------------------------------------------------
 
-MatchResult RadixCache::match(const int32_t* tokens, std::size_t n) {
+MatchView RadixCache::match_view(const int32_t* tokens, std::size_t n) {
   check_length(n, "match");
   walk(tokens, n);
   collect_path_blocks(matched_);
@@ -166,23 +219,34 @@ MatchResult RadixCache::match(const int32_t* tokens, std::size_t n) {
   ++stats_.lookups;
   stats_.hit_tokens += static_cast<int64_t>(matched_);
   stats_.miss_tokens += static_cast<int64_t>(n - matched_);
+  MatchView view;
+  view.matched_len = static_cast<int64_t>(matched_);
+  view.blocks = path_blocks_.data();
+  view.n_blocks = path_blocks_.size();
+  view.node = handle_of(path_.empty() ? kRoot : path_.back());
+  return view;
+}
+
+MatchResult RadixCache::match(const int32_t* tokens, std::size_t n) {
+  const MatchView view = match_view(tokens, n);
   MatchResult result;
-  result.matched_len = static_cast<int64_t>(matched_);
-  result.block_ids = path_blocks_;
-  result.node = handle_of(path_.empty() ? kRoot : path_.back());
+  result.matched_len = view.matched_len;
+  result.block_ids.assign(view.blocks, view.blocks + view.n_blocks);
+  result.node = view.node;
   return result;
 }
 
-InsertResult RadixCache::insert(const int32_t* tokens, std::size_t n, const std::vector<int64_t>& block_ids) {
+InsertResult RadixCache::insert(const int32_t* tokens, std::size_t n, const int64_t* block_ids,
+                                std::size_t n_block_ids) {
   if (n == 0) throw std::invalid_argument("insert: empty token sequence");
   check_length(n, "insert");
   const std::size_t bs = static_cast<std::size_t>(block_size_);
   const std::size_t need = ceil_div(n, bs);
-  if (block_ids.size() != need) {
+  if (n_block_ids != need) {
     throw std::invalid_argument("insert: " + str(n) + " tokens take " + str(need) + " block ids at block_size " +
-                                str(bs) + ", got " + str(block_ids.size()));
+                                str(bs) + ", got " + str(n_block_ids));
   }
-  for (std::size_t i = 0; i < need; ++i) checked_block(block_ids[i], i, "insert");
+  check_blocks(block_ids, need, "insert");
 
   walk(tokens, n);
   const std::size_t m = matched_;
@@ -196,7 +260,12 @@ InsertResult RadixCache::insert(const int32_t* tokens, std::size_t n, const std:
     std::fill(seen_epoch_.begin(), seen_epoch_.end(), 0);
     epoch_ = 1;
   }
-  for (std::size_t i = 0; i < need; ++i) {
+  // Indices [0, same) pass exactly the cached blocks (the usual layout: match's blocks, then fresh ones); of them
+  // only the divergence block can be wrong.
+  const std::size_t shared = std::min(need, cached_n);
+  std::size_t same = 0;
+  while (same < shared && block_ids[same] == path_blocks_[same]) ++same;
+  for (std::size_t i = diverges_inside_block && j < same ? j : same; i < need; ++i) {
     const int32_t b = static_cast<int32_t>(block_ids[i]);
     if (i < cached_n && b == path_blocks_[i]) {
       if (diverges_inside_block && i == j) {
@@ -219,7 +288,7 @@ InsertResult RadixCache::insert(const int32_t* tokens, std::size_t n, const std:
 
   // Held blocks for positions that are cached already are redundant: back to the free list.
   const std::size_t first_owned = m < n ? j : need;
-  for (std::size_t i = 0; i < first_owned; ++i) {
+  for (std::size_t i = same; i < first_owned; ++i) {
     const int32_t b = static_cast<int32_t>(block_ids[i]);
     if (b != path_blocks_[i]) free_block(b);
   }
@@ -286,7 +355,7 @@ uint32_t RadixCache::new_node() {
   Node& node = nodes_[slot];
   node.alive = true;
   node.lock_count = 0;
-  node.in_lru = false;
+  node.lru = LruPlace::kNone;
   node.last_access = 0;
   return slot;
 }
@@ -339,7 +408,7 @@ void RadixCache::free_block(int32_t block) {
   ++stats_.free_blocks;
 }
 
-std::vector<int32_t> RadixCache::allocate(int64_t n) {
+void RadixCache::allocate(int64_t n, std::vector<int32_t>& out) {
   if (n < 0 || n > num_blocks_) {
     throw std::invalid_argument("allocate: asked for " + str(n) + " blocks; the cache has " + str(num_blocks_));
   }
@@ -350,7 +419,7 @@ std::vector<int32_t> RadixCache::allocate(int64_t n) {
                              " can be freed; the other " + str(num_blocks_ - available) +
                              " are held by callers or locked in the cache");
   }
-  std::vector<int32_t> out(static_cast<std::size_t>(n));
+  out.resize(static_cast<std::size_t>(n));
   for (auto& b : out) {
     b = free_blocks_.back();
     free_blocks_.pop_back();
@@ -358,16 +427,15 @@ std::vector<int32_t> RadixCache::allocate(int64_t n) {
   }
   stats_.free_blocks -= n;
   stats_.held_blocks += n;
-  return out;
 }
 
-void RadixCache::release(const std::vector<int64_t>& block_ids) {
-  for (std::size_t i = 0; i < block_ids.size(); ++i) checked_block(block_ids[i], i, "release");
+void RadixCache::release(const int64_t* block_ids, std::size_t n) {
+  check_blocks(block_ids, n, "release");
   if (++epoch_ == 0) {
     std::fill(seen_epoch_.begin(), seen_epoch_.end(), 0);
     epoch_ = 1;
   }
-  for (std::size_t i = 0; i < block_ids.size(); ++i) {
+  for (std::size_t i = 0; i < n; ++i) {
     const int32_t b = static_cast<int32_t>(block_ids[i]);
     if (block_state_[b] != BlockState::kHeld) {
       throw std::invalid_argument("release: block_ids[" + str(i) + "] = " + str(int64_t{b}) +
@@ -378,7 +446,7 @@ void RadixCache::release(const std::vector<int64_t>& block_ids) {
     }
     seen_epoch_[b] = epoch_;
   }
-  for (int64_t b : block_ids) free_block(static_cast<int32_t>(b));
+  for (std::size_t i = 0; i < n; ++i) free_block(static_cast<int32_t>(block_ids[i]));
 }
 
 int64_t RadixCache::evict(int64_t n_blocks) {
@@ -386,13 +454,15 @@ int64_t RadixCache::evict(int64_t n_blocks) {
     throw std::invalid_argument("evict: asked for " + str(n_blocks) + " blocks; the cache has " + str(num_blocks_));
   }
   int64_t freed = 0;
-  while (freed < n_blocks && !lru_.empty()) freed += evict_leaf(lru_.begin()->second);
+  for (uint32_t slot = lru_oldest(); freed < n_blocks && slot != kNone; slot = lru_oldest()) {
+    freed += evict_leaf(slot);
+  }
   return freed;
 }
 
 int64_t RadixCache::evict_leaf(uint32_t slot) {
+  lru_remove(slot);
   Node& node = nodes_[slot];
-  lru_.erase({node.last_access, slot});
   const int64_t freed = static_cast<int64_t>(node.blocks.size());
   for (int32_t b : node.blocks) free_block(b);
   stats_.evicted_blocks += freed;
@@ -408,7 +478,6 @@ int64_t RadixCache::evict_leaf(uint32_t slot) {
   std::vector<int32_t>().swap(node.blocks);
   std::vector<std::pair<int32_t, uint32_t>>().swap(node.children);
   node.alive = false;
-  node.in_lru = false;
   ++node.generation;
   free_slots_.push_back(slot);
 
@@ -456,7 +525,7 @@ std::size_t RadixCache::memory_bytes() const {
   bytes += block_state_.capacity() * sizeof(BlockState);
   bytes += free_blocks_.capacity() * sizeof(int32_t);
   bytes += seen_epoch_.capacity() * sizeof(uint32_t);
-  bytes += lru_.size() * kSetNodeBytes;
+  bytes += lru_set_.size() * kSetNodeBytes;
   bytes += path_.capacity() * sizeof(uint32_t) + path_blocks_.capacity() * sizeof(int32_t);
   return bytes;
 }
@@ -482,11 +551,10 @@ void RadixCache::check_invariants() const {
       if (node.first_block != node.start / bs && node.first_block != ceil_div(node.start, bs)) fail("first_block");
       if (node.blocks.size() != ceil_div(end, bs) - node.first_block) fail("owned block count");
     }
-    if (node.in_lru != evictable(node, slot)) fail("LRU membership of node " + str(std::size_t{slot}));
-    if (node.in_lru) {
-      ++evictable_leaves;
-      if (!lru_.count({node.last_access, slot})) fail("LRU key out of date");
-    }
+    const bool in_lru = node.lru != LruPlace::kNone;
+    if (in_lru != evictable(node, slot)) fail("LRU membership of node " + str(std::size_t{slot}));
+    if (in_lru) ++evictable_leaves;
+    if (node.lru == LruPlace::kSet && !lru_set_.count({node.last_access, slot})) fail("LRU key out of date");
     for (int32_t b : node.blocks) {
       if (b < 0 || b >= num_blocks_ || owned[b]++) fail("block " + str(int64_t{b}) + " owned twice or out of range");
       if (block_state_[b] != BlockState::kCached) fail("owned block not marked cached");
@@ -518,7 +586,14 @@ void RadixCache::check_invariants() const {
       stats_.nodes != nodes || stats_.cached_tokens != cached_tokens) {
     fail("counters disagree with the structure");
   }
-  if (static_cast<int64_t>(lru_.size()) != evictable_leaves) fail("LRU set holds non-evictable nodes");
+  if ((lru_head_ == kNone) != (lru_tail_ == kNone)) fail("LRU list ends");
+  int64_t listed = 0;
+  for (uint32_t slot = lru_head_, prev = kNone; slot != kNone; prev = slot, slot = nodes_[slot].lru_next, ++listed) {
+    if (nodes_[slot].lru != LruPlace::kList || nodes_[slot].lru_prev != prev) fail("LRU list links");
+    if (prev != kNone && !lru_before(prev, slot)) fail("LRU list out of order");
+    if (nodes_[slot].lru_next == kNone && lru_tail_ != slot) fail("LRU list tail");
+  }
+  if (listed + static_cast<int64_t>(lru_set_.size()) != evictable_leaves) fail("LRU order holds non-evictable nodes");
 }
 
 }  // namespace rftfast

@@ -24,8 +24,11 @@
 // not matter: they touch different positions of dst_block.
 //
 // Eviction. Only unlocked leaves are evicted, least recently used first (every match/insert stamps the nodes on
-// its path with a fresh, unique logical time, so the order never depends on ties). They sit in an ordered set
-// keyed by (last access, slot), kept exact on every change, so each evicted leaf costs O(log n). Evicting a leaf
+// its path with a fresh logical time; ties, which only a split's copied time can make, go to the lower slot).
+// They are kept exactly in (last access, slot) order: a doubly linked list through the nodes, which takes a fresh
+// stamp at its tail in O(1) (a touch always stamps the newest time), plus an ordered set for the rare leaf whose old
+// time (a node unlocked, or a parent left a leaf by an eviction) lands where a short probe from either end of the
+// list finds no place, O(log n). The oldest leaf is the list's head or the set's first. Evicting a leaf
 // frees the blocks it owns and may make its parent an evictable leaf in turn. lock(node) pins a node (a
 // reference count): a locked node is never evicted, and neither is any ancestor, because eviction only takes
 // leaves. Nodes are not merged back after an eviction, so a handle stays valid until its own node is evicted.
@@ -60,6 +63,15 @@ struct MatchResult {
   uint64_t node = 0;               // the node holding the last matched token (root if none): lock it to pin them
 };
 
+// What match_view() found: like MatchResult, but `blocks` points into the cache's own scratch, valid until the
+// next call on the cache (the binding copies it straight into a Python list; no vector is made per call).
+struct MatchView {
+  int64_t matched_len = 0;
+  const int32_t* blocks = nullptr;  // ceil(matched_len / block_size) of them
+  std::size_t n_blocks = 0;
+  uint64_t node = 0;
+};
+
 struct InsertResult {
   uint64_t node = 0;  // the node holding the last inserted token
   bool has_copy = false;
@@ -84,17 +96,27 @@ class RadixCache {
 
   // Longest cached prefix of tokens[0, n); stamps the nodes on its path as used.
   MatchResult match(const int32_t* tokens, std::size_t n);
+  MatchView match_view(const int32_t* tokens, std::size_t n);
 
   // Cache tokens[0, n) with block_ids (ceil(n / block_size) of them). For indices whose positions are all
   // cached already, pass the cached block (from match) or a held one (given back to the free list). Every
   // other index takes a held block, which the new node then owns; the cached block at the divergence index
   // is refused (see "Copy-on-write").
-  InsertResult insert(const int32_t* tokens, std::size_t n, const std::vector<int64_t>& block_ids);
+  InsertResult insert(const int32_t* tokens, std::size_t n, const int64_t* block_ids, std::size_t n_block_ids);
+  InsertResult insert(const int32_t* tokens, std::size_t n, const std::vector<int64_t>& block_ids) {
+    return insert(tokens, n, block_ids.data(), block_ids.size());
+  }
 
-  // n blocks, now held by the caller; evicts LRU leaves if too few are free.
-  std::vector<int32_t> allocate(int64_t n);
+  // n blocks, now held by the caller; evicts LRU leaves if too few are free. The first form fills `out`.
+  void allocate(int64_t n, std::vector<int32_t>& out);
+  std::vector<int32_t> allocate(int64_t n) {
+    std::vector<int32_t> out;
+    allocate(n, out);
+    return out;
+  }
   // Give held blocks back unused.
-  void release(const std::vector<int64_t>& block_ids);
+  void release(const int64_t* block_ids, std::size_t n);
+  void release(const std::vector<int64_t>& block_ids) { release(block_ids.data(), block_ids.size()); }
 
   void lock(uint64_t node);
   void unlock(uint64_t node);
@@ -113,6 +135,10 @@ class RadixCache {
 
  private:
   enum class BlockState : uint8_t { kFree, kHeld, kCached };
+  enum class LruPlace : uint8_t { kNone, kList, kSet };  // where an evictable leaf sits in the LRU order
+
+  static constexpr uint32_t kRoot = 0;
+  static constexpr uint32_t kNone = 0xffffffffu;  // no slot (ends of the LRU list)
 
   struct Node {
     std::vector<int32_t> tokens;                           // the edge: positions [start, start + size)
@@ -124,15 +150,16 @@ class RadixCache {
     uint32_t first_block = 0;
     uint32_t lock_count = 0;
     uint32_t generation = 0;
+    uint32_t lru_prev = kNone;  // neighbours in the LRU list (lru == LruPlace::kList)
+    uint32_t lru_next = kNone;
     bool alive = false;
-    bool in_lru = false;
+    LruPlace lru = LruPlace::kNone;
   };
-
-  static constexpr uint32_t kRoot = 0;
 
   uint64_t handle_of(uint32_t slot) const;
   uint32_t slot_of(uint64_t handle, const char* where) const;
   int32_t checked_block(int64_t block, std::size_t index, const char* where) const;
+  void check_blocks(const int64_t* block_ids, std::size_t n, const char* where) const;  // each in range
   static void check_length(std::size_t n, const char* where);
 
   // Follow tokens down the tree: path_ gets the nodes entered, matched_ the tokens matched, and partial_ is
@@ -148,6 +175,12 @@ class RadixCache {
   int64_t evict_leaf(uint32_t slot);
   bool evictable(const Node& node, uint32_t slot) const;
   void refresh_lru(uint32_t slot);
+  // The LRU order of the evictable leaves (see "Eviction").
+  bool lru_before(uint32_t a, uint32_t b) const;  // (last access, slot) of a < that of b
+  void lru_link_after(uint32_t slot, uint32_t prev);  // into the list after prev (kNone: at the head)
+  void lru_add(uint32_t slot);
+  void lru_remove(uint32_t slot);
+  uint32_t lru_oldest() const;  // kNone if there is no evictable leaf
   std::size_t child_index(const Node& node, int32_t token) const;  // children.size() if absent
   void free_block(int32_t block);
 
@@ -159,7 +192,9 @@ class RadixCache {
   std::vector<int32_t> free_blocks_;  // a stack: allocate() pops from the back
   std::vector<uint32_t> seen_epoch_;  // per block: the insert() that last saw it, to refuse duplicates
   uint32_t epoch_ = 0;
-  std::set<std::pair<uint64_t, uint32_t>> lru_;  // evictable leaves by (last access, slot)
+  uint32_t lru_head_ = kNone;  // the LRU list: oldest first
+  uint32_t lru_tail_ = kNone;
+  std::set<std::pair<uint64_t, uint32_t>> lru_set_;  // evictable leaves that are not in the list, by (time, slot)
   uint64_t clock_ = 0;
   CacheStats stats_;
 

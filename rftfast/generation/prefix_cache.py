@@ -159,10 +159,31 @@ def depth_first_order(prefixes: Sequence[Sequence[int]]) -> list[int]:
     return sorted(range(len(keys)), key=keys.__getitem__)
 
 
+def block_id_list(block_ids: Sequence[int] | np.ndarray, where: str, num_blocks: int) -> list[int]:
+    """`block_ids` as a list of ints, or the reason they cannot be: ValueError (not an int), IndexError (past int64;
+    ids in int64 range are range-checked by the cache itself)."""
+    if isinstance(block_ids, np.ndarray):
+        block_ids = block_ids.tolist()
+    out = []
+    for i, b in enumerate(block_ids):
+        if isinstance(b, bool) or not isinstance(b, (int, np.integer)):
+            raise ValueError(f"{where}: block_ids[{i}] = {b!r} is not an int")
+        b = int(b)
+        if not -(2**63) <= b < 2**63:
+            raise IndexError(f"{where}: block_ids[{i}] = {b} is out of range [0, {num_blocks})")
+        out.append(b)
+    return out
+
+
 class PrefixCache:
     """Radix prefix cache over token ids with KV blocks; see the module docstring for the semantics.
 
     `backend="cpp"` (default) is the compiled tree; `backend="python"` the reference implementation.
+
+    With the C++ backend, `match` and `insert` are the binding's own methods (set on the instance): a Python call
+    layer would cost about as much as the walk. The binding reads a list or tuple of ints, or a 1-D C-contiguous
+    int32 array, as it is; anything else goes through `as_token_array` / `block_id_list`, which convert it or raise
+    the reason it cannot be.
     """
 
     def __init__(self, num_blocks: int, block_size: int = 16, backend: str = "cpp") -> None:
@@ -173,23 +194,32 @@ class PrefixCache:
                 raise ValueError(f"{name}: expected an int, got {value!r}")
         self.backend = backend
         self.num_blocks, self.block_size = int(num_blocks), int(block_size)
-        if backend == "cpp":
+        self._cpp = backend == "cpp"
+        if self._cpp:
             from rftfast import _C
 
             if not INT32_MIN <= self.num_blocks <= INT32_MAX or not INT32_MIN <= self.block_size <= INT32_MAX:
                 raise ValueError(
                     f"num_blocks and block_size must be in 1..{INT32_MAX}, got {self.num_blocks} and {self.block_size}"
                 )
-            self._impl = _C.RadixCache(self.num_blocks, self.block_size)
+            self._impl = _C.RadixCache(
+                self.num_blocks,
+                self.block_size,
+                result_types=(Match, Inserted, CopyOnWrite),
+                convert_tokens=as_token_array,
+                convert_block_ids=block_id_list,
+            )
+            self.match, self.insert = self._impl.match, self._impl.insert
         else:
             from rftfast.generation.prefix_cache_ref import ReferencePrefixCache  # it imports this module
 
             self._impl = ReferencePrefixCache(self.num_blocks, self.block_size)
-        self._cpp = backend == "cpp"
 
     def match(self, tokens: Sequence[int] | np.ndarray) -> Match:
         """The longest cached prefix of `tokens`: ``(matched_len, block_ids)``, with `.node` to lock."""
-        matched_len, block_ids, node = self._impl.match(as_token_array(tokens) if self._cpp else tokens)
+        if self._cpp:
+            return self._impl.match(tokens)
+        matched_len, block_ids, node = self._impl.match(tokens)
         return Match(matched_len, block_ids, node)
 
     def insert(self, tokens: Sequence[int] | np.ndarray, block_ids: Sequence[int]) -> Inserted:
@@ -199,39 +229,27 @@ class PrefixCache:
         block from `allocate`, which the cache then owns (or frees, if those positions turned out to be cached by
         now). Returns the node of the last token and the copy-on-write to apply, if any.
         """
+        if self._cpp:
+            return self._impl.insert(tokens, block_ids)
         if isinstance(block_ids, np.ndarray):
             block_ids = block_ids.tolist()
-        if self._cpp:
-            tokens = as_token_array(tokens)
-            block_ids = list(block_ids)
-            try:
-                node, copy = self._impl.insert(tokens, block_ids)
-            except TypeError:
-                self._explain_block_ids(block_ids, "insert")
-                raise
-        else:
-            node, copy = self._impl.insert(tokens, block_ids)
+        node, copy = self._impl.insert(tokens, block_ids)
         return Inserted(node, CopyOnWrite(*copy) if copy is not None else None)
 
     def allocate(self, n: int) -> list[int]:
         """`n` free block ids, now held by the caller; evicts least recently used leaves if too few are free."""
-        return self._impl.allocate(self._count(n, "allocate"))
+        return self._impl.allocate(n if type(n) is int and 0 <= n < 2**63 else self._count(n, "allocate"))
 
     def release(self, block_ids: Sequence[int]) -> None:
         """Give back held blocks that will not be inserted."""
-        block_ids = block_ids.tolist() if isinstance(block_ids, np.ndarray) else list(block_ids)
-        try:
-            self._impl.release(block_ids)
-        except TypeError:
-            self._explain_block_ids(block_ids, "release")
-            raise
+        self._impl.release(block_ids if self._cpp else block_id_list(block_ids, "release", self.num_blocks))
 
     def lock(self, node: int) -> None:
         """Pin `node` (a reference count): it, and so its ancestors, are never evicted until unlocked."""
-        self._impl.lock(self._node(node, "lock"))
+        self._impl.lock(node if type(node) is int and 0 <= node < 2**64 else self._node(node, "lock"))
 
     def unlock(self, node: int) -> None:
-        self._impl.unlock(self._node(node, "unlock"))
+        self._impl.unlock(node if type(node) is int and 0 <= node < 2**64 else self._node(node, "unlock"))
 
     def evict(self, n_blocks: int) -> int:
         """Evict LRU unlocked leaves until `n_blocks` blocks are freed or none is left; returns blocks freed."""
@@ -242,7 +260,8 @@ class PrefixCache:
         return CacheStats(**self._impl.stats())
 
     def memory_bytes(self) -> int:
-        """Bytes of bookkeeping of the C++ tree (node records, edge tokens, block lists, LRU set, block states)."""
+        """Bytes of bookkeeping of the C++ tree (node records, edge tokens, block lists, LRU order, block states)
+        and of its binding (one int object per block id handed out, kept so results need not make new ones)."""
         if not self._cpp:
             raise NotImplementedError("memory_bytes: measured for the C++ backend only")
         return self._impl.memory_bytes()
@@ -269,11 +288,3 @@ class PrefixCache:
         if isinstance(node, bool) or not isinstance(node, (int, np.integer)) or (self._cpp and not 0 <= node < 2**64):
             raise ValueError(f"{where}: node {node!r} is not in the cache (handles are the ints match/insert return)")
         return int(node)
-
-    def _explain_block_ids(self, block_ids: list, where: str) -> None:
-        """Raise the reason the binding refused `block_ids` (it only says the argument types did not match)."""
-        for i, b in enumerate(block_ids):
-            if isinstance(b, bool) or not isinstance(b, (int, np.integer)):
-                raise ValueError(f"{where}: block_ids[{i}] = {b!r} is not an int")
-            if not 0 <= b < self.num_blocks:
-                raise IndexError(f"{where}: block_ids[{i}] = {b} is out of range [0, {self.num_blocks})")

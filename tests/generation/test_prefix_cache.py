@@ -14,6 +14,7 @@ same way, so both caches must give identical results.
 
 from __future__ import annotations
 
+import array
 import math
 import random
 from dataclasses import dataclass, field
@@ -289,6 +290,84 @@ def python_cache(num_blocks, block_size):
     return PrefixCache(num_blocks, block_size, backend="python")
 
 
+# How a caller may hand over tokens and block ids: the binding reads lists, tuples and 1-D C-contiguous int32
+# buffers itself; everything else goes through the wrapper's converters. Each kind must give the same results.
+INPUT_KINDS = {
+    "list": list,
+    "tuple": tuple,
+    "int32 array": lambda xs: np.array(xs, dtype=np.int32),
+    "int64 array": lambda xs: np.array(xs, dtype=np.int64),
+    "strided int32 array": lambda xs: np.repeat(np.array(xs, dtype=np.int32), 2)[::2],
+    "array.array": lambda xs: array.array("i", xs),
+    "numpy scalars": lambda xs: [np.int32(x) for x in xs],
+}
+
+
+def _as_kind(op: tuple, kind: str) -> tuple:
+    """`op` with its token list (match, insert) and block ids (insert, release) given as `kind`."""
+    convert = INPUT_KINDS[kind]
+    if op[0] in ("match", "insert"):
+        op = (op[0], convert(op[1]), *op[2:])
+    if op[0] == "insert" and kind != "array.array":  # block ids past int32 exist in bad_insert scenarios
+        op = (*op[:2], convert(op[2]) if "int32" not in kind else np.array(op[2], dtype=np.int64))
+    if op[0] == "release":
+        op = ("release", convert(op[1]) if "int32" not in kind and kind != "array.array" else np.array(op[1]))
+    return op
+
+
+@pytest.mark.parametrize("kind", INPUT_KINDS)
+def test_random_programs_agree_with_every_input_kind(kind):
+    """The reference's results, replayed on C++ with tokens and block ids handed over as `kind`."""
+    for seed in range(100, 108):
+        num_blocks, block_size, ops, expected = random_program(seed, 150, python_cache)
+        cpp = Replayer(PrefixCache(num_blocks, block_size, backend="cpp"))
+        for op, result in zip(ops, expected):
+            assert cpp.apply(_as_kind(op, kind)) == result, (seed, op)
+        cpp.cache.check_invariants()
+
+
+def _mcts_trace(rng: random.Random, trees: int, system: list[int]):
+    """Token lists in expansion order: a shared system prompt, a query, then depth 3 x branching 3 of short steps."""
+    for _ in range(trees):
+        prompt = system + [rng.randrange(50) for _ in range(rng.randint(3, 30))]
+        frontier, out = [prompt], [prompt]
+        for _depth in range(3):
+            frontier = [p + [rng.randrange(50) for _ in range(rng.randint(1, 9))] for p in frontier for _ in range(3)]
+            out += frontier
+        yield from out
+
+
+@pytest.mark.parametrize("block_size", [1, 4, 16])
+def test_mcts_trace_agrees_with_the_reference_for_lists_and_arrays(block_size):
+    """The generator's protocol on an MCTS-shaped trace with evictions (a small alphabet, so edges split often):
+    C++ given lists and C++ given int32 arrays return exactly the reference's results, call by call."""
+    rng = random.Random(block_size)
+    system = [rng.randrange(50) for _ in range(40)]
+    sequences = list(_mcts_trace(rng, 30, system))
+    num_blocks = 6 * math.ceil(120 / block_size)  # a few trees' worth: the pool evicts all along
+    replayers = {
+        "reference": (Replayer(python_cache(num_blocks, block_size)), list),
+        "C++ lists": (Replayer(PrefixCache(num_blocks, block_size)), list),
+        "C++ arrays": (Replayer(PrefixCache(num_blocks, block_size)), lambda xs: np.array(xs, dtype=np.int32)),
+    }
+    results = {name: [] for name in replayers}
+    for tokens in sequences:
+        for name, (replayer, convert) in replayers.items():
+            seq = convert(tokens)
+            match = replayer.apply(("match", seq))
+            _, matched, blocks, node = match
+            replayer.apply(("lock", node))
+            new = replayer.cache.allocate(math.ceil(len(tokens) / block_size) - matched // block_size)
+            inserted = replayer.apply(("insert", seq, list(blocks[: matched // block_size]) + new))
+            replayer.apply(("unlock", node))
+            results[name].append((match, inserted, replayer.cache.stats))
+    assert results["C++ lists"] == results["reference"]
+    assert results["C++ arrays"] == results["reference"]
+    assert results["reference"][-1][2].evicted_blocks > 0
+    for replayer, _ in replayers.values():
+        replayer.cache.check_invariants()
+
+
 # ================================================================================================================
 # Semantics, worked by hand
 # ================================================================================================================
@@ -463,3 +542,52 @@ def test_the_raw_binding_refuses_what_the_wrapper_would():
         raw.match(np.array([1, 2], dtype=np.int64))  # the binding takes int32 only
     assert raw.match(tokens) == (0, [], 0)
     assert _C.common_prefix_length(tokens, np.array([1, 2, 9], dtype=np.int32)) == 2
+
+
+def test_the_binding_reads_what_it_can_and_converts_the_rest():
+    cache = PrefixCache(8, 4)
+    cache.insert([5, 6, 7, 8, 9, 10], cache.allocate(2))
+    same = [
+        [5, 6, 7, 8, 9, 10],
+        (5, 6, 7, 8, 9, 10),
+        array.array("i", [5, 6, 7, 8, 9, 10]),
+        np.array([5, 6, 7, 8, 9, 10], dtype=">i4"),  # not native order: converted
+        np.arange(5, 17, dtype=np.int32)[::2] * 0 + np.arange(5, 11, dtype=np.int32),
+        [5, 6, 7, True + 7, 9, 10],  # a bool among the ints: converted as before, to 8
+        [5, 6, np.int64(7), 8, 9, 10],
+        [5, 6, 7, 8, 9, 10, 2**31 - 1][:6],
+    ]
+    for tokens in same:
+        assert cache.match(tokens).matched_len == 6, tokens
+    assert cache.match([-(2**31), 5]).matched_len == 0
+    with pytest.raises(ValueError, match="int32"):
+        cache.match([5, 6, 2**31])
+    with pytest.raises(ValueError, match="int32"):
+        cache.match((5, -(2**31) - 1))
+    with pytest.raises(ValueError, match="integer"):
+        cache.match(np.array([5.0, 6.0]))
+    with pytest.raises(ValueError, match="not an int"):
+        cache.insert([1, 2], [0.5])
+    with pytest.raises(ValueError, match="not an int"):
+        cache.release([True])
+    # Block ids as a tuple, an array, numpy scalars: each a fresh block for a new sequence.
+    for i, kind in enumerate((tuple, np.array, lambda b: [np.int64(x) for x in b])):
+        (held,) = cache.allocate(1)
+        inserted = cache.insert([20 + i], kind([held]))
+        assert cache.match([20 + i]) == (1, [held]) and cache.match([20 + i]).node == inserted.node
+    cache.check_invariants()
+
+
+def test_a_call_from_inside_a_call_is_refused():
+    """A converter runs Python code (here an item's __index__): calling the same cache from there is refused."""
+    cache = PrefixCache(8, 4)
+
+    class Sneaky:
+        def __index__(self):
+            cache.match([1, 2])
+            return 1
+
+    with pytest.raises(RuntimeError, match="inside one of its own calls"):
+        cache.match([Sneaky(), 2])
+    assert cache.match([1, 2]).matched_len == 0  # and the cache still works
+    cache.check_invariants()
