@@ -53,20 +53,14 @@ class TokenTree:
 
 
 @dataclass(frozen=True)
-class Chain:
-    """A run [start, stop) of the row without branching, and the keys its queries attend to: its
-    ancestors (`keys`, an index; None when they are the contiguous run [key_start, start)) then itself."""
+class Chains:
+    """The row cut into runs without branching (chains), and the keys each chain's queries attend to:
+    its ancestors, then itself (causally)."""
 
-    start: int
-    stop: int
-    key_start: int
-    keys: Tensor | None
-    mask: Tensor | None  # [stop - start, keys]: every ancestor, then causal over the chain; None when not needed
-
-    @property
-    def causal(self) -> bool:
-        """A root chain: plain causal attention over itself."""
-        return self.keys is None and self.key_start == self.start
+    lengths: tuple[int, ...]  # tokens per chain, in row order
+    key_lengths: tuple[int, ...]  # keys per chain: its ancestors and itself
+    key_index: Tensor | None  # every chain's keys, concatenated; None when each chain is a root (its keys: itself)
+    masks: tuple[Tensor | None, ...]  # [length, key_length] bool; None: causal over itself (a root) or all keys
 
 
 @dataclass(frozen=True)
@@ -76,7 +70,7 @@ class PackedBatch:
     input_ids: Tensor  # [1, L] the distinct tokens, depth-first
     position_ids: Tensor  # [1, L] each token's depth along its own branch
     subtree_end: Tensor  # [L] one past the last descendant: j is an ancestor-or-self of i iff j <= i < end[j]
-    chains: tuple[Chain, ...]
+    chains: Chains
     label_index: Tensor  # [M] the row position whose hidden state scores each label
     labels: Tensor  # [M] the next tokens, sequence after sequence
     cu_seqlens: Tensor  # [S + 1] each sequence's labels are labels[cu[s]:cu[s + 1]]
@@ -187,7 +181,7 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-def _chains(parent: list[int], device) -> tuple[tuple[Chain, ...], bool]:
+def _chains(parent: list[int], device) -> tuple[Chains, bool]:
     """Cut the depth-first row into runs without branching; each run's keys are its ancestors, then itself."""
     n = len(parent)
     children = [0] * n
@@ -195,31 +189,29 @@ def _chains(parent: list[int], device) -> tuple[tuple[Chain, ...], bool]:
         if p >= 0:
             children[p] += 1
     starts = [v for v in range(n) if parent[v] < 0 or children[parent[v]] > 1]
+    bounds = starts + [n]
     chain_of = [0] * n  # the start of the run each node is in
-    chains = []
-    for k, a in enumerate(starts):
-        b = starts[k + 1] if k + 1 < len(starts) else n
-        for v in range(a, b):
-            chain_of[v] = a
-        ranges = []  # the ancestors, as contiguous runs, deepest first
+    lengths, key_lengths, index, masks = [], [], [], []
+    for a, b in zip(bounds, bounds[1:]):
+        chain_of[a:b] = [a] * (b - a)
+        ranges = []  # the ancestors as contiguous runs, deepest first
         p = parent[a]
         while p >= 0:
             ranges.append((chain_of[p], p + 1))
             p = parent[chain_of[p]]
-        ranges.reverse()
         ancestors = sum(hi - lo for lo, hi in ranges)
-        contiguous = all(ranges[i][1] == ranges[i + 1][0] for i in range(len(ranges) - 1)) and (
-            not ranges or ranges[-1][1] == a
-        )
-        keys = None
-        if not contiguous:
-            keys = torch.cat([torch.arange(lo, hi) for lo, hi in ranges] + [torch.arange(a, b)]).to(device)
+        index.extend(i for lo, hi in reversed(ranges) for i in range(lo, hi))
+        index.extend(range(a, b))
+        lengths.append(b - a)
+        key_lengths.append(ancestors + b - a)
         mask = None
-        if ancestors and b - a > 1:
+        if ancestors and b - a > 1:  # every ancestor, then causal over the chain itself
             own = torch.ones(b - a, b - a, dtype=torch.bool, device=device).tril()
             mask = torch.cat([torch.ones(b - a, ancestors, dtype=torch.bool, device=device), own], 1)
-        chains.append(Chain(a, b, a - ancestors if contiguous else a, keys, mask))
-    return tuple(chains), any(c > 1 for c in children)
+        masks.append(mask)
+    branched = any(c > 1 for c in children)
+    key_index = torch.tensor(index, dtype=torch.long, device=device) if branched else None
+    return Chains(tuple(lengths), tuple(key_lengths), key_index, tuple(masks)), branched
 
 
 # ----------------------------------------------------------------------------- attention
@@ -245,29 +237,27 @@ def _tree_attention(module, query, key, value, attention_mask, scaling=None, dro
 
     batch = kwargs.pop("packed_batch", None)
     if batch is None:  # an ordinary call (generation, an unpacked pass) while the tree attention is set
+        if attention_mask is _PACKED_MASK:
+            raise RuntimeError("a packed batch reached the attention without its layout (call packed_hidden_states)")
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
         )
+    chains = batch.chains
     groups = query.shape[1] // key.shape[1]
     if groups > 1:  # grouped-query attention: each key head serves `groups` query heads
         key, value = key.repeat_interleave(groups, 1), value.repeat_interleave(groups, 1)
-    outs = []
-    for c in batch.chains:
-        if c.keys is None:
-            k, v = key[:, :, c.key_start : c.stop], value[:, :, c.key_start : c.stop]
-        else:
-            k, v = key.index_select(2, c.keys), value.index_select(2, c.keys)
-        outs.append(
-            F.scaled_dot_product_attention(
-                query[:, :, c.start : c.stop],
-                k,
-                v,
-                attn_mask=c.mask,
-                is_causal=c.causal and c.stop - c.start > 1,
-                dropout_p=dropout if module.training else 0.0,
-                scale=scaling,
-            )
+    if chains.key_index is not None:  # one gather for every chain's keys: one scatter in the backward
+        key, value = key.index_select(2, chains.key_index), value.index_select(2, chains.key_index)
+    # split, not sliced chain by chain: the backward of a split is one concatenation
+    queries = query.split(chains.lengths, 2)
+    keys, values = key.split(chains.key_lengths, 2), value.split(chains.key_lengths, 2)
+    p = dropout if module.training else 0.0
+    outs = [
+        F.scaled_dot_product_attention(
+            q, k, v, attn_mask=m, is_causal=m is None and q.shape[2] == k.shape[2], dropout_p=p, scale=scaling
         )
+        for q, k, v, m in zip(queries, keys, values, chains.masks, strict=True)
+    ]
     return torch.cat(outs, 2).transpose(1, 2).contiguous(), None
 
 
@@ -280,6 +270,7 @@ def _register_tree_attention() -> None:
         ALL_MASK_ATTENTION_FUNCTIONS.register(TREE_ATTENTION, sdpa_mask)  # unpacked calls get SDPA's mask
 
 
+_PACKED_MASK = torch.ones(1, 1, 1, 1, dtype=torch.bool)
 _IMPLEMENTATIONS = {"tree": TREE_ATTENTION, "flex": "flex_attention", "flash": "flash_attention_2"}
 
 
@@ -308,7 +299,10 @@ def packed_hidden_states(model: torch.nn.Module, batch: PackedBatch, attention: 
     kwargs: dict = {}
     mask = None
     if attention == "tree":
+        # the layout travels with the call (so recomputation under checkpointing sees it too); the mask is a
+        # 4-D placeholder, which transformers passes through instead of building an [L, L] one
         kwargs["packed_batch"] = batch
+        mask = _PACKED_MASK
     elif attention == "dense":
         mask = batch.dense_mask()
         if unwrap(model).config._attn_implementation == "eager":  # eager adds its mask to the scores
