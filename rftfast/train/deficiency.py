@@ -7,6 +7,7 @@ failure are selected.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from rftfast.eval import judge_greedy
 from rftfast.ops.logprob import sequence_logprobs
 from rftfast.train.batching import pad_batch
 from rftfast.train.model_io import hidden_states, lm_head_weight
+from rftfast.train.packing import pack_trees, packed_attention, packed_hidden_states, resolve_attention
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -42,15 +44,32 @@ def answer_perplexities(
     examples: Sequence[Example],
     batch_size: int = 16,
     device: str = "cpu",
+    packing: bool = True,
 ) -> list[float]:
-    """exp(mean NLL of the answer tokens) of each example under `model`."""
+    """exp(mean NLL of the answer tokens) of each example under `model` (each batch one token tree with
+    `packing`, padded rows without)."""
+    from rftfast.train.sft import example_trees
+
+    attention = resolve_attention("auto", torch.device(device), branched=True)
     out = []
-    for start in range(0, len(examples), batch_size):
-        chunk = examples[start : start + batch_size]
-        batch = pad_batch([e.input_ids for e in chunk], [e.answer_start for e in chunk], tokenizer.pad_token_id, device)
-        hidden = hidden_states(model, batch["input_ids"], batch["attention_mask"])
-        mean_logp = sequence_logprobs(hidden, lm_head_weight(model), batch["labels"], average=True)
-        out.extend(math.exp(min(50.0, -float(v))) for v in mean_logp)
+    with packed_attention(model, attention) if packing else contextlib.nullcontext():
+        for start in range(0, len(examples), batch_size):
+            chunk = examples[start : start + batch_size]
+            if packing:
+                batch = pack_trees(example_trees(chunk), device)
+                hidden, layout = packed_hidden_states(model, batch, attention), {"cu_seqlens": batch.cu_seqlens}
+                labels = batch.labels
+            else:
+                batch = pad_batch(
+                    [e.input_ids for e in chunk], [e.answer_start for e in chunk], tokenizer.pad_token_id, device
+                )
+                hidden, labels, layout = (
+                    hidden_states(model, batch["input_ids"], batch["attention_mask"]),
+                    batch["labels"],
+                    {},
+                )
+            mean_logp = sequence_logprobs(hidden, lm_head_weight(model), labels, average=True, **layout)
+            out.extend(math.exp(min(50.0, -float(v))) for v in mean_logp)
     return out
 
 

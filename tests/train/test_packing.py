@@ -303,3 +303,16 @@ def test_flex_attention_matches_unpacked_rows_on_gpu():
             packed_hidden_states(model, batch, "flex"), weight, batch.labels, cu_seqlens=batch.cu_seqlens
         )
     assert rel(logps, ref) < 1e-4
+
+
+def test_answer_perplexities_packed_match_padded():
+    from rftfast.train.deficiency import answer_perplexities
+
+    class Pad:
+        pad_token_id = 0
+
+    model = tiny_model("qwen2")
+    batch_examples = examples(random.Random(7), 10)
+    packed = answer_perplexities(model, Pad(), batch_examples, batch_size=4, packing=True)
+    padded = answer_perplexities(model, Pad(), batch_examples, batch_size=4, packing=False)
+    assert rel(torch.tensor(packed), torch.tensor(padded)) < TOL
