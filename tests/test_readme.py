@@ -71,3 +71,17 @@ def test_loss_from_hidden_states_matches_the_models_logits():
     assert_close(
         fused_grad, policy.model.layers[0].mlp.up_proj.weight.grad, atol=1e-5, what="gradient reaching the first layer"
     )
+
+
+def test_readme_packing_example_runs_on_a_tiny_model():
+    transformers = pytest.importorskip("transformers")
+    block = next(b for b in re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S) if "pack_trees(" in b)
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4
+    )
+    model = transformers.LlamaForCausalLM(config)
+    namespace = {"model": model, "prompt": [1, 5, 9, 13, 2], "chosen": [7, 8], "rejected": [7, 11, 3]}
+    exec(compile(block, str(README), "exec"), namespace)
+    assert namespace["out"].loss.isfinite()
+    assert model.lm_head.weight.grad is not None and model.config._attn_implementation == "sdpa"
