@@ -14,8 +14,13 @@ selection, expansion and backup; producing the trace's children (the generator's
 `TransformersGenerator` (CPU) and prints where the wall time went: generation, rewards, and the search's own
 bookkeeping (selection, expansion, backup, building requests, decoding node texts).
 
+The numba forest runs two ways: three calls a round (`select_leaves`, `expand`, `backup`), and one call a round
+(`Forest.round`: expand and back up this round's children, select the next round's leaves, arguments checked
+once). The last layout is the search's shape for many records: one leaf per tree, `--max-children` children each.
+
 "per sim (last 10%)" is measured over the simulations that take the forest from 90% to 100% of `--nodes`,
-that is at the full size; "per sim (all)" averages the whole growth. Each figure is the best of `--repeat` runs.
+that is at the full size; "per sim (all)" averages the whole growth. Every run of a layout makes the same rounds;
+each round counts with its least time over `--repeat` runs.
 """
 
 from __future__ import annotations
@@ -26,16 +31,19 @@ import time
 import numpy as np
 
 from rftfast.mcts import Forest
+from rftfast.mcts.forest import Expansion
 from rftfast.mcts.reference import ReferenceForest
 
 
 class Trace:
     """Arity, priors, values and terminal flags of the children of node `n` of tree `t`, fixed in advance."""
 
-    def __init__(self, num_trees: int, capacity: int, max_children: int, p_terminal: float, seed: int = 0):
+    def __init__(
+        self, num_trees: int, capacity: int, max_children: int, p_terminal: float, seed: int = 0, min_children: int = 1
+    ):
         rng = np.random.default_rng(seed)
         self.max_children = max_children
-        self.arity = rng.integers(1, max_children + 1, (num_trees, capacity))
+        self.arity = rng.integers(min_children, max_children + 1, (num_trees, capacity))
         priors = rng.random((num_trees, capacity, max_children)) + 0.05
         self.priors = priors / priors.sum(-1, keepdims=True)
         self.values = rng.uniform(-1.0, 1.0, (num_trees, capacity, max_children))
@@ -71,10 +79,11 @@ class Trace:
 
 
 def grow(forest, batch, num_trees: int, nodes: int, k: int, args) -> tuple[object, list]:
-    """Grow `forest` to `nodes` nodes on the trace; `batch(tree_ids, node_ids)` plays the generator.
+    """Grow `forest` to `nodes` nodes on the trace with three calls a round (select_leaves, expand, backup);
+    `batch(tree_ids, node_ids)` plays the generator.
 
-    Both implementations run this same loop, so only the forest's own work differs; the generator's part
-    (producing the trace's children) is excluded from the timed seconds.
+    Every implementation runs this loop (or `grow_one_call`), so only the forest's own work differs; the
+    generator's part (producing the trace's children) is excluded from the timed seconds.
     """
     log = []  # (seconds, simulations, total nodes after the round)
     total = num_trees
@@ -93,9 +102,36 @@ def grow(forest, batch, num_trees: int, nodes: int, k: int, args) -> tuple[objec
     return forest, log
 
 
-def run_numba(trace: Trace, num_trees: int, nodes: int, k: int, args) -> tuple[Forest, list]:
+def grow_one_call(forest: Forest, batch, num_trees: int, nodes: int, k: int, args) -> tuple[Forest, list]:
+    """`grow` with `Forest.round`: one call per round expands and backs up the round's children and selects the
+    next round's leaves (the first round's are selected by `select_leaves`). Same trees, same order of work."""
+    log = []
+    total = num_trees
+    start = time.perf_counter()
+    tree_ids, node_ids = forest.select_leaves(k, args.c, args.rule, args.virtual_loss, args.max_depth)
+    seconds = time.perf_counter() - start
+    while total < nodes and len(tree_ids):
+        simulations = len(tree_ids)
+        new = Expansion(*batch(tree_ids, node_ids))
+        start = time.perf_counter()
+        children, tree_ids, node_ids = forest.round(
+            new,
+            k=k if total + len(new.tree_ids) < nodes else 0,  # the last round selects nothing
+            c=args.c,
+            rule=args.rule,
+            virtual_loss=args.virtual_loss,
+            max_depth=args.max_depth,
+        )
+        seconds += time.perf_counter() - start
+        total += len(children)
+        log.append((seconds, simulations, total))
+        seconds = 0.0
+    return forest, log
+
+
+def run_numba(trace: Trace, num_trees: int, nodes: int, k: int, args, one_call: bool = False) -> tuple[Forest, list]:
     forest = Forest(num_trees, capacity=1024, max_children=trace.max_children, backup=args.backup)
-    return grow(forest, trace.arrays, num_trees, nodes, k, args)
+    return (grow_one_call if one_call else grow)(forest, trace.arrays, num_trees, nodes, k, args)
 
 
 def run_python(trace: Trace, num_trees: int, nodes: int, k: int, args) -> tuple[ReferenceForest, list]:
@@ -106,6 +142,12 @@ def run_python(trace: Trace, num_trees: int, nodes: int, k: int, args) -> tuple[
 def per_sim_us(log: list, nodes: int, tail: float) -> float:
     rows = [row for row in log if row[2] > (1 - tail) * nodes] if tail < 1 else log
     return 1e6 * sum(r[0] for r in rows) / max(1, sum(r[1] for r in rows))
+
+
+def best_rounds(logs: list[list]) -> list:
+    """One log from several runs of the same trace: each round's least time (a shared machine only adds time)."""
+    assert all(len(log) == len(logs[0]) for log in logs), "runs of one trace make the same rounds"
+    return [(min(rows[i][0] for rows in logs), *logs[0][i][1:]) for i in range(len(logs[0]))]
 
 
 def check_same(forest: Forest, ref: ReferenceForest) -> None:
@@ -209,39 +251,50 @@ def main() -> None:
         run_search(args)
         return
 
-    layouts = [
-        ("1 tree, 16 leaves/round", 1, 16),
-        ("64 trees, 4 leaves/round", 64, 4),
-        ("1000 trees, 1 leaf/round", 1000, 1),
+    layouts = [  # name, trees, leaves per tree per round, fewest children per expansion (the most: --max-children)
+        ("1 tree, 16 leaves/round", 1, 16, 1),
+        ("64 trees, 4 leaves/round", 64, 4, 1),
+        ("1000 trees, 1 leaf/round", 1000, 1, 1),
+        (f"64 trees, 1 leaf/round, {args.max_children} children", 64, 1, args.max_children),
     ]
     print(
         f"bookkeeping per simulation, {args.nodes} nodes in all, rule={args.rule}, backup={args.backup}, "
-        f"arity 1..{args.max_children}"
+        f"arity 1..{args.max_children} unless the layout says; each round's least time of {args.repeat} runs"
     )
     print(
-        "| layout | sims | numba µs/sim (all) | numba µs/sim (last 10%) | python µs/sim (all) | "
-        "python µs/sim (last 10%) | speed-up (last 10%) |"
+        "| layout | sims | numba 3 calls µs/sim (all / last 10%) | numba one call µs/sim (all / last 10%) | "
+        "python µs/sim (all / last 10%) | speed-up, last 10% (3 calls / one call) |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, num_trees, k in layouts:
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, num_trees, k, min_children in layouts:
         capacity = args.nodes + 64
         trace = Trace(
-            num_trees, min(capacity, 2 * args.nodes // num_trees + 64), args.max_children, args.p_terminal, args.seed
+            num_trees,
+            min(capacity, 2 * args.nodes // num_trees + 64),
+            args.max_children,
+            args.p_terminal,
+            args.seed,
+            min_children,
         )
-        run_numba(trace, num_trees, min(args.nodes, 2000), k, args)  # compile (or load the cache) first
-        # Best of `--repeat` runs of each: the machine may be shared, and noise only ever adds time.
-        numba_runs = [run_numba(trace, num_trees, args.nodes, k, args) for _ in range(args.repeat)]
-        python_runs = [run_python(trace, num_trees, args.nodes, k, args) for _ in range(args.repeat)]
-        check_same(numba_runs[0][0], python_runs[0][0])
-        numba_logs, python_logs = [log for _, log in numba_runs], [log for _, log in python_runs]
-        sims = sum(r[1] for r in numba_logs[0])
-        nb_all = min(per_sim_us(log, args.nodes, 1.0) for log in numba_logs)
-        nb_tail = min(per_sim_us(log, args.nodes, 0.1) for log in numba_logs)
-        py_all = min(per_sim_us(log, args.nodes, 1.0) for log in python_logs)
-        py_tail = min(per_sim_us(log, args.nodes, 0.1) for log in python_logs)
+        for one_call in (False, True):  # compile (or load the cache) first
+            run_numba(trace, num_trees, min(args.nodes, 2000), k, args, one_call)
+        # `--repeat` runs of each; each round's least time counts: the machine may be shared, noise only adds time.
+        runs = {
+            "3 calls": [run_numba(trace, num_trees, args.nodes, k, args) for _ in range(args.repeat)],
+            "one call": [run_numba(trace, num_trees, args.nodes, k, args, True) for _ in range(args.repeat)],
+            "python": [run_python(trace, num_trees, args.nodes, k, args) for _ in range(args.repeat)],
+        }
+        for kind in ("3 calls", "one call"):
+            check_same(runs[kind][0][0], runs["python"][0][0])
+        sims = sum(r[1] for r in runs["3 calls"][0][1])
+        us = {}
+        for kind, done in runs.items():
+            log = best_rounds([log for _, log in done])
+            us[kind] = [per_sim_us(log, args.nodes, tail) for tail in (1.0, 0.1)]
+        three, one, py = us["3 calls"], us["one call"], us["python"]
         print(
-            f"| {name} | {sims} | {nb_all:.2f} | {nb_tail:.2f} | {py_all:.1f} | {py_tail:.1f} | "
-            f"{py_tail / nb_tail:.0f}× |"
+            f"| {name} | {sims} | {three[0]:.2f} / {three[1]:.2f} | {one[0]:.2f} / {one[1]:.2f} | "
+            f"{py[0]:.1f} / {py[1]:.1f} | {py[1] / three[1]:.0f}× / {py[1] / one[1]:.0f}× |"
         )
 
 

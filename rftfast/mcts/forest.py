@@ -1,8 +1,10 @@
-"""Many search trees as one struct of arrays, mutated only by compiled (numba) kernels.
+"""Many search trees as arrays of node records, mutated only by compiled (numba) kernels.
 
 A `Forest` holds `T` trees of up to `C` nodes each (`C` is the capacity, doubled when a tree outgrows it);
-node 0 of every tree is its root. Every per-node field is a `[T, C]` array indexed `[tree, node]`, and a
-node's id is its creation order within its tree, so two runs that make the same calls build the same ids.
+node 0 of every tree is its root. Every per-node field is exposed as a `[T, C]` array indexed `[tree, node]`,
+and a node's id is its creation order within its tree, so two runs that make the same calls build the same ids.
+The storage is one 64-byte record per node (a numpy structured array, `[T, C]`; the fields are views of it) and
+the `children` table: a descent visits a child in one cache line, and the kernels take two arrays, not a dozen.
 
 Fields (T trees, C node capacity, A = `max_children`, U = `tokens_used`):
 
@@ -42,17 +44,21 @@ expression, so both give the same bits.
 Virtual loss lives only inside one `select_leaves` call: each leaf picked adds one pending visit with value
 `-virtual_loss` to every node on its path, so the next descent in the same tree is steered elsewhere; the
 pending visits are taken back before the call returns, because the caller expands and backs up every selected
-leaf before it selects again (`pending [T, C]` and `blocked [T, C]` are that call's scratch, zero between
+leaf before it selects again (the records' `pending` and `blocked` are that call's scratch, zero between
 calls). A leaf picked once is not picked again in the same call.
 
 Ties between children go to the first child (the lowest id), so selection is deterministic.
+
+A search round's part in the forest can be one call, `round`: expand the round's children, back each up with
+its own value, make the leaves the generator could not extend terminal, and select the next round's leaves, its
+arguments checked once. It is exactly `expand`, `backup`, `mark_terminal`, `select_leaves` in that order.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from numba import njit
@@ -69,12 +75,13 @@ NO_PARENT = -1  # `parent` of a root and of unused slots: the end of every walk 
 NO_NODE = -1  # no child / nothing found (`children` past `num_children`, a failed selection)
 NO_SPAN = -1  # `span_start` of a node that holds no tokens
 ALL_FOUND = -1  # what a kernel that checks entries returns when every entry's node exists
-# `_expand`'s return codes (nothing is changed unless it returns EXPANDED)
+# `_expand`'s and `_round`'s return codes (nothing is changed unless it returns EXPANDED)
 EXPANDED, BAD_TREE, BAD_PARENT, EXHAUSTED_PARENT, TOO_MANY_CHILDREN, OUT_OF_CAPACITY = 0, -1, -2, -3, -4, -5
+BAD_DEAD_LEAF = -6
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Kernels. They take the arrays they touch; `Forest` below is the only caller and checks shapes and dtypes.
+# Kernels. `Forest` below is the only caller and checks shapes and dtypes.
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -115,42 +122,55 @@ def _child_factor(n_child, rule):
     return 1.0 / math.sqrt(n_child + 1) if rule == 0 else 1.0 / (1 + n_child)
 
 
+# One record per node: the fields of the module docstring but `children`, plus the selection scratch (`pending`,
+# `blocked`). A node's record is one 64-byte cache line (the storage is aligned), with what a descent reads of a
+# child first, so visiting a child is one line, and growing or backing up a node one write to it.
+_NODE = np.dtype(
+    {
+        "names": [
+            "visits",
+            "value_sum",
+            "prior",
+            "pending",
+            "num_children",
+            "exhausted",
+            "blocked",
+            "terminal",
+            "depth",
+            "parent",
+            "span_len",
+            "reward",
+            "span_start",
+        ],
+        "formats": ["i8", "f8", "f8", "i4", "i4", "?", "?", "?", "i4", "i4", "i4", "f8", "i8"],
+        "offsets": [0, 8, 16, 24, 28, 32, 33, 34, 36, 40, 44, 48, 56],
+        "itemsize": 64,
+    }
+)
+_FIELDS = ("parent", "num_children", "depth", "visits", "value_sum", "reward", "prior", "terminal", "exhausted")
+_FIELDS += ("span_start", "span_len")  # the public per-node fields, [T, C] views of the records
+_UNUSED = np.zeros((), _NODE)  # what a slot past num_nodes holds
+_UNUSED["parent"], _UNUSED["span_start"] = NO_PARENT, NO_SPAN
+# Kernels take `nodes` (the records, [T, C]) and `children` ([T, C, A]); `nodes[t, i]` is node i's record,
+# `nodes[t, i].visits` its field, read and written in place.
+
+
 @njit(cache=True, error_model="numpy")
-def _propagate_exhausted(parent, children, num_children, exhausted, t, node):
+def _propagate_exhausted(nodes, children, t, node):
     """Mark `node` and its ancestors exhausted for as long as all their children are."""
     while node != NO_PARENT:
-        nc = num_children[t, node]
-        if nc == 0 or exhausted[t, node]:
+        rec = nodes[t, node]
+        if rec.num_children == 0 or rec.exhausted:
             return
-        for j in range(nc):
-            if not exhausted[t, children[t, node, j]]:
+        for j in range(rec.num_children):
+            if not nodes[t, children[t, node, j]].exhausted:
                 return
-        exhausted[t, node] = True
-        node = parent[t, node]
+        rec.exhausted = True
+        node = rec.parent
 
 
 @njit(cache=True, error_model="numpy")
-def _select_leaves(
-    parent,
-    children,
-    num_children,
-    depth,
-    visits,
-    value_sum,
-    prior,
-    exhausted,
-    pending,
-    blocked,
-    num_nodes,
-    k,
-    c,
-    rule,
-    virtual_loss,
-    value_mode,
-    max_depth,
-    out_tree,
-    out_node,
-):
+def _select_leaves(nodes, children, num_nodes, k, c, rule, virtual_loss, value_mode, max_depth, out_tree, out_node):
     """Up to `k` distinct leaves per tree; returns how many were written to `out_tree`/`out_node`.
 
     A picked leaf is blocked for the rest of the call, and so is each ancestor left with no selectable child.
@@ -162,33 +182,36 @@ def _select_leaves(
     for t in range(num_nodes.shape[0]):
         n_blocked = 0
         first = count
+        root = nodes[t, ROOT_INDEX]
         for pick in range(k):
             found = NO_NODE
-            while found == NO_NODE and not exhausted[t, ROOT_INDEX] and not blocked[t, ROOT_INDEX]:
+            while found == NO_NODE and not root.exhausted and not root.blocked:
                 node = ROOT_INDEX
                 while True:
-                    nc = num_children[t, node]
+                    rec = nodes[t, node]
+                    nc = rec.num_children
                     if nc == 0:
-                        if depth[t, node] >= max_depth:  # cut by the depth limit, for good
-                            exhausted[t, node] = True
-                            _propagate_exhausted(parent, children, num_children, exhausted, t, parent[t, node])
+                        if rec.depth >= max_depth:  # cut by the depth limit, for good
+                            rec.exhausted = True
+                            _propagate_exhausted(nodes, children, t, rec.parent)
                         else:
                             found = node
                         break
-                    parent_factor = _parent_factor(visits[t, node] + pending[t, node], rule)
+                    parent_factor = _parent_factor(rec.visits + rec.pending, rule)
                     best = NO_NODE
                     best_score = 0.0
                     for j in range(nc):
                         ch = children[t, node, j]
-                        if exhausted[t, ch] or blocked[t, ch]:
+                        child = nodes[t, ch]
+                        if child.exhausted or child.blocked:
                             continue
-                        q = _q(value_sum[t, ch], visits[t, ch], pending[t, ch], virtual_loss, value_mode)
-                        s = q + c * prior[t, ch] * parent_factor * _child_factor(visits[t, ch] + pending[t, ch], rule)
+                        q = _q(child.value_sum, child.visits, child.pending, virtual_loss, value_mode)
+                        s = q + c * child.prior * parent_factor * _child_factor(child.visits + child.pending, rule)
                         if best == NO_NODE or s > best_score:
                             best = ch
                             best_score = s
                     if best == NO_NODE:
-                        blocked[t, node] = True
+                        rec.blocked = True
                         blocked_list[n_blocked] = node
                         n_blocked += 1
                         break
@@ -203,105 +226,88 @@ def _select_leaves(
             # Block the leaf, and each ancestor left with nothing to select, so later descents skip them.
             node = found
             while node != NO_PARENT:
-                nc = num_children[t, node]
-                for j in range(nc):
-                    ch = children[t, node, j]
-                    if not exhausted[t, ch] and not blocked[t, ch]:
+                rec = nodes[t, node]
+                for j in range(rec.num_children):
+                    child = nodes[t, children[t, node, j]]
+                    if not child.exhausted and not child.blocked:
                         break
                 else:
-                    blocked[t, node] = True
+                    rec.blocked = True
                     blocked_list[n_blocked] = node
                     n_blocked += 1
-                    node = parent[t, node]
+                    node = rec.parent
                     continue
                 break
             node = found
             while node != NO_PARENT:
-                pending[t, node] += 1
-                node = parent[t, node]
+                nodes[t, node].pending += 1
+                node = nodes[t, node].parent
         for i in range(first, min(count, first + k - 1)):  # take the virtual loss back
             node = out_node[i]
             while node != NO_PARENT:
-                pending[t, node] -= 1
-                node = parent[t, node]
+                nodes[t, node].pending -= 1
+                node = nodes[t, node].parent
         for i in range(n_blocked):
-            blocked[t, blocked_list[i]] = False
+            nodes[t, blocked_list[i]].blocked = False
     return count
 
 
 @njit(cache=True, error_model="numpy")
-def _expand(
-    tree_ids,
-    parent_ids,
-    priors,
-    values,
-    terminal_in,
-    parent,
-    children,
-    num_children,
-    depth,
-    visits,
-    value_sum,
-    reward,
-    prior,
-    terminal,
-    exhausted,
-    span_start,
-    span_len,
-    num_nodes,
-    out_child,
-):
+def _expand(nodes, children, num_nodes, tree_ids, parent_ids, priors, values, terminal_in, out_child):
     """Add one child per entry; returns EXPANDED, or (nothing changed) the code of the first problem found:
     BAD_TREE, BAD_PARENT, EXHAUSTED_PARENT, TOO_MANY_CHILDREN or OUT_OF_CAPACITY."""
     n_trees = num_nodes.shape[0]
-    capacity = parent.shape[1]
+    capacity = nodes.shape[1]
     max_children = children.shape[2]
-    for i in range(tree_ids.shape[0]):
+    m = tree_ids.shape[0]
+    for i in range(m):
         t = tree_ids[i]
         if t < 0 or t >= n_trees:
             return BAD_TREE
         p = parent_ids[i]
         if p < 0 or p >= num_nodes[t]:
             return BAD_PARENT
-        if exhausted[t, p]:
+        if nodes[t, p].exhausted:
             return EXHAUSTED_PARENT
     # Count each parent's new children and each tree's new nodes in place, check, and put the counts back.
     overflow = EXPANDED
-    for i in range(tree_ids.shape[0]):
-        num_children[tree_ids[i], parent_ids[i]] += 1
+    for i in range(m):
+        nodes[tree_ids[i], parent_ids[i]].num_children += 1
         num_nodes[tree_ids[i]] += 1
-    for i in range(tree_ids.shape[0]):
-        if num_children[tree_ids[i], parent_ids[i]] > max_children:
+    for i in range(m):
+        if nodes[tree_ids[i], parent_ids[i]].num_children > max_children:
             overflow = TOO_MANY_CHILDREN
         elif num_nodes[tree_ids[i]] > capacity and overflow == EXPANDED:
             overflow = OUT_OF_CAPACITY
-    for i in range(tree_ids.shape[0]):
-        num_children[tree_ids[i], parent_ids[i]] -= 1
+    for i in range(m):
+        nodes[tree_ids[i], parent_ids[i]].num_children -= 1
         num_nodes[tree_ids[i]] -= 1
     if overflow != EXPANDED:
         return overflow
-    for i in range(tree_ids.shape[0]):
+    for i in range(m):
         t = tree_ids[i]
         p = parent_ids[i]
         ch = num_nodes[t]
         num_nodes[t] += 1
-        parent[t, ch] = p
-        depth[t, ch] = depth[t, p] + 1
-        visits[t, ch] = 0
-        value_sum[t, ch] = 0.0
-        reward[t, ch] = values[i]
-        prior[t, ch] = priors[i]
-        terminal[t, ch] = terminal_in[i]
-        exhausted[t, ch] = terminal_in[i]
-        num_children[t, ch] = 0
-        span_start[t, ch] = NO_SPAN
-        span_len[t, ch] = 0
-        children[t, p, num_children[t, p]] = ch
-        num_children[t, p] += 1
+        up = nodes[t, p]
+        rec = nodes[t, ch]
+        rec.parent = p
+        rec.depth = up.depth + 1
+        rec.visits = 0
+        rec.value_sum = 0.0
+        rec.reward = values[i]
+        rec.prior = priors[i]
+        rec.terminal = terminal_in[i]
+        rec.exhausted = terminal_in[i]
+        rec.num_children = 0
+        rec.span_start = NO_SPAN
+        rec.span_len = 0
+        children[t, p, up.num_children] = ch
+        up.num_children += 1
         out_child[i] = ch
-    for i in range(tree_ids.shape[0]):
+    for i in range(m):
         if terminal_in[i]:
-            _propagate_exhausted(parent, children, num_children, exhausted, tree_ids[i], parent_ids[i])
+            _propagate_exhausted(nodes, children, tree_ids[i], parent_ids[i])
     return EXPANDED
 
 
@@ -315,66 +321,101 @@ def _check_nodes(tree_ids, node_ids, num_nodes):
 
 
 @njit(cache=True, error_model="numpy")
-def _backup(tree_ids, node_ids, values, parent, visits, value_sum, num_nodes):
-    """Add one visit and `values[i]` to node `node_ids[i]` and every ancestor, entries in order.
+def _add_backups(nodes, tree_ids, node_ids, values):
+    """Add one visit and `values[i]` to node `node_ids[i]` and every ancestor, entries in order (all must exist).
 
     Consecutive entries with the same parent (siblings, as `expand` makes them) share one walk up the tree:
     each ancestor still adds their values one by one in entry order, so the sums are bit for bit those of one
-    walk per entry. Returns ALL_FOUND, or (changing nothing) the first entry whose node does not exist.
+    walk per entry.
     """
-    bad = _check_nodes(tree_ids, node_ids, num_nodes)
-    if bad != ALL_FOUND:
-        return bad
     m = tree_ids.shape[0]
     i = 0
     while i < m:
         t = tree_ids[i]
-        p = parent[t, node_ids[i]]
+        p = nodes[t, node_ids[i]].parent
         j = i + 1
-        while j < m and tree_ids[j] == t and parent[t, node_ids[j]] == p:
+        while j < m and tree_ids[j] == t and nodes[t, node_ids[j]].parent == p:
             j += 1
         for e in range(i, j):
-            visits[t, node_ids[e]] += 1
-            value_sum[t, node_ids[e]] += values[e]
+            rec = nodes[t, node_ids[e]]
+            rec.visits += 1
+            rec.value_sum += values[e]
         node = p
         while node != NO_PARENT:
-            visits[t, node] += j - i
+            rec = nodes[t, node]
+            rec.visits += j - i
             for e in range(i, j):
-                value_sum[t, node] += values[e]
-            node = parent[t, node]
+                rec.value_sum += values[e]
+            node = rec.parent
         i = j
-    return ALL_FOUND
 
 
 @njit(cache=True, error_model="numpy")
-def _mark_terminal(tree_ids, node_ids, parent, children, num_children, terminal, exhausted):
+def _backup(nodes, num_nodes, tree_ids, node_ids, values):
+    """`_add_backups` after checking every entry; returns ALL_FOUND, or (changing nothing) the first entry whose
+    node does not exist."""
+    bad = _check_nodes(tree_ids, node_ids, num_nodes)
+    if bad == ALL_FOUND:
+        _add_backups(nodes, tree_ids, node_ids, values)
+    return bad
+
+
+@njit(cache=True, error_model="numpy")
+def _mark_terminal(nodes, children, tree_ids, node_ids):
     for i in range(tree_ids.shape[0]):
         t = tree_ids[i]
-        node = node_ids[i]
-        terminal[t, node] = True
-        if not exhausted[t, node]:
-            exhausted[t, node] = True
-            _propagate_exhausted(parent, children, num_children, exhausted, t, parent[t, node])
+        rec = nodes[t, node_ids[i]]
+        rec.terminal = True
+        if not rec.exhausted:
+            rec.exhausted = True
+            _propagate_exhausted(nodes, children, t, rec.parent)
 
 
 @njit(cache=True, error_model="numpy")
-def _best_child(tree_ids, node_ids, children, num_children, visits, value_sum, reward, by, value_mode, out):
+def _round(nodes, children, num_nodes, new, dead_trees, dead_nodes, select, out):
+    """One search round's bookkeeping: `_expand` the `new` children (tree_ids, parent_ids, priors, values,
+    terminal), `_add_backups` of each with its own value, `_mark_terminal` of the dead leaves, then
+    `_select_leaves` with `select` = (k, c, rule, virtual_loss, value_mode, max_depth), none if k is 0. `out` is
+    (children, selected trees, selected nodes).
+
+    Returns (EXPANDED, leaves selected), or, changing nothing, (BAD_DEAD_LEAF, the first dead entry whose node
+    does not exist) or (`_expand`'s code, 0)."""
+    tree_ids, parent_ids, priors, values, terminal_in = new
+    out_child, out_tree, out_node = out
+    bad = _check_nodes(dead_trees, dead_nodes, num_nodes)
+    if bad != ALL_FOUND:
+        return BAD_DEAD_LEAF, bad
+    code = _expand(nodes, children, num_nodes, tree_ids, parent_ids, priors, values, terminal_in, out_child)
+    if code != EXPANDED:
+        return code, 0
+    _add_backups(nodes, tree_ids, out_child, values)
+    _mark_terminal(nodes, children, dead_trees, dead_nodes)
+    k, c, rule, virtual_loss, value_mode, max_depth = select
+    if k == 0:
+        return EXPANDED, 0
+    n = _select_leaves(nodes, children, num_nodes, k, c, rule, virtual_loss, value_mode, max_depth, out_tree, out_node)
+    return EXPANDED, n
+
+
+@njit(cache=True, error_model="numpy")
+def _best_child(nodes, children, tree_ids, node_ids, by, value_mode, out):
     """Per entry, the child with the most visits / highest Q / highest mean / highest reward; NO_NODE for a leaf."""
     for i in range(tree_ids.shape[0]):
         t = tree_ids[i]
         node = node_ids[i]
         best = NO_NODE
         best_key = 0.0
-        for j in range(num_children[t, node]):
+        for j in range(nodes[t, node].num_children):
             ch = children[t, node, j]
+            child = nodes[t, ch]
             if by == 0:
-                key = float(visits[t, ch])
+                key = float(child.visits)
             elif by == 1:
-                key = _q(value_sum[t, ch], visits[t, ch], 0, 0.0, value_mode)
+                key = _q(child.value_sum, child.visits, 0, 0.0, value_mode)
             elif by == 2:
-                key = _q(value_sum[t, ch], visits[t, ch], 0, 0.0, 0)
+                key = _q(child.value_sum, child.visits, 0, 0.0, 0)
             else:
-                key = reward[t, ch]
+                key = child.reward
             if best == NO_NODE or key > best_key:
                 best = ch
                 best_key = key
@@ -385,22 +426,17 @@ def _best_child(tree_ids, node_ids, children, num_children, visits, value_sum, r
 # The forest
 # ---------------------------------------------------------------------------------------------------------------
 
-# name -> (dtype, fill); every per-node field is [T, C], `children` is [T, C, A].
-_FIELDS = {
-    "parent": (np.int32, NO_PARENT),
-    "num_children": (np.int32, 0),
-    "depth": (np.int32, 0),
-    "visits": (np.int64, 0),
-    "value_sum": (np.float64, 0.0),
-    "reward": (np.float64, 0.0),
-    "prior": (np.float64, 0.0),
-    "terminal": (np.bool_, False),
-    "exhausted": (np.bool_, False),
-    "span_start": (np.int64, NO_SPAN),
-    "span_len": (np.int32, 0),
-}
-# Scratch of `select_leaves`, all zero between calls.
-_SCRATCH = {"pending": (np.int64, 0), "blocked": (np.bool_, False)}
+_EMPTY_IDS = np.zeros(0, np.int64)
+
+
+def _records(shape: tuple[int, int]) -> np.ndarray:
+    """Unused node records of `shape`, each starting a cache line."""
+    size = shape[0] * shape[1] * _NODE.itemsize
+    raw = np.empty(size + 64, np.uint8)
+    start = -raw.ctypes.data % 64
+    out = raw[start : start + size].view(_NODE).reshape(shape)
+    out[...] = _UNUSED
+    return out
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
@@ -423,13 +459,24 @@ def _floats(values, name: str, n: int) -> np.ndarray:
     return out
 
 
+class Expansion(NamedTuple):
+    """New children as `Forest.expand` takes them (its docstring says what each is), for `Forest.round`."""
+
+    tree_ids: ArrayLike
+    parent_ids: ArrayLike
+    priors: ArrayLike
+    values: ArrayLike
+    terminal: ArrayLike | None = None
+    tokens: Sequence[Sequence[int]] | None = None
+
+
 class Forest:
-    """`num_trees` search trees in `[T, C]` arrays (see the module docstring for every field).
+    """`num_trees` search trees, one node record per `[tree, node]` (see the module docstring for every field).
 
     `capacity` is the initial node capacity per tree (doubled as needed); `max_children` bounds a node's
-    arity; `backup` ("mean" or "sum") says what a node's value Q is. The arrays are exposed read-only;
-    only the methods below change them. An attribute is a view of the current storage: growing reallocates,
-    so read it again after `expand` rather than keeping it.
+    arity; `backup` ("mean" or "sum") says what a node's value Q is. The fields are exposed as read-only
+    `[T, C]` views; only the methods below change them. An attribute is a view of the current storage: growing
+    reallocates, so read it again after `expand` rather than keeping it.
     """
 
     def __init__(self, num_trees: int, capacity: int = 64, max_children: int = 8, *, backup: str = "mean") -> None:
@@ -442,10 +489,11 @@ class Forest:
         self.num_trees, self.max_children, self.backup_mode = int(num_trees), int(max_children), backup
         self._value_mode = BACKUPS[backup]
         self._capacity = 0
-        self._arrays: dict[str, np.ndarray] = {}
+        self._nodes = _records((self.num_trees, 0))
+        self._children = np.zeros((self.num_trees, 0, self.max_children), np.int32)
         self._grow(int(capacity))
         self._num_nodes = np.ones(self.num_trees, np.int64)
-        self._arrays["prior"][:, 0] = 1.0
+        self._nodes["prior"][:, ROOT_INDEX] = 1.0
         self._tokens = np.zeros(max(64, capacity), np.int32)
         self.tokens_used = 0
 
@@ -456,18 +504,13 @@ class Forest:
         return self._capacity
 
     def _grow(self, capacity: int) -> None:
-        """Reallocate every per-node array at `capacity` nodes per tree, keeping the contents."""
+        """Reallocate the node records and child table at `capacity` nodes per tree, keeping the contents."""
         old, t = self._capacity, self.num_trees
-        for name, (dtype, fill) in {**_FIELDS, **_SCRATCH}.items():
-            new = np.full((t, capacity), fill, dtype)
-            if old:
-                new[:, :old] = self._arrays[name]
-            self._arrays[name] = new
+        nodes = _records((t, capacity))
+        nodes[:, :old] = self._nodes
         children = np.full((t, capacity, self.max_children), NO_NODE, np.int32)
-        if old:
-            children[:, :old] = self._arrays["children"]
-        self._arrays["children"] = children
-        self._capacity = capacity
+        children[:, :old] = self._children
+        self._nodes, self._children, self._capacity = nodes, children, capacity
 
     def _reserve(self, tree_ids: np.ndarray) -> None:
         needed = int((self._num_nodes + np.bincount(tree_ids, minlength=self.num_trees)).max())
@@ -514,34 +557,11 @@ class Forest:
         A leaf at `depth >= max_depth` is not selected: it is marked exhausted (for good) and the descent
         starts again. Trees whose root is exhausted yield nothing.
         """
-        if rule not in RULES:
-            raise ValueError(f"rule: expected one of {sorted(RULES)}, got {rule!r}")
         if k < 1:
             raise ValueError(f"k: expected >= 1, got {k}")
-        a = self._arrays
-        out_tree = np.empty(self.num_trees * k, np.int64)
-        out_node = np.empty(self.num_trees * k, np.int64)
-        n = _select_leaves(
-            a["parent"],
-            a["children"],
-            a["num_children"],
-            a["depth"],
-            a["visits"],
-            a["value_sum"],
-            a["prior"],
-            a["exhausted"],
-            a["pending"],
-            a["blocked"],
-            self._num_nodes,
-            int(k),
-            float(c),
-            RULES[rule],
-            float(virtual_loss),
-            self._value_mode,
-            NO_DEPTH_LIMIT if max_depth is None else int(max_depth),
-            out_tree,
-            out_node,
-        )
+        select = self._selection(k, c, rule, virtual_loss, max_depth)
+        out_tree, out_node = np.empty(self.num_trees * k, np.int64), np.empty(self.num_trees * k, np.int64)
+        n = _select_leaves(self._nodes, self._children, self._num_nodes, *select, out_tree, out_node)
         return out_tree[:n], out_node[:n]
 
     def expand(
@@ -560,6 +580,116 @@ class Forest:
         Children of one parent may come in one call or several; a parent takes at most `max_children`.
         Raises (changing nothing) for unknown ids, an exhausted parent, or too many children.
         """
+        new = self._new_children(tree_ids, parent_ids, priors, values, terminal, tokens)
+        out = np.empty(new[0].shape[0], np.int64)
+        self._run_growing(new[0], lambda: (_expand(self._nodes, self._children, self._num_nodes, *new, out), 0))
+        if tokens is not None:
+            self.set_spans(new[0], out, tokens)
+        return out
+
+    def backup(self, tree_ids: ArrayLike, node_ids: ArrayLike, values: ArrayLike) -> None:
+        """Add one visit and `values[i]` to `node_ids[i]` and each of its ancestors, in entry order."""
+        tree_ids, node_ids = _ids(tree_ids, "tree_ids"), _ids(node_ids, "node_ids")
+        values = _floats(values, "values", tree_ids.shape[0])
+        if node_ids.shape != tree_ids.shape:
+            raise ValueError(f"node_ids: expected {tree_ids.shape[0]} ids, got {node_ids.shape[0]}")
+        bad = _backup(self._nodes, self._num_nodes, tree_ids, node_ids, values)
+        if bad != ALL_FOUND:
+            raise IndexError(f"entry {bad}: node {node_ids[bad]} of tree {tree_ids[bad]} does not exist")
+
+    def round(
+        self,
+        children: Expansion | tuple,
+        *,
+        dead: tuple[ArrayLike, ArrayLike] | None = None,
+        k: int = 1,
+        c: float = 1.0,
+        rule: str = "uct",
+        virtual_loss: float = 1.0,
+        max_depth: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The forest's part of a search round in one call, its arguments checked once.
+
+        `children` are the round's new children as `expand` takes them, `Expansion(tree_ids, parent_ids, priors,
+        values, terminal, tokens)` or the same as a plain tuple. Exactly ``ids = expand(*children)``, then
+        ``backup(tree_ids, ids, values)`` (each new child backs up its own value), then ``mark_terminal(*dead)``
+        (`dead`: `(tree_ids, node_ids)` of leaves the generator could not extend), then ``select_leaves(k, c,
+        rule, virtual_loss, max_depth)`` for the next round (none if `k` is 0). Returns `(ids, next_tree_ids,
+        next_node_ids)`, all int64. Raises, changing nothing, where `expand` would, or for a dead leaf that does
+        not exist.
+        """
+        if k < 0:
+            raise ValueError(f"k: expected >= 0, got {k}")
+        select = self._selection(k, c, rule, virtual_loss, max_depth)
+        children = Expansion(*children)
+        tokens = children.tokens
+        new = self._new_children(*children)
+        dead_trees, dead_nodes = (_EMPTY_IDS, _EMPTY_IDS) if dead is None else self._node_pairs(*dead, "dead")
+        out = (
+            np.empty(new[0].shape[0], np.int64),
+            np.empty(self.num_trees * k, np.int64),
+            np.empty(self.num_trees * k, np.int64),
+        )
+        _, n = self._run_growing(
+            new[0],
+            lambda: _round(self._nodes, self._children, self._num_nodes, new, dead_trees, dead_nodes, select, out),
+        )
+        if tokens is not None and len(tokens):
+            self.set_spans(new[0], out[0], tokens)
+        return out[0], out[1][:n], out[2][:n]
+
+    def best_child(self, tree_ids: ArrayLike, node_ids: ArrayLike, by: str = "visits") -> np.ndarray:
+        """The child with the most visits (`by="visits"`), highest Q ("value"), mean value ("mean") or own
+        reward ("reward"); first child on ties; NO_NODE (-1) for a leaf. int64 `[M]`."""
+        if by not in BEST_BY:
+            raise ValueError(f"by: expected one of {sorted(BEST_BY)}, got {by!r}")
+        tree_ids, node_ids = self._checked_nodes(tree_ids, node_ids)
+        out = np.empty(tree_ids.shape[0], np.int64)
+        _best_child(self._nodes, self._children, tree_ids, node_ids, BEST_BY[by], self._value_mode, out)
+        return out
+
+    def mark_terminal(self, tree_ids: ArrayLike, node_ids: ArrayLike) -> None:
+        """Make nodes terminal (never expanded, never selected), e.g. leaves the generator could not extend."""
+        tree_ids, node_ids = self._checked_nodes(tree_ids, node_ids)
+        _mark_terminal(self._nodes, self._children, tree_ids, node_ids)
+
+    def set_spans(self, tree_ids: ArrayLike, node_ids: ArrayLike, token_lists: Sequence[Sequence[int]]) -> None:
+        """Record the tokens each node adds to its parent's sequence (appended to the token pool)."""
+        tree_ids, node_ids = self._checked_nodes(tree_ids, node_ids)
+        if len(token_lists) != tree_ids.shape[0]:
+            raise ValueError(f"token_lists: expected {tree_ids.shape[0]} lists, got {len(token_lists)}")
+        starts, lengths = self._store_tokens(token_lists)
+        self._nodes["span_start"][tree_ids, node_ids] = np.where(lengths > 0, starts, NO_SPAN)
+        self._nodes["span_len"][tree_ids, node_ids] = lengths
+
+    # -- argument checks shared by the operations ------------------------------------------------------------------
+
+    def _checked_nodes(self, tree_ids, node_ids) -> tuple[np.ndarray, np.ndarray]:
+        tree_ids, node_ids = self._node_pairs(tree_ids, node_ids)
+        bad = _check_nodes(tree_ids, node_ids, self._num_nodes)
+        if bad != ALL_FOUND:
+            raise IndexError(f"entry {bad}: node {node_ids[bad]} of tree {tree_ids[bad]} does not exist")
+        return tree_ids, node_ids
+
+    @staticmethod
+    def _node_pairs(tree_ids, node_ids, where: str = "") -> tuple[np.ndarray, np.ndarray]:
+        """(tree ids, node ids) as int64 arrays of one length; not checked against the forest."""
+        prefix = f"{where}: " if where else ""
+        tree_ids, node_ids = _ids(tree_ids, prefix + "tree_ids"), _ids(node_ids, prefix + "node_ids")
+        if node_ids.shape != tree_ids.shape:
+            raise ValueError(f"{prefix}node_ids: expected {tree_ids.shape[0]} ids, got {node_ids.shape[0]}")
+        return tree_ids, node_ids
+
+    def _selection(self, k: int, c: float, rule: str, virtual_loss: float, max_depth: int | None) -> tuple:
+        """`_select_leaves`' arguments after k: (k, c, rule, virtual_loss, value_mode, max_depth)."""
+        if rule not in RULES:
+            raise ValueError(f"rule: expected one of {sorted(RULES)}, got {rule!r}")
+        depth = NO_DEPTH_LIMIT if max_depth is None else int(max_depth)
+        return int(k), float(c), RULES[rule], float(virtual_loss), self._value_mode, depth
+
+    @staticmethod
+    def _new_children(tree_ids, parent_ids, priors, values, terminal, tokens) -> tuple[np.ndarray, ...]:
+        """`expand`'s arguments as the kernels take them: (tree_ids, parent_ids, priors, values, terminal)."""
         tree_ids, parent_ids = _ids(tree_ids, "tree_ids"), _ids(parent_ids, "parent_ids")
         m = tree_ids.shape[0]
         if parent_ids.shape[0] != m:
@@ -570,33 +700,15 @@ class Forest:
             raise ValueError(f"terminal: expected {m} flags, got shape {terminal.shape}")
         if tokens is not None and len(tokens) != m:
             raise ValueError(f"tokens: expected {m} token lists, got {len(tokens)}")
-        out = np.empty(m, np.int64)
-        code = OUT_OF_CAPACITY
+        return tree_ids, parent_ids, priors, values, terminal
+
+    def _run_growing(self, tree_ids: np.ndarray, kernel) -> tuple[int, int]:
+        """Run `kernel()` (an expanding kernel returning (code, value)), doubling the capacity while some tree is
+        full; returns (code, value), or raises for the code of a refused call (nothing was changed)."""
+        code, value = kernel()
         while code == OUT_OF_CAPACITY:
-            a = self._arrays
-            code = _expand(
-                tree_ids,
-                parent_ids,
-                priors,
-                values,
-                terminal,
-                a["parent"],
-                a["children"],
-                a["num_children"],
-                a["depth"],
-                a["visits"],
-                a["value_sum"],
-                a["reward"],
-                a["prior"],
-                a["terminal"],
-                a["exhausted"],
-                a["span_start"],
-                a["span_len"],
-                self._num_nodes,
-                out,
-            )
-            if code == OUT_OF_CAPACITY:  # some tree is full: double the capacity until the new nodes fit, and retry
-                self._reserve(tree_ids)
+            self._reserve(tree_ids)
+            code, value = kernel()
         if code == BAD_TREE:
             raise IndexError(f"tree_ids: expected ids in [0, {self.num_trees})")
         if code == BAD_PARENT:
@@ -605,82 +717,25 @@ class Forest:
             raise ValueError("parent_ids: cannot expand an exhausted node (terminal, or nothing left below it)")
         if code == TOO_MANY_CHILDREN:
             raise ValueError(f"expand: a parent would have more than max_children={self.max_children} children")
-        if tokens is not None:
-            self.set_spans(tree_ids, out, tokens)
-        return out
-
-    def backup(self, tree_ids: ArrayLike, node_ids: ArrayLike, values: ArrayLike) -> None:
-        """Add one visit and `values[i]` to `node_ids[i]` and each of its ancestors, in entry order."""
-        tree_ids, node_ids = _ids(tree_ids, "tree_ids"), _ids(node_ids, "node_ids")
-        values = _floats(values, "values", tree_ids.shape[0])
-        if node_ids.shape != tree_ids.shape:
-            raise ValueError(f"node_ids: expected {tree_ids.shape[0]} ids, got {node_ids.shape[0]}")
-        a = self._arrays
-        bad = _backup(tree_ids, node_ids, values, a["parent"], a["visits"], a["value_sum"], self._num_nodes)
-        if bad != ALL_FOUND:
-            raise IndexError(f"entry {bad}: node {node_ids[bad]} of tree {tree_ids[bad]} does not exist")
-
-    def best_child(self, tree_ids: ArrayLike, node_ids: ArrayLike, by: str = "visits") -> np.ndarray:
-        """The child with the most visits (`by="visits"`), highest Q ("value"), mean value ("mean") or own
-        reward ("reward"); first child on ties; NO_NODE (-1) for a leaf. int64 `[M]`."""
-        if by not in BEST_BY:
-            raise ValueError(f"by: expected one of {sorted(BEST_BY)}, got {by!r}")
-        tree_ids, node_ids = self._checked_nodes(tree_ids, node_ids)
-        a = self._arrays
-        out = np.empty(tree_ids.shape[0], np.int64)
-        _best_child(
-            tree_ids,
-            node_ids,
-            a["children"],
-            a["num_children"],
-            a["visits"],
-            a["value_sum"],
-            a["reward"],
-            BEST_BY[by],
-            self._value_mode,
-            out,
-        )
-        return out
-
-    def mark_terminal(self, tree_ids: ArrayLike, node_ids: ArrayLike) -> None:
-        """Make nodes terminal (never expanded, never selected), e.g. leaves the generator could not extend."""
-        tree_ids, node_ids = self._checked_nodes(tree_ids, node_ids)
-        a = self._arrays
-        _mark_terminal(tree_ids, node_ids, a["parent"], a["children"], a["num_children"], a["terminal"], a["exhausted"])
-
-    def set_spans(self, tree_ids: ArrayLike, node_ids: ArrayLike, token_lists: Sequence[Sequence[int]]) -> None:
-        """Record the tokens each node adds to its parent's sequence (appended to the token pool)."""
-        tree_ids, node_ids = self._checked_nodes(tree_ids, node_ids)
-        if len(token_lists) != tree_ids.shape[0]:
-            raise ValueError(f"token_lists: expected {tree_ids.shape[0]} lists, got {len(token_lists)}")
-        starts, lengths = self._store_tokens(token_lists)
-        self._arrays["span_start"][tree_ids, node_ids] = np.where(lengths > 0, starts, NO_SPAN)
-        self._arrays["span_len"][tree_ids, node_ids] = lengths
-
-    def _checked_nodes(self, tree_ids, node_ids) -> tuple[np.ndarray, np.ndarray]:
-        tree_ids, node_ids = _ids(tree_ids, "tree_ids"), _ids(node_ids, "node_ids")
-        if node_ids.shape != tree_ids.shape:
-            raise ValueError(f"node_ids: expected {tree_ids.shape[0]} ids, got {node_ids.shape[0]}")
-        bad = _check_nodes(tree_ids, node_ids, self._num_nodes)
-        if bad != ALL_FOUND:
-            raise IndexError(f"entry {bad}: node {node_ids[bad]} of tree {tree_ids[bad]} does not exist")
-        return tree_ids, node_ids
+        if code == BAD_DEAD_LEAF:
+            raise IndexError(f"dead: entry {value} is not a node of its tree")
+        return code, value
 
     # -- reading single trees (Python speed; for pair extraction and tests) ---------------------------------------
 
     def q_values(self) -> np.ndarray:
         """Q of every node under the forest's backup mode, float64 `[T, C]` (0 for unvisited nodes)."""
-        a = self._arrays
+        value_sum, visits = self._nodes["value_sum"], self._nodes["visits"]
         if self._value_mode == 1:
-            return a["value_sum"].copy()
-        return np.divide(a["value_sum"], a["visits"], out=np.zeros_like(a["value_sum"]), where=a["visits"] > 0)
+            return value_sum.copy()
+        return np.divide(value_sum, visits, out=np.zeros(value_sum.shape), where=visits > 0)
 
     def children_of(self, tree: int, node: int) -> np.ndarray:
-        return self._arrays["children"][tree, node, : self._arrays["num_children"][tree, node]].astype(np.int64)
+        return self._children[tree, node, : self._nodes[tree, node]["num_children"]].astype(np.int64)
 
     def path(self, tree: int, node: int) -> list[int]:
         """Node ids from the root to `node`, both included."""
-        parent = self._arrays["parent"][tree]
+        parent = self._nodes["parent"][tree]
         out = [int(node)]
         while parent[out[-1]] != NO_PARENT:
             out.append(int(parent[out[-1]]))
@@ -688,7 +743,8 @@ class Forest:
 
     def span(self, tree: int, node: int) -> np.ndarray:
         """The tokens `node` adds to its parent's sequence, int32 `[span_len]`."""
-        start, length = self._arrays["span_start"][tree, node], self._arrays["span_len"][tree, node]
+        rec = self._nodes[tree, node]
+        start, length = rec["span_start"], rec["span_len"]
         return self._tokens[start : start + length] if length else np.zeros(0, np.int32)
 
     def path_tokens(self, tree: int, node: int) -> np.ndarray:
@@ -698,10 +754,11 @@ class Forest:
 
 
 def _field_view(name: str) -> property:
-    return property(lambda self: _read_only(self._arrays[name]), doc=f"`{name}`, read-only (module docstring: shape)")
+    return property(lambda self: _read_only(self._nodes[name]), doc=f"`{name}`, read-only (module docstring: shape)")
 
 
-# The per-node arrays as read-only attributes: `forest.visits[t, node]`, `forest.children[t, node, j]`, ...
-for _name in (*_FIELDS, "children"):
+# The per-node fields as read-only attributes: `forest.visits[t, node]`, `forest.children[t, node, j]`, ...
+for _name in _FIELDS:
     setattr(Forest, _name, _field_view(_name))
 del _name
+Forest.children = property(lambda self: _read_only(self._children), doc="`children`, read-only (module docstring)")

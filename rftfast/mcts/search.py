@@ -6,7 +6,8 @@ One tree per record; its root is the record's prompt with an empty answer. A rou
       → one `generator.expand` call: n sampled continuations per leaf, each cut at the end of the next answer
         step (`stop_at_step`); the prefix is the prompt ids + the spans of the leaf's path, never re-tokenised
       → the reward of each new node, on its whole answer so far (decoded once per node)
-      → expand (one child per distinct continuation) and back up the rewards (compiled)
+      → expand (one child per distinct continuation), back up the rewards and select the next round's leaves
+        (compiled, one `Forest.round` call)
 
 A child is terminal when it finished the answer (finish_reason "stop") or reached `max_depth`; a leaf for which
 the generator produced nothing is made terminal. After the last round, `extract_pairs` turns siblings into
@@ -26,7 +27,7 @@ from rftfast.answer import Step, StepScanner, step_token_boundaries
 from rftfast.data.chat import answer_content, render_example
 from rftfast.data.record import Record
 from rftfast.generation.base import Child, ExpandRequest, Generator
-from rftfast.mcts.forest import BACKUPS, RULES, Forest
+from rftfast.mcts.forest import BACKUPS, RULES, Expansion, Forest
 from rftfast.mcts.pairs import Pair, PairConfig, Truth, extract_pairs
 from rftfast.mcts.rewards import ast_reward
 
@@ -147,11 +148,10 @@ def search(
     timer = _Timer()
 
     bar = _progress(config)
+    select = dict(c=config.c, rule=config.rule, virtual_loss=config.virtual_loss, max_depth=config.max_depth)
+    with timer("forest"):
+        tree_ids, leaf_ids = forest.select_leaves(config.leaves_per_tree, **select)
     for round_index in range(config.rounds):
-        with timer("forest"):
-            tree_ids, leaf_ids = forest.select_leaves(
-                config.leaves_per_tree, config.c, config.rule, config.virtual_loss, config.max_depth
-            )
         if not len(tree_ids):
             break
         with timer("bookkeeping"):
@@ -190,15 +190,11 @@ def search(
                     list(c.token_ids),
                     text,
                 )
-        with timer("forest"):
-            if new.trees:
-                child_ids = forest.expand(new.trees, new.parents, new.priors, new.values, new.terminal, new.tokens)
-                forest.backup(new.trees, child_ids, new.values)
-            if new.dead:
-                forest.mark_terminal([t for t, _ in new.dead], [leaf for _, leaf in new.dead])
+        with timer("forest"):  # this round's children in, the next round's leaves out (none after the last)
+            next_k = 0 if round_index == config.rounds - 1 else config.leaves_per_tree
+            child_ids, tree_ids, leaf_ids = forest.round(new.expansion(), dead=new.dead_leaves(), k=next_k, **select)
         with timer("bookkeeping"):
-            if new.trees:
-                texts.update(zip(zip(new.trees, child_ids.tolist()), new.texts))
+            texts.update(zip(zip(new.trees, child_ids.tolist()), new.texts))
             stats.rounds = round_index + 1
             stats.simulations += len(leaves)
             stats.terminal_nodes += sum(new.terminal)
@@ -274,7 +270,7 @@ def _priors(distinct: list[tuple[Child, int]]) -> list[float]:
 
 
 class _NewChildren:
-    """The children of one round, gathered for one `expand` and one `backup` call."""
+    """The children of one round, gathered for one `Forest.round` call."""
 
     def __init__(self):
         self.trees: list[int] = []
@@ -285,6 +281,12 @@ class _NewChildren:
         self.tokens: list[list[int]] = []
         self.texts: list[str] = []
         self.dead: list[tuple[int, int]] = []
+
+    def expansion(self) -> Expansion:
+        return Expansion(self.trees, self.parents, self.priors, self.values, self.terminal, self.tokens)
+
+    def dead_leaves(self) -> tuple[list[int], list[int]] | None:
+        return ([t for t, _ in self.dead], [leaf for _, leaf in self.dead]) if self.dead else None
 
     def add(self, tree, parent, prior, value, terminal, tokens, text):
         self.trees.append(tree)

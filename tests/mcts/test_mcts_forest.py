@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from rftfast.mcts import Forest
+from rftfast.mcts.forest import Expansion
 from rftfast.mcts.reference import ReferenceForest
 
 
@@ -157,3 +158,105 @@ def test_backup_of_arbitrary_nodes_matches_reference():
         forest.backup(trees, nodes, values)
         ref.backup(trees.tolist(), nodes, values.tolist())
     _assert_same(forest, ref)
+
+
+# ================================================================================================================
+# The one-call round against the separate calls
+# ================================================================================================================
+
+FIELDS = ("parent", "children", "num_children", "depth", "visits", "value_sum", "reward", "prior", "terminal")
+FIELDS += ("exhausted", "span_start", "span_len", "num_nodes", "tokens")
+
+
+def _snapshot(forest: Forest) -> dict:
+    """Every field (used rows only: capacities may differ), copied."""
+    out = {"num_nodes": forest.num_nodes.tolist(), "tokens": forest.tokens.tolist()}
+    for name in FIELDS[:-2]:
+        array = getattr(forest, name)
+        out[name] = [array[t, : forest.num_nodes[t]].tolist() for t in range(forest.num_trees)]
+    return out
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c)))
+def test_round_is_the_separate_calls(case, seed):
+    """`round` builds exactly the forest that expand, backup, mark_terminal and select_leaves build, with the
+    same selections, children ids and token spans, round after round."""
+    rule, backup, k, vl, max_depth, p_terminal, c = case
+    rng = np.random.default_rng(100 + seed)
+    num_trees, max_children = 5, 4
+    calls = Forest(num_trees, capacity=2, max_children=max_children, backup=backup)
+    one = Forest(num_trees, capacity=3, max_children=max_children, backup=backup)  # grows at other moments
+    select = dict(k=k, c=c, rule=rule, virtual_loss=vl, max_depth=max_depth)
+    tree_ids, node_ids = calls.select_leaves(k, c, rule, vl, max_depth)
+    one_trees, one_nodes = one.select_leaves(k, c, rule, vl, max_depth)
+    for round_index in range(40):
+        assert tree_ids.tolist() == one_trees.tolist() and node_ids.tolist() == one_nodes.tolist()
+        if not len(tree_ids):
+            break
+        trees, parents, priors, values, terminal = _trace_round(rng, tree_ids, node_ids, max_children, p_terminal)
+        tokens = [rng.integers(0, 100, rng.integers(0, 4)).tolist() for _ in trees]
+        # Now and then the generator cannot extend a leaf: it gets no children and is made terminal.
+        dead_mask = [bool(rng.random() < 0.1) for _ in tree_ids]
+        dead = ([t for t, d in zip(tree_ids, dead_mask) if d], [n for n, d in zip(node_ids, dead_mask) if d])
+        keep = [not dead_mask[list(zip(tree_ids, node_ids)).index((t, p))] for t, p in zip(trees, parents)]
+        new = [[x for x, kept in zip(column, keep) if kept] for column in (trees, parents, priors, values, terminal)]
+        new_tokens = [x for x, kept in zip(tokens, keep) if kept]
+        last = round_index == 39
+        children = calls.expand(*new, tokens=new_tokens)
+        calls.backup(new[0], children, new[3])
+        calls.mark_terminal(*dead)
+        tree_ids, node_ids = (np.zeros(0, np.int64),) * 2 if last else calls.select_leaves(k, c, rule, vl, max_depth)
+        one_children, one_trees, one_nodes = one.round(
+            Expansion(*new, tokens=new_tokens), dead=dead, **{**select, "k": 0 if last else k}
+        )
+        assert one_children.tolist() == children.tolist()
+        assert _snapshot(one) == _snapshot(calls), round_index
+
+
+def test_round_refuses_bad_input_and_changes_nothing():
+    forest = Forest(2, capacity=2, max_children=2)
+    children, trees, nodes = forest.round(Expansion([0, 0, 1], [0, 0, 0], [0.5, 0.5, 1.0], [0.1, 0.2, 0.3]), k=1)
+    assert children.tolist() == [1, 2, 1] and forest.visits[0, :3].tolist() == [2, 1, 1]
+    before = _snapshot(forest)
+    bad = [
+        (Expansion([2], [0], [1.0], [0.0]), None, IndexError, "tree_ids"),
+        (Expansion([0], [7], [1.0], [0.0]), None, IndexError, "parent_ids"),
+        (Expansion([0], [0], [1.0], [0.0]), None, ValueError, "max_children"),
+        (Expansion([1, 1, 1], [1, 1, 1], [0.3] * 3, [0.0] * 3), None, ValueError, "max_children"),
+        (Expansion([1], [1], [1.0], [0.0]), ([0], [9]), IndexError, "dead"),
+        (Expansion([1], [1], [1.0, 2.0], [0.0]), None, ValueError, "priors"),
+        (([1], [1], [1.0], [0.0], [True, False]), None, ValueError, "terminal"),
+    ]
+    for children, dead, error, match in bad:
+        with pytest.raises(error, match=match):
+            forest.round(children, dead=dead, k=1)
+        assert _snapshot(forest) == before
+    with pytest.raises(ValueError, match="rule"):
+        forest.round(Expansion([1], [1], [1.0], [0.0]), rule="ucb")
+    with pytest.raises(ValueError, match="k"):
+        forest.round(Expansion([1], [1], [1.0], [0.0]), k=-1)
+    assert _snapshot(forest) == before
+    # k=0 selects nothing, and so does not mark leaves at the depth limit.
+    _, trees, nodes = forest.round(Expansion([], [], [], []), k=0, max_depth=1)
+    assert len(trees) == 0 and not forest.exhausted[:, :3].any()
+    _, trees, nodes = forest.round(Expansion([], [], [], []), k=1, max_depth=1)
+    assert len(trees) == 0 and forest.exhausted[:, 0].all()
+
+
+def test_node_records_and_field_views():
+    """Each node is one 64-byte record; the fields are read-only [T, C] views with the documented dtypes."""
+    forest = Forest(3, capacity=5, max_children=2)
+    assert forest._nodes.dtype.itemsize == 64 and forest._nodes.ctypes.data % 64 == 0
+    dtypes = {"parent": np.int32, "num_children": np.int32, "depth": np.int32, "visits": np.int64}
+    dtypes.update(value_sum=np.float64, reward=np.float64, prior=np.float64, terminal=np.bool_, exhausted=np.bool_)
+    dtypes.update(span_start=np.int64, span_len=np.int32)
+    for name, dtype in dtypes.items():
+        view = getattr(forest, name)
+        assert view.dtype == dtype and view.shape == (3, 5) and not view.flags.writeable, name
+    assert forest.children.shape == (3, 5, 2) and forest.children.dtype == np.int32
+    assert forest.parent[:, 1:].tolist() == [[-1] * 4] * 3 and forest.span_start.max() == -1  # unused slots
+    forest.expand([2] * 2, [0] * 2, [0.5] * 2, [1.0, 2.0])
+    assert (
+        forest.capacity == 5 and forest.reward[2, 1:3].tolist() == [1.0, 2.0] and forest.prior[:, 0].tolist() == [1] * 3
+    )
