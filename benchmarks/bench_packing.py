@@ -109,8 +109,8 @@ def work_preference(args) -> dict:
     }
 
 
-def _warmup_data(records: int):
-    """The default run's examples, tokenizer and initial model, and its warm-up schedule."""
+def _warmup_data(records: int, path: str | None = None):
+    """The default run's examples, tokenizer and initial model (or the checkpoint at `path`)."""
     from rftfast.config import load_config
     from rftfast.data.chat import answer_content, fallback_prompt, render_example
     from rftfast.data.toolworld import generate
@@ -119,6 +119,8 @@ def _warmup_data(records: int):
     cfg = load_config(None)
     train = generate(records, seed=cfg.data.seed, levels=tuple(cfg.data.levels))
     corpus = [fallback_prompt(r.messages, r.tools) + answer_content(r) for r in train]
+    if path:
+        cfg.model.path = path
     model, tokenizer = load_policy(cfg.model, corpus, 0)
     examples = [render_example(r, tokenizer) for r in train]
     keep = [i for i, e in enumerate(examples) if len(e.input_ids) <= cfg.model.max_length]
@@ -144,7 +146,7 @@ def work_warmup(args) -> dict:
     from rftfast.train.sft import example_trees, train_sft
 
     torch.set_num_threads(args.threads)
-    cfg, records, examples, model, tokenizer = _warmup_data(args.records)
+    cfg, records, examples, model, tokenizer = _warmup_data(args.records, args.model)
     levels = [float(r.meta.get("level", 0)) for r in records]
     schedule, w = warmup_batches(examples, levels, cfg, args.steps)
     packing = args.arm == "packed"
@@ -185,18 +187,19 @@ def work_warmup(args) -> dict:
 
 def synthetic_pairs(path: Path, records: int, pairs_per_record: int, seed: int = 0) -> None:
     """Pairs shaped like a search's: a ~230-token prompt, an answer so far that grows along the tree,
-    ~7-token steps; `pairs_per_record` pairs at different nodes of one record's tree."""
+    ~7-token steps; `pairs_per_record` pairs at different nodes of one record's tree (token ids below 3,000:
+    any tokenizer of the default run's size has them)."""
     from rftfast.mcts import Pair, save_pairs
 
     rng = random.Random(seed)
     out = []
     for r in range(records):
-        prompt = [rng.randrange(3, 4000) for _ in range(rng.randrange(180, 280))]
-        answer = [rng.randrange(3, 4000) for _ in range(40)]
+        prompt = [rng.randrange(3, 3000) for _ in range(rng.randrange(180, 280))]
+        answer = [rng.randrange(3, 3000) for _ in range(40)]
         for k in range(pairs_per_record):
             so_far = answer[: rng.randrange(0, 30)]
             chosen = answer[len(so_far) : len(so_far) + rng.randrange(4, 10)]
-            rejected = [rng.randrange(3, 4000) for _ in range(rng.randrange(4, 10))]
+            rejected = [rng.randrange(3, 3000) for _ in range(rng.randrange(4, 10))]
             ids = prompt + so_far
             out.append(Pair(f"s{r}", r, k, len(so_far), ids, chosen, rejected, 1.0, 0.0, 1, 1, len(prompt), len(ids)))
     save_pairs(out, path)
@@ -277,6 +280,7 @@ def main() -> None:
             results[name] = compare("preference", ["--pairs", path, *model], args.threads, repeats)
             print(f"preference: {name} done", file=sys.stderr)
         steps = ["--steps", str(8 if args.quick else args.steps), "--records", str(400 if args.quick else args.records)]
+        steps += model  # from a checkpoint: a trained model's step (the middle of a warm-up, not its first steps)
         results["warm-up SFT"] = compare("warmup", steps, args.threads, repeats)
     print(HEADER)
     for name, res in results.items():

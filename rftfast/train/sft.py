@@ -2,8 +2,8 @@
 
 The loss is the mean negative log-likelihood of the answer tokens, computed from the model's last
 hidden states with `linear_logprobs`, so the `tokens × vocab` logits are never materialised. With
-`packing` (the default) a step's examples are one token tree (`rftfast.train.packing`): no padding, and
-the prefix they share (the system preamble) computed once; the examples of each step are the same.
+`packing` a step's examples are one token tree (`rftfast.train.packing`): no padding, and the prefix they
+share (the system preamble) computed once; the examples of each step are the same.
 """
 
 from __future__ import annotations
@@ -48,7 +48,10 @@ class WarmupConfig:
     batch_size: int = 16
     warmup_steps: int = 20
     length_group: int = 16  # sort this many batches' examples by length before batching (less padding); 1: off
-    packing: bool = True  # each step's examples as one token tree (no padding, shared prefixes once); False: padded
+    # Each step's examples as one token tree (no padding, the shared preamble once). Off by default: on CPU
+    # the warm-up's examples share little (1.14x fewer tokens than length-grouped rows) and the tree
+    # attention's per-chain calls cost more than that saves (0.63x the steps/s; benchmarks/RESULTS.md §7).
+    packing: bool = False
 
 
 def answer_nll(
@@ -152,7 +155,7 @@ def train_sft(
     batch_size: int,
     warmup_steps: int,
     length_group: int = 1,
-    packing: bool = True,
+    packing: bool = False,
     seed: int,
     device: str = "cpu",
     desc: str = "warm-up SFT",
