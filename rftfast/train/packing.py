@@ -53,14 +53,23 @@ class TokenTree:
 
 
 @dataclass(frozen=True)
-class Chains:
-    """The row cut into runs without branching (chains), and the keys each chain's queries attend to:
-    its ancestors, then itself (causally)."""
+class ChainGroup:
+    """Chains (runs of the row without branching) attended to in one SDPA call: each chain's queries and
+    keys (its ancestors, then itself) gathered into a padded [chains, length] layout."""
 
-    lengths: tuple[int, ...]  # tokens per chain, in row order
-    key_lengths: tuple[int, ...]  # keys per chain: its ancestors and itself
-    key_index: Tensor | None  # every chain's keys, concatenated; None when each chain is a root (its keys: itself)
-    masks: tuple[Tensor | None, ...]  # [length, key_length] bool; None: causal over itself (a root) or all keys
+    queries: Tensor  # [G * max_queries] row positions (padding slots repeat a valid one)
+    keys: Tensor  # [G * max_keys]
+    shape: tuple[int, int, int]  # (G, max_queries, max_keys)
+    mask: Tensor | None  # [G, 1, max_queries, max_keys] bool; None: root chains, plain causal
+
+
+@dataclass(frozen=True)
+class Chains:
+    """The row's chains in a few groups, and where each row position's output is in their padded outputs."""
+
+    groups: tuple[ChainGroup, ...]
+    inverse: Tensor  # [L] the flat index of each position's output slot, over the groups in order
+    count: int  # chains in all
 
 
 @dataclass(frozen=True)
@@ -181,8 +190,13 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
+SHORT_CHAIN = 16  # chains of at most this many tokens (a pair's steps) are attended to together
+
+
 def _chains(parent: list[int], device) -> tuple[Chains, bool]:
-    """Cut the depth-first row into runs without branching; each run's keys are its ancestors, then itself."""
+    """Cut the depth-first row into runs without branching and group them for attention: the root chains
+    (causal over themselves), the short chains and the long ones (each over its ancestors, then itself).
+    A few calls per layer instead of one per chain; the padding is only in the attention."""
     n = len(parent)
     children = [0] * n
     for p in parent:
@@ -191,7 +205,7 @@ def _chains(parent: list[int], device) -> tuple[Chains, bool]:
     starts = [v for v in range(n) if parent[v] < 0 or children[parent[v]] > 1]
     bounds = starts + [n]
     chain_of = [0] * n  # the start of the run each node is in
-    lengths, key_lengths, index, masks = [], [], [], []
+    roots, short, long = [], [], []
     for a, b in zip(bounds, bounds[1:]):
         chain_of[a:b] = [a] * (b - a)
         ranges = []  # the ancestors as contiguous runs, deepest first
@@ -199,19 +213,42 @@ def _chains(parent: list[int], device) -> tuple[Chains, bool]:
         while p >= 0:
             ranges.append((chain_of[p], p + 1))
             p = parent[chain_of[p]]
-        ancestors = sum(hi - lo for lo, hi in ranges)
-        index.extend(i for lo, hi in reversed(ranges) for i in range(lo, hi))
-        index.extend(range(a, b))
-        lengths.append(b - a)
-        key_lengths.append(ancestors + b - a)
-        mask = None
-        if ancestors and b - a > 1:  # every ancestor, then causal over the chain itself
-            own = torch.ones(b - a, b - a, dtype=torch.bool, device=device).tril()
-            mask = torch.cat([torch.ones(b - a, ancestors, dtype=torch.bool, device=device), own], 1)
-        masks.append(mask)
-    branched = any(c > 1 for c in children)
-    key_index = torch.tensor(index, dtype=torch.long, device=device) if branched else None
-    return Chains(tuple(lengths), tuple(key_lengths), key_index, tuple(masks)), branched
+        ancestors = [i for lo, hi in reversed(ranges) for i in range(lo, hi)]
+        chain = (list(range(a, b)), ancestors)
+        (roots if not ancestors else short if b - a <= SHORT_CHAIN else long).append(chain)
+    groups, slots = [], [0] * n
+    offset = 0
+    for members in (roots, short, long):
+        if not members:
+            continue
+        group = _group(members, causal=members is roots, device=device)
+        g, q, _ = group.shape
+        for c, (own, _) in enumerate(members):
+            for j, pos in enumerate(own):
+                slots[pos] = offset + c * q + j
+        offset += g * q
+        groups.append(group)
+    inverse = torch.tensor(slots, dtype=torch.long, device=device)
+    return Chains(tuple(groups), inverse, len(starts)), any(c > 1 for c in children)
+
+
+def _group(members: list[tuple[list[int], list[int]]], causal: bool, device) -> ChainGroup:
+    max_q = max(len(own) for own, _ in members)
+    max_k = max(len(anc) + len(own) for own, anc in members)
+    queries, keys = [], []
+    mask = None if causal else torch.zeros(len(members), 1, max_q, max_k, dtype=torch.bool)
+    for c, (own, anc) in enumerate(members):
+        queries += own + [own[0]] * (max_q - len(own))
+        keys += anc + own + [own[0]] * (max_k - len(anc) - len(own))
+        if mask is not None:
+            q = len(own)
+            mask[c, 0, :q, : len(anc)] = True
+            mask[c, 0, :q, len(anc) : len(anc) + q] = torch.ones(q, q, dtype=torch.bool).tril()
+            mask[c, 0, q:, 0] = True  # padding queries: one key, so no row is empty (their output is dropped)
+    as_tensor = lambda xs: torch.tensor(xs, dtype=torch.long, device=device)  # noqa: E731
+    return ChainGroup(
+        as_tensor(queries), as_tensor(keys), (len(members), max_q, max_k), None if mask is None else mask.to(device)
+    )
 
 
 # ----------------------------------------------------------------------------- attention
@@ -242,23 +279,23 @@ def _tree_attention(module, query, key, value, attention_mask, scaling=None, dro
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
         )
-    chains = batch.chains
     groups = query.shape[1] // key.shape[1]
     if groups > 1:  # grouped-query attention: each key head serves `groups` query heads
         key, value = key.repeat_interleave(groups, 1), value.repeat_interleave(groups, 1)
-    if chains.key_index is not None:  # one gather for every chain's keys: one scatter in the backward
-        key, value = key.index_select(2, chains.key_index), value.index_select(2, chains.key_index)
-    # split, not sliced chain by chain: the backward of a split is one concatenation
-    queries = query.split(chains.lengths, 2)
-    keys, values = key.split(chains.key_lengths, 2), value.split(chains.key_lengths, 2)
+    # [L, heads, dim] rows, gathered per chain group into a padded [chains, heads, length, dim] layout
+    q_rows, k_rows, v_rows = (t[0].transpose(0, 1) for t in (query, key, value))
     p = dropout if module.training else 0.0
-    outs = [
-        F.scaled_dot_product_attention(
-            q, k, v, attn_mask=m, is_causal=m is None and q.shape[2] == k.shape[2], dropout_p=p, scale=scaling
+    outs = []
+    for group in batch.chains.groups:
+        g, max_q, max_k = group.shape
+        q = q_rows.index_select(0, group.queries).view(g, max_q, *q_rows.shape[1:]).transpose(1, 2)
+        k = k_rows.index_select(0, group.keys).view(g, max_k, *k_rows.shape[1:]).transpose(1, 2)
+        v = v_rows.index_select(0, group.keys).view(g, max_k, *v_rows.shape[1:]).transpose(1, 2)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=group.mask, is_causal=group.mask is None, dropout_p=p, scale=scaling
         )
-        for q, k, v, m in zip(queries, keys, values, chains.masks, strict=True)
-    ]
-    return torch.cat(outs, 2).transpose(1, 2).contiguous(), None
+        outs.append(out.transpose(1, 2).reshape(g * max_q, *out.shape[1:2], out.shape[3]))
+    return torch.cat(outs).index_select(0, batch.chains.inverse)[None], None
 
 
 def _register_tree_attention() -> None:

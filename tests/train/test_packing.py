@@ -113,7 +113,10 @@ def test_separate_trees_do_not_share_and_sequences_keep_their_order():
 def test_unbranched_packs_are_disjoint_sequences():
     batch = pack_trees([TokenTree([[1, 2, 3]], [1]), TokenTree([[4, 5]], [0])])
     assert not batch.branched and batch.position_ids.tolist() == [[0, 1, 2, 0, 1]]
-    assert batch.chains.lengths == (3, 2) and batch.chains.key_index is None and batch.chains.masks == (None, None)
+    # two root chains: one causal call over both, padded to the longer one
+    (group,) = batch.chains.groups
+    assert batch.chains.count == 2 and group.shape == (2, 3, 3) and group.mask is None
+    assert batch.chains.inverse.tolist() == [0, 1, 2, 3, 4]
 
 
 @pytest.mark.parametrize(
