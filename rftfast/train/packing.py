@@ -9,9 +9,10 @@ sequence reads its scored hidden states back through `label_index`.
 
 Attention goes through transformers' attention interface, so any `AutoModelForCausalLM` runs unmodified:
 
-- ``"tree"`` (CPU, and GPU without FlexAttention): rftfast's registered attention, one SDPA call per chain
-  of the trie (a run of tokens without branching) over the chain's ancestors and itself: the work is
-  that of the unpacked rows' causal attention, without the padding or the repeated prefixes.
+- ``"tree"`` (CPU, and GPU without FlexAttention): rftfast's registered attention. The trie is cut into
+  chains (runs of tokens without branching); each chain's queries attend to its ancestors and, causally,
+  to itself, in three padded SDPA calls a layer (root chains, short chains, long chains): the work is
+  that of the unpacked rows' causal attention, without the repeated prefixes.
 - ``"flex"`` (GPU): transformers' FlexAttention with a block mask of the same tree.
 - ``"flash"`` (GPU with flash-attn, unbranched packs only): flash-attn's varlen kernel, which transformers
   picks from position ids that restart at 0 for every sequence.
@@ -98,11 +99,6 @@ class PackedBatch:
         """[1, 1, L, L] bool, True where a token may attend (its ancestors and itself)."""
         j = torch.arange(self.num_tokens, device=self.input_ids.device)
         return ((j[None, :] <= j[:, None]) & (j[:, None] < self.subtree_end[None, :]))[None, None]
-
-    def sequence_ids(self) -> Tensor:
-        """[M] the sequence each label belongs to."""
-        lengths = self.cu_seqlens[1:] - self.cu_seqlens[:-1]
-        return torch.arange(self.num_sequences, device=lengths.device).repeat_interleave(lengths)
 
 
 def pack_trees(trees: Sequence[TokenTree], device: str | torch.device = "cpu") -> PackedBatch:
