@@ -1,9 +1,4 @@
 // The radix prefix cache; the semantics (blocks, copy-on-write, eviction, errors) are documented in radix_cache.h.
-// nanobind_add_module compiles the extension with -Os; the hot paths want -O3 (inlined refcounting and
-// checks, unrolled loops).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("O3")
-#endif
 #include "radix_cache.h"
 
 #include <algorithm>

@@ -10,7 +10,16 @@ This package knows nothing of torch: it talks to models only through `rftfast.ge
 """
 
 from rftfast.mcts.forest import Forest
-from rftfast.mcts.pairs import Pair, PairConfig, Truth, extract_pairs, load_pairs, pairs_dataset, save_pairs
+from rftfast.mcts.pairs import (
+    Pair,
+    PairConfig,
+    Truth,
+    extract_pairs,
+    load_pairs,
+    pair_statistics,
+    pairs_dataset,
+    save_pairs,
+)
 from rftfast.mcts.rewards import JudgeReward, MixedReward, ast_reward, judge_reward
 from rftfast.mcts.search import SearchConfig, SearchResult, SearchStats, search
 
@@ -28,6 +37,7 @@ __all__ = [
     "extract_pairs",
     "judge_reward",
     "load_pairs",
+    "pair_statistics",
     "pairs_dataset",
     "save_pairs",
     "search",

@@ -225,6 +225,22 @@ def _pick(
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def pair_statistics(pairs: Sequence[Pair], searched_records: int) -> dict:
+    """What a search's pairs are made of, for the run's report: how many per searched record, how often the
+    chosen step is the ground truth's, the value gap, and at which depth (steps into the answer) they branch."""
+    per_record = Counter(p.record_id for p in pairs)
+    depths = Counter(p.depth for p in pairs)
+    gaps = [p.chosen_value - p.rejected_value for p in pairs]
+    return {
+        "pairs": len(pairs),
+        "records_with_pairs": len(per_record),
+        "pairs_per_record": len(pairs) / searched_records if searched_records else 0.0,
+        "chosen_is_truth": sum(p.chosen_is_truth for p in pairs) / len(pairs) if pairs else 0.0,
+        "mean_value_gap": sum(gaps) / len(gaps) if gaps else 0.0,
+        "depths": {str(d): depths[d] for d in sorted(depths)},
+    }
+
+
 def save_pairs(pairs: Iterable[Pair], path: str | os.PathLike) -> int:
     """Write pairs as JSONL atomically (temp file beside the target, fsync, rename); returns the count."""
     return write_jsonl_atomic((pair.to_json() for pair in pairs), path)

@@ -20,7 +20,7 @@ def sample(state: RunState, k: int) -> list[int]:
 
 
 def stage_iteration(state: RunState, k: int) -> None:
-    from rftfast.mcts import load_pairs, save_pairs
+    from rftfast.mcts import load_pairs, pair_statistics, save_pairs
     from rftfast.train.deficiency import find_deficiencies
     from rftfast.train.preference import train_preference
     from rftfast.train.search_stage import search_pairs
@@ -56,7 +56,7 @@ def stage_iteration(state: RunState, k: int) -> None:
         pairs, stats = search_pairs(state.model, state.tokenizer, records, cfg.search, seed, model_path=policy)
         if distributed.is_main():
             save_pairs(pairs, pairs_path)
-        return {"pairs": len(pairs), **stats}
+        return {**stats, **pair_statistics(pairs, len(records))}
 
     state.stage(f"{it}/search", search)
     pairs = load_pairs(pairs_path)  # `rftfast.mcts.Pair`s, as every rank (and a resumed run) reads them

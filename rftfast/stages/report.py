@@ -38,6 +38,8 @@ def stage_table(stages: dict) -> str:
         "deficient",
         "greedy_accuracy",
         "pairs",
+        "pairs_per_record",
+        "chosen_is_truth",
         "prefill_reuse",
         "reward_accuracy",
         "accuracy",

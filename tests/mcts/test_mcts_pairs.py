@@ -118,3 +118,22 @@ def test_save_load_and_dataset(tmp_path):
     with pytest.raises(ValueError, match="pairs.jsonl:1"):
         load_pairs(path)
     assert Pair.from_json(pairs[0].to_json()) == pairs[0]
+
+
+def test_pair_statistics_count_what_the_pairs_hold():
+    from rftfast.mcts import pair_statistics
+
+    def pair(record, depth, chosen_value, rejected_value, truth):
+        return Pair(record, 0, 1, depth, PROMPT, [1], [2], chosen_value, rejected_value, 1, 1, 3, 3, truth)
+
+    pairs = [pair("a", 0, 1.0, 0.0, True), pair("a", 2, 0.5, 0.25, False), pair("b", 0, 1.0, 0.5, True)]
+    stats = pair_statistics(pairs, searched_records=4)
+    assert stats == {
+        "pairs": 3,
+        "records_with_pairs": 2,
+        "pairs_per_record": 0.75,
+        "chosen_is_truth": pytest.approx(2 / 3),
+        "mean_value_gap": pytest.approx((1.0 + 0.25 + 0.5) / 3),
+        "depths": {"0": 2, "2": 1},
+    }
+    assert pair_statistics([], 0)["pairs_per_record"] == 0.0

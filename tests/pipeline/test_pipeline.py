@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from rftfast.config import load_config
+from rftfast.mcts import load_pairs
 from rftfast.pipeline import StopRequested, run
 from tests.support.tiny_run import SMALL
 
@@ -37,6 +38,14 @@ def test_end_to_end_writes_report_and_checkpoints(finished):
         assert stage in stages, stage
     assert (cfg.run_dir / "report.png").stat().st_size > 10_000
     assert (cfg.run_dir / "iter_1" / "pairs.jsonl").exists()
+    # the search's pair statistics agree with its pairs file and its deficient records
+    pairs = load_pairs(cfg.run_dir / "iter_1" / "pairs.jsonl")
+    search, deficient = stages["iter_1/search"], stages["iter_1/deficiency"]["deficient"]
+    assert search["pairs"] == len(pairs) == sum(search["depths"].values())
+    assert search["records_with_pairs"] == len({p.record_id for p in pairs}) <= deficient
+    assert search["pairs_per_record"] == pytest.approx(len(pairs) / deficient)
+    assert search["chosen_is_truth"] == pytest.approx(sum(p.chosen_is_truth for p in pairs) / max(1, len(pairs)))
+    assert report["stages"]["iter_1/search"]["pairs"] == len(pairs)
     logged = [json.loads(line) for line in (cfg.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert len([r for r in logged if r["stage"] == "warmup"]) == stages["warmup"]["steps"]
     assert {"warmup", "iter_1/preference"} <= {r["stage"] for r in logged}
