@@ -101,7 +101,11 @@ class TransformersGenerator:
         self.cache = PrefixCache(num_blocks, block_size, cache_backend) if prefix_cache else None
         self.cache_children = cache_children and prefix_cache
         self.pool: KVPool | None = None  # made on the first store, once the KV's shapes are known
-        self._logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
+        forward_params = inspect.signature(model.forward).parameters
+        self._logits_to_keep = "logits_to_keep" in forward_params
+        # transformers >= 5.2x names the KV cache argument `cache` (`past_key_values` goes in 5.40); older
+        # releases know only `past_key_values`
+        self._cache_arg = "cache" if "cache" in forward_params else "past_key_values"
         self.closed = False
         if prefix_cache:
             _check_cacheable(model)
@@ -159,8 +163,12 @@ class TransformersGenerator:
     def _forward(self, token_ids: Sequence[int], past, last_only: bool):
         ids = torch.as_tensor([list(token_ids)], dtype=torch.long, device=self.device)
         kwargs = {"logits_to_keep": 1} if last_only and self._logits_to_keep else {}
-        out = self.model(input_ids=ids, past_key_values=past, use_cache=True, **kwargs)
-        return out.logits[:, -1] if last_only else out.logits, out.past_key_values
+        out = self._call(ids, past, **kwargs)
+        return out.logits[:, -1] if last_only else out.logits, getattr(out, self._cache_arg)
+
+    def _call(self, input_ids: torch.Tensor, past, **kwargs):
+        """The model's forward over `input_ids` after the KV cache `past`, returning the grown cache."""
+        return self.model(input_ids=input_ids, use_cache=True, **{self._cache_arg: past}, **kwargs)
 
     def _prefill(self, prefix: np.ndarray):
         """(logits after the prefix [1, vocab], model cache of its KV, locked cache node of the prefix or None)."""
@@ -286,8 +294,8 @@ class TransformersGenerator:
         ]
 
     def _forward_rows(self, tokens: torch.Tensor, past):
-        out = self.model(input_ids=tokens[:, None], past_key_values=past, use_cache=True)
-        return _wide(out.logits[:, -1]), out.past_key_values
+        out = self._call(tokens[:, None], past)
+        return _wide(out.logits[:, -1]), getattr(out, self._cache_arg)
 
     def _finish_reason(self, row: _Row, request: ExpandRequest) -> str | None:
         if row.token_ids[-1] in self.stop_token_ids:
@@ -322,7 +330,7 @@ class TransformersGenerator:
         if width > 1:
             if len(rows) > 1:
                 past.batch_repeat_interleave(len(rows))
-            more = self.model(input_ids=batch[:, :-1], past_key_values=past, use_cache=True).logits
+            more = self._call(batch[:, :-1], past).logits
             step_logits = torch.cat([step_logits, _wide(more)], dim=1)
         token_logprobs = torch.log_softmax(step_logits, dim=-1).gather(-1, batch[:, :, None])[:, :, 0]
         for r, i in enumerate(rows):
