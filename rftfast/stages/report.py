@@ -87,6 +87,8 @@ def write_report(cfg: RunConfig, stages: dict, write: bool = True) -> dict:
         "stages": stages,
         "accuracy": {n: stages[f"{n}/eval"]["accuracy"] for n in _checkpoints(stages)},
     }
+    if _checkpoints(stages):  # the last evaluated checkpoint: the run's result, a plain transformers model
+        report["final_model"] = str(cfg.run_dir / _checkpoints(stages)[-1] / "model")
     if not write:
         return report
     (cfg.run_dir / "report.json").write_text(json.dumps(report, indent=1))
@@ -96,4 +98,6 @@ def write_report(cfg: RunConfig, stages: dict, write: bool = True) -> dict:
     print("\nStages:")
     print(stage_table(stages))
     print(f"\nreport: {cfg.run_dir / 'report.json'}, {cfg.run_dir / 'report.png'}")
+    if "final_model" in report:
+        print(f"final model: {report['final_model']}")
     return report

@@ -25,6 +25,8 @@ def finished(tmp_path_factory):
 def test_end_to_end_writes_report_and_checkpoints(finished):
     cfg, report = finished
     assert set(report["accuracy"]) == {"warmup", "iter_1"}
+    assert report["final_model"] == str(cfg.run_dir / "iter_1" / "model")
+    assert (cfg.run_dir / "iter_1" / "model" / "model.safetensors").exists()
     stages = json.loads((cfg.run_dir / "manifest.json").read_text())["stages"]
     for stage in (
         "data",
@@ -113,6 +115,8 @@ def test_training_switches_run_end_to_end(tmp_path):
     )
     report = run(cfg)
     assert set(report["accuracy"]) == {"warmup", "iter_1"}
+    assert report["final_model"] == str(cfg.run_dir / "iter_1" / "model")
+    assert (cfg.run_dir / "iter_1" / "model" / "model.safetensors").exists()
     assert list((cfg.run_dir / "tensorboard").glob("events.out.tfevents.*"))
     from transformers import AutoModelForCausalLM
 
