@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tests.support.reference import assert_close
+from tests.support.tiny import tiny_llama
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -74,13 +75,9 @@ def test_loss_from_hidden_states_matches_the_models_logits():
 
 
 def test_readme_packing_example_runs_on_a_tiny_model():
-    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("transformers")
     block = next(b for b in re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S) if "pack_trees(" in b)
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4
-    )
-    model = transformers.LlamaForCausalLM(config)
+    model = tiny_llama(64)
     namespace = {"model": model, "prompt": [1, 5, 9, 13, 2], "chosen": [7, 8], "rejected": [7, 11, 3]}
     exec(compile(block, str(README), "exec"), namespace)
     assert namespace["out"].loss.isfinite()

@@ -23,6 +23,7 @@ from rftfast.ops.logprob import sequence_logprobs
 from rftfast.train.batching import pad_batch
 from rftfast.train.model_io import hidden_states, lm_head_weight
 from rftfast.train.packing import pack_trees, packed_attention, packed_hidden_states, resolve_attention
+from rftfast.train.sft import example_trees
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -48,8 +49,6 @@ def answer_perplexities(
 ) -> list[float]:
     """exp(mean NLL of the answer tokens) of each example under `model` (each batch one token tree with
     `packing`, padded rows without)."""
-    from rftfast.train.sft import example_trees
-
     attention = resolve_attention("auto", torch.device(device), branched=True)
     out = []
     with packed_attention(model, attention) if packing else contextlib.nullcontext():

@@ -171,10 +171,9 @@ def train_sft(
     """
     train = train or TrainConfig()
     torch.manual_seed(seed)
-    # flash-attn's varlen kernel takes disjoint sequences; every other attention takes the merged tree
-    attention = resolve_attention(train.attention, torch.device(device), branched=True) if packing else "dense"
-    if packing and attention == "flash":
-        attention = resolve_attention(train.attention, torch.device(device), branched=False)
+    # SFT can pack its examples apart (unbranched), so "auto" may pick flash-attn's varlen kernel; every
+    # other attention takes them as one merged tree
+    attention = resolve_attention(train.attention, torch.device(device), branched=False) if packing else "dense"
 
     def micro_loss(module, part, examples):
         # Every rank draws the same batch and takes its share; dividing by the whole batch's token

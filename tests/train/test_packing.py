@@ -22,6 +22,7 @@ from rftfast.train.packing import (
 )
 from rftfast.train.preference import pair_batch, pair_tree, reference_logps
 from rftfast.train.sft import answer_nll, example_trees
+from tests.support.tiny import tiny_llama, tiny_qwen2
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "pairs_default_iter1.jsonl"
 V = 97
@@ -29,22 +30,7 @@ TOL = 1e-5
 
 
 def tiny_model(kind: str, vocab: int = V, seed: int = 0):
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(seed)
-    shape = dict(
-        vocab_size=vocab,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        attn_implementation="sdpa",
-    )
-    if kind == "llama":
-        return LlamaForCausalLM(LlamaConfig(**shape)).float()
-    return Qwen2ForCausalLM(Qwen2Config(**shape)).float()
+    return (tiny_llama if kind == "llama" else tiny_qwen2)(vocab, seed)
 
 
 def random_trees(rng: random.Random, n: int) -> list[TokenTree]:
