@@ -33,8 +33,22 @@ def init(device: str) -> str:
         torch.cuda.set_device(local)
         device = f"cuda:{local}"
     if not dist.is_initialized():
+        global _joined
         dist.init_process_group("nccl" if torch.device(device).type == "cuda" else "gloo")
+        _joined = True
     return device
+
+
+_joined = False  # whether `init` created the process group (one a caller set up is the caller's to end)
+
+
+def leave() -> None:
+    """End the process group `init` created. Left to the interpreter's exit, gloo's teardown can abort a
+    finished process ("terminate called without an active exception"), failing the launch."""
+    global _joined
+    if _joined and dist.is_initialized():
+        dist.destroy_process_group()
+    _joined = False
 
 
 def active() -> bool:

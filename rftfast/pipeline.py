@@ -72,6 +72,7 @@ def run(
     finally:
         if lock is not None:
             lock.release()
+        distributed.leave()
 
 
 def _open_manifest(cfg: RunConfig, as_given: dict, resume: bool) -> Manifest:
