@@ -7,17 +7,11 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")  # must precede the first triton import
 
-import sys  # noqa: E402
-
 import pytest  # noqa: E402
 
 pytest.importorskip("triton")
 
-try:
-    from rftfast.kernels.linear_logprobs import linear_logprobs_backward, linear_logprobs_forward
-except ImportError:  # package not installed yet: import the source tree directly
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    from kernels.linear_logprobs import linear_logprobs_backward, linear_logprobs_forward
+from rftfast.kernels.linear_logprobs import linear_logprobs_backward, linear_logprobs_forward  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
