@@ -64,7 +64,7 @@ def run(
                 stage_eval(state, "warmup")
                 for k in range(1, cfg.iterations + 1):
                     stage_iteration(state, k)
-                    stage_eval(state, f"iter_{k}")
+                    stage_eval(state, f"iter_{k}", previous="warmup" if k == 1 else f"iter_{k - 1}")
         finally:
             if state.log is not None:
                 state.log.close()

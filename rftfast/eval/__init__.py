@@ -9,7 +9,7 @@ runner.py   `rftfast eval`: model and records loaded, evaluated, reported
 
 from rftfast.eval.checker import CATEGORIES, CheckResult, check
 from rftfast.eval.judge import check_judgeable, infer_category, judge, possible_answer
-from rftfast.eval.loop import Judged, generate_greedy, judge_greedy
+from rftfast.eval.loop import Judged, end_token_ids, generate_greedy, greedy_token_ids, judge_greedy
 from rftfast.eval.report import EvalReport, difficulty_of
 
 __all__ = [
@@ -20,7 +20,9 @@ __all__ = [
     "check",
     "check_judgeable",
     "difficulty_of",
+    "end_token_ids",
     "generate_greedy",
+    "greedy_token_ids",
     "infer_category",
     "judge",
     "judge_greedy",

@@ -21,27 +21,36 @@ if TYPE_CHECKING:
 
 
 class Judged(NamedTuple):
-    """A model's greedy answer to one record (cut at the end of its turn) and the judge's verdict on it."""
+    """A model's greedy answer to one record (cut at the end of its turn) and the judge's verdict on it.
+
+    `output_ids` are the generated token ids, up to and including the end-of-turn token when one was generated:
+    what the policy itself wrote, for pairs built against it (`rftfast.mcts.divergence_pair`)."""
 
     output: str
     result: CheckResult
+    output_ids: tuple[int, ...] = ()
 
 
-def generate_greedy(
+def end_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The token ids that end a turn: the tokenizer's eos and rftfast's end-of-turn token, where they exist."""
+    return [
+        t
+        for t in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(END))
+        if isinstance(t, int) and t >= 0 and t != tokenizer.unk_token_id
+    ]
+
+
+def greedy_token_ids(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Sequence[int]], max_new_tokens: int
-) -> list[str]:
-    """Greedy continuations of token-id prompts, batched with left padding; decoded text."""
+) -> list[list[int]]:
+    """Greedy continuations of token-id prompts, batched with left padding; each cut after its first end token."""
     import torch
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     width = max(len(p) for p in prompts)
     ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompts])
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-    eos = [
-        t
-        for t in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(END))
-        if isinstance(t, int) and t >= 0 and t != tokenizer.unk_token_id
-    ]
+    eos = end_token_ids(tokenizer)
     with torch.no_grad():
         out = model.generate(
             input_ids=ids.to(model.device),
@@ -51,8 +60,22 @@ def generate_greedy(
             pad_token_id=pad,
             eos_token_id=eos or None,
         )
-    texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
-    return [t.split(END)[0] for t in texts]
+    continuations = []
+    for row in out[:, width:].tolist():
+        end = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
+        continuations.append(row[:end])
+    return continuations
+
+
+def generate_greedy(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Sequence[int]], max_new_tokens: int
+) -> list[str]:
+    """Greedy continuations of token-id prompts, batched with left padding; decoded text."""
+    return [_text(tokenizer, ids) for ids in greedy_token_ids(model, tokenizer, prompts, max_new_tokens)]
+
+
+def _text(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int]) -> str:
+    return tokenizer.decode(ids, skip_special_tokens=True).split(END)[0]
 
 
 def judge_greedy(
@@ -77,8 +100,9 @@ def judge_greedy(
     bar = tqdm(total=len(local), desc=desc, unit="rec", disable=not (progress and distributed.is_main()))
     for start in range(0, len(local), batch_size):
         chunk = local[start : start + batch_size]
-        outputs = generate_greedy(model, tokenizer, [prompts[i] for i in chunk], max_new_tokens)
-        judged.extend(Judged(output, judge(records[i], output)) for i, output in zip(chunk, outputs, strict=True))
+        for i, ids in zip(chunk, greedy_token_ids(model, tokenizer, [prompts[i] for i in chunk], max_new_tokens)):
+            output = _text(tokenizer, ids)
+            judged.append(Judged(output, judge(records[i], output), tuple(ids)))
         bar.update(len(chunk))
     bar.close()
     return distributed.gather(judged)

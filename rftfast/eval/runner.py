@@ -46,7 +46,7 @@ def evaluate(
         progress=progress,
     )
     report, rows = EvalReport(), []
-    for record, (output, result) in zip(records, judged, strict=True):
+    for record, (output, result, _) in zip(records, judged, strict=True):
         category = infer_category(record)
         report.add(category, result)
         rows.append(

@@ -25,11 +25,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rftfast.answer import Step, StepScanner, first_step_end, step_token_boundaries
+from rftfast.data.chat import answer_content, render_example
 from rftfast.data.io import write_jsonl_atomic
+from rftfast.data.record import Record
 from rftfast.mcts.forest import Forest
 
 if TYPE_CHECKING:
     import datasets
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,35 @@ class Truth:
         return None
 
 
+def ground_truth(
+    record: Record, tokenizer: PreTrainedTokenizerBase, use_chat_template: bool | None = None
+) -> Truth | None:
+    """The record's ground-truth answer as tokens, with its step ends (None when they cannot be aligned).
+
+    Steps are cut where generation cuts them (`rftfast.answer.scanner`), so a node grown along the truth
+    has exactly a truth step prefix as its answer. A record that calls nothing is one step. The answer is
+    rendered as `rftfast.data.chat.render_example` renders it (`use_chat_template` as there).
+    """
+    example = render_example(record, tokenizer, use_chat_template=use_chat_template)
+    answer_ids = example.answer_ids
+    if not record.is_call:
+        return Truth(tuple(answer_ids), (len(answer_ids),))
+    content = answer_content(record)
+    content_ids = tokenizer(content, add_special_tokens=False)["input_ids"]
+    # Token step ends are computed on the content alone; they hold in the rendered answer only if it begins
+    # with exactly those tokens.
+    if answer_ids[: len(content_ids)] != content_ids:
+        return None
+    scanner, char_ends = StepScanner(), []
+    for i, char in enumerate(content):
+        if scanner.feed(char):
+            char_ends.append(i + 1)
+    steps = [Step("step", start, end) for start, end in zip([0, *char_ends], char_ends)]
+    ends = sorted(set(step_token_boundaries(content, steps, tokenizer)) - {0}) if steps else []
+    ends = [e for e in ends if e < len(content_ids)] + [len(answer_ids)]  # the last step takes the end of turn
+    return Truth(tuple(answer_ids), tuple(ends))
+
+
 @dataclass
 class Pair:
     """One step-level preference pair: two continuations of `prompt_ids`.
@@ -84,6 +117,7 @@ class Pair:
     answer_start: int
     divergence: int
     chosen_is_truth: bool = False
+    origin: str = "search"  # "search": siblings in a searched tree; "greedy": the truth against greedy decoding
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -91,7 +125,7 @@ class Pair:
     @classmethod
     def from_json(cls, d: dict) -> Pair:
         names = {f.name for f in fields(cls)}
-        missing = names - set(d) - {"chosen_is_truth"}
+        missing = names - set(d) - {"chosen_is_truth", "origin"}  # fields added later, with their defaults
         if missing:
             raise ValueError(f"pair: missing fields {sorted(missing)}")
         return cls(**{k: v for k, v in d.items() if k in names})
@@ -169,6 +203,60 @@ def extract_pairs(
     return pairs
 
 
+def divergence_pair(
+    truth: Truth,
+    prompt_ids: Sequence[int],
+    greedy_ids: Sequence[int],
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    record_id: str,
+    tree: int = 0,
+) -> Pair | None:
+    """The ground truth's step against the policy's own step where greedy decoding first leaves the truth.
+
+    `greedy_ids` is what greedy decoding wrote after `prompt_ids` (`rftfast.eval.Judged.output_ids`). Up to the
+    first token where it differs from the truth, the two answers agree; the pair continues the truth's steps
+    before that token (a step prefix of both) with the truth's next step (chosen) and with the greedy answer's
+    own next step (rejected: its tokens up to where it completes a step, or to its end). This is the step the
+    policy gets wrong, at the prefix it actually reaches: "align with the truth, misalign with the
+    deficiency". None when greedy decoding wrote the truth.
+    """
+    answer, greedy = list(truth.answer_ids), list(greedy_ids)
+    first_difference = _common_prefix(answer, greedy)
+    if first_difference == len(answer) and len(greedy) <= len(answer):
+        return None
+    step = next((i for i, end in enumerate(truth.step_ends) if end > first_difference), len(truth.step_ends) - 1)
+    start = truth.step_ends[step - 1] if step else 0
+    end = truth.step_ends[step]
+    answer_so_far = tokenizer.decode(answer[:start])
+    rejected = greedy[start:]
+    for n in range(first_difference - start + 1, len(rejected) + 1):  # the first step the greedy tokens complete
+        if first_step_end(answer_so_far, tokenizer.decode(rejected[:n])) is not None:
+            rejected = rejected[:n]
+            break
+    chosen = answer[start:end]
+    if not rejected or rejected == chosen:
+        return None
+    shared = [*map(int, prompt_ids), *answer[:start]]
+    return Pair(
+        record_id=record_id,
+        tree=tree,
+        node=-1,  # not a node of a searched tree
+        depth=step,
+        prompt_ids=shared,
+        chosen_ids=chosen,
+        rejected_ids=rejected,
+        chosen_value=1.0,
+        rejected_value=0.0,
+        chosen_visits=0,
+        rejected_visits=0,
+        answer_start=len(prompt_ids),
+        divergence=len(shared) + _common_prefix(chosen, rejected),
+        chosen_is_truth=True,
+        origin="greedy",
+    )
+
+
 def _child_values(forest: Forest, kind: str) -> np.ndarray:
     if kind == "reward":
         return forest.reward
@@ -236,6 +324,7 @@ def pair_statistics(pairs: Sequence[Pair], searched_records: int) -> dict:
         "records_with_pairs": len(per_record),
         "pairs_per_record": len(pairs) / searched_records if searched_records else 0.0,
         "chosen_is_truth": sum(p.chosen_is_truth for p in pairs) / len(pairs) if pairs else 0.0,
+        "from_greedy": sum(p.origin == "greedy" for p in pairs) / len(pairs) if pairs else 0.0,
         "mean_value_gap": sum(gaps) / len(gaps) if gaps else 0.0,
         "depths": {str(d): depths[d] for d in sorted(depths)},
     }

@@ -23,12 +23,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from rftfast.answer import Step, StepScanner, step_token_boundaries
-from rftfast.data.chat import answer_content, render_example
+from rftfast.data.chat import render_example
 from rftfast.data.record import Record
 from rftfast.generation.base import Child, ExpandRequest, Generator
 from rftfast.mcts.forest import BACKUPS, RULES, Expansion, Forest
-from rftfast.mcts.pairs import Pair, PairConfig, Truth, extract_pairs
+from rftfast.mcts.pairs import Pair, PairConfig, extract_pairs, ground_truth
 from rftfast.mcts.rewards import ast_reward
 
 if TYPE_CHECKING:
@@ -204,7 +203,9 @@ def search(
 
     with timer("pairs"):
         record_ids = [r.id or str(i) for i, r in enumerate(records)]
-        truth = [_truth(r, tokenizer, config) for r in records] if config.ground_truth_chosen else None
+        truth = None
+        if config.ground_truth_chosen:
+            truth = [ground_truth(r, tokenizer, config.use_chat_template) for r in records]
         pairs = extract_pairs(forest, prompts, config.pairs, record_ids=record_ids, truth=truth)
     stats.nodes = int(forest.num_nodes.sum())
     stats.pairs = len(pairs)
@@ -296,32 +297,6 @@ class _NewChildren:
         self.terminal.append(terminal)
         self.tokens.append(tokens)
         self.texts.append(text)
-
-
-def _truth(record: Record, tokenizer, config: SearchConfig) -> Truth | None:
-    """The record's ground-truth answer as tokens, with its step ends (None when they cannot be aligned).
-
-    Steps are cut where generation cuts them (`rftfast.answer.scanner`), so a node grown along the truth
-    has exactly a truth step prefix as its answer.
-    """
-    example = render_example(record, tokenizer, use_chat_template=config.use_chat_template)
-    answer_ids = example.answer_ids
-    if not record.is_call:
-        return Truth(tuple(answer_ids), (len(answer_ids),))
-    content = answer_content(record)
-    content_ids = tokenizer(content, add_special_tokens=False)["input_ids"]
-    # Token step ends are computed on the content alone; they hold in the rendered answer only if it begins
-    # with exactly those tokens.
-    if answer_ids[: len(content_ids)] != content_ids:
-        return None
-    scanner, char_ends = StepScanner(), []
-    for i, char in enumerate(content):
-        if scanner.feed(char):
-            char_ends.append(i + 1)
-    steps = [Step("step", start, end) for start, end in zip([0, *char_ends], char_ends)]
-    ends = sorted(set(step_token_boundaries(content, steps, tokenizer)) - {0}) if steps else []
-    ends = [e for e in ends if e < len(content_ids)] + [len(answer_ids)]  # the last step takes the end of turn
-    return Truth(tuple(answer_ids), tuple(ends))
 
 
 def _prefill(generator) -> tuple[int, int]:

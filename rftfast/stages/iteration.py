@@ -1,8 +1,13 @@
 """One iteration k: find the policy's deficiencies, search them for step-level pairs, optimise on the pairs
-(or, the ablation `extra_sft`, plain SFT on the deficient records' ground truth)."""
+(or, the ablation `extra_sft`, plain SFT on the deficient records' ground truth).
+
+The pairs are the search's and, with `deficiency.divergence_pairs`, one per greedy failure at its first wrong
+step. Beside its losses, the preference stage reports how the policy ranks the same kind of pairs built on the
+held-out records the previous checkpoint failed, before and after it trains (`rftfast.train.diagnostics`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 
@@ -21,12 +26,16 @@ def sample(state: RunState, k: int) -> list[int]:
 
 def stage_iteration(state: RunState, k: int) -> None:
     from rftfast.mcts import load_pairs, pair_statistics, save_pairs
-    from rftfast.train.deficiency import find_deficiencies
-    from rftfast.train.preference import train_preference
+    from rftfast.stages.evaluate import heldout_pairs
+    from rftfast.train.deficiency import divergence_pairs, find_deficiencies
+    from rftfast.train.diagnostics import pair_margins, rejected_is_greedy
+    from rftfast.train.preference import reference_logps, train_preference
     from rftfast.train.search_stage import search_pairs
 
     cfg, it = state.cfg, f"iter_{k}"
+    previous = "warmup" if k == 1 else f"iter_{k - 1}"
     pairs_path = state.dir / it / "pairs.jsonl"
+    greedy_pairs_path = state.dir / it / "greedy_pairs.jsonl"
 
     def deficiency(seed):
         idx = sample(state, k)
@@ -39,9 +48,22 @@ def stage_iteration(state: RunState, k: int) -> None:
             device=cfg.device,
         )
         chosen = [idx[i] for i in found.selected]
+        greedy = []
+        if cfg.deficiency.divergence_pairs:
+            scored = [state.train[i] for i in idx], [state.train_examples[i] for i in idx]
+            greedy = divergence_pairs(state.tokenizer, *scored, found.greedy_ids, found.greedy_valid)
+            # `tree`: the record's place among the searched (deficient) records, as for the search's pairs
+            position = {train_index: n for n, train_index in enumerate(chosen)}
+            greedy = [dataclasses.replace(p, tree=position[idx[p.tree]]) for p in greedy]
         if distributed.is_main():
             write_json_atomic(state.dir / it / "deficient.json", chosen)
-        return {"scored": len(idx), "deficient": len(chosen), "greedy_accuracy": found.greedy_accuracy}
+            save_pairs(greedy, greedy_pairs_path)
+        return {
+            "scored": len(idx),
+            "deficient": len(chosen),
+            "greedy_accuracy": found.greedy_accuracy,
+            "greedy_pairs": len(greedy),
+        }
 
     state.stage(f"{it}/deficiency", deficiency)
     deficient = json.loads((state.dir / it / "deficient.json").read_text())
@@ -53,15 +75,27 @@ def stage_iteration(state: RunState, k: int) -> None:
     def search(seed):
         records = [state.train[i] for i in deficient]
         policy = state.dir / ("warmup" if k == 1 else f"iter_{k - 1}") / "model"  # the checkpoint being searched
-        pairs, stats = search_pairs(state.model, state.tokenizer, records, cfg.search, seed, model_path=policy)
+        searched, stats = search_pairs(state.model, state.tokenizer, records, cfg.search, seed, model_path=policy)
+        greedy = load_pairs(greedy_pairs_path) if greedy_pairs_path.exists() else []
+        pairs = merge_pairs(searched, greedy)
         if distributed.is_main():
             save_pairs(pairs, pairs_path)
-        return {**stats, **pair_statistics(pairs, len(records))}
+        share = rejected_is_greedy(state.model, state.tokenizer, searched, cfg.search.max_new_tokens)
+        return {**stats, **pair_statistics(pairs, len(records)), "search_rejected_is_greedy": share}
 
     state.stage(f"{it}/search", search)
     pairs = load_pairs(pairs_path)  # `rftfast.mcts.Pair`s, as every rank (and a resumed run) reads them
 
+    held_out = (
+        list(heldout_pairs(state, previous).values()) if (state.dir / previous / "heldout.jsonl").exists() else []
+    )
+
+    def heldout_logps():
+        pad = state.tokenizer.pad_token_id
+        return reference_logps(state.model, held_out, pad, cfg.preference.batch_size, cfg.device, cfg.train.precision)
+
     def preference(seed):
+        before = heldout_logps() if held_out else None
         history = train_preference(
             state.model,
             state.tokenizer,
@@ -73,13 +107,25 @@ def stage_iteration(state: RunState, k: int) -> None:
             log=state.step_log(f"{it}/preference"),
         )
         state.save_model(it)
-        return {
+        summary = {
             "steps": len(history),
             "losses": [h["loss"] for h in history],
             "reward_accuracy": sum(h["rewards/accuracies"] for h in history) / max(1, len(history)),
         }
+        if held_out:  # the previous checkpoint's held-out failures, as pairs: ranked before and after training
+            after = heldout_logps()
+            summary["heldout_pairs_before"] = pair_margins(before)
+            summary["heldout_pairs_after"] = pair_margins(after, ref_logps=before)
+        return summary
 
     state.stage(f"{it}/preference", preference, lambda: state.load_model(it))
+
+
+def merge_pairs(searched: list, greedy: list) -> list:
+    """The search's pairs, then the greedy-divergence pairs that are not already among them (same tokens)."""
+    seen = {(tuple(p.prompt_ids), tuple(p.chosen_ids), tuple(p.rejected_ids)) for p in searched}
+    extra = [p for p in greedy if (tuple(p.prompt_ids), tuple(p.chosen_ids), tuple(p.rejected_ids)) not in seen]
+    return sorted(searched + extra, key=lambda p: p.tree)  # stable: the search's pairs first within a record
 
 
 def extra_sft(state: RunState, it: str, deficient: list[int]) -> None:

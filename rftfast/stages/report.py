@@ -50,6 +50,48 @@ def stage_table(stages: dict) -> str:
     return "\n".join(lines)
 
 
+def failures_table(stages: dict) -> str:
+    """Held-out failures by the checker's category after each checkpoint, and what changed since the one before."""
+    names = _checkpoints(stages)
+    kinds = sorted({k for n in names for k in stages[f"{n}/eval"].get("failures", {})})
+    lines = [
+        "| after | " + " | ".join(kinds) + " | fixed | broken | fix rate |",
+        "|---|" + "---:|" * (len(kinds) + 3),
+    ]
+    for n in names:
+        ev = stages[f"{n}/eval"]
+        changes = ev.get("changes")
+        moved = f"{changes['fixed']} | {changes['broken']} | {changes['fix_rate']:.1%}" if changes else " | | "
+        lines.append(f"| {n} | " + " | ".join(str(ev.get("failures", {}).get(k, 0)) for k in kinds) + f" | {moved} |")
+    return "\n".join(lines)
+
+
+def pairs_table(stages: dict) -> str:
+    """Per iteration: where its pairs came from and whether training on them carried over to held-out pairs."""
+    lines = [
+        "| iteration | pairs | from greedy | search rejected = greedy | held-out pairs | ranked right before"
+        " | after | reward accuracy |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, search in stages.items():
+        if not name.endswith("/search"):
+            continue
+        it = name.removesuffix("/search")
+        pref = stages.get(f"{it}/preference", {})
+        before, after = pref.get("heldout_pairs_before", {}), pref.get("heldout_pairs_after", {})
+        cells = [
+            str(search.get("pairs", 0)),
+            f"{search.get('from_greedy', 0.0):.1%}",
+            f"{search['search_rejected_is_greedy']:.1%}" if "search_rejected_is_greedy" in search else "",
+            str(before.get("pairs", "")),
+            f"{before['ranked_right']:.1%}" if "ranked_right" in before else "",
+            f"{after['ranked_right']:.1%}" if "ranked_right" in after else "",
+            f"{after['reward_accuracy']:.1%}" if "reward_accuracy" in after else "",
+        ]
+        lines.append(f"| {it} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot(stages: dict, path: str | Path) -> None:
     import matplotlib
 
@@ -95,6 +137,11 @@ def write_report(cfg: RunConfig, stages: dict, write: bool = True) -> dict:
     plot(stages, cfg.run_dir / "report.png")
     print("\nHeld-out accuracy (greedy decoding, BFCL AST rules):")
     print(accuracy_table(stages))
+    print("\nHeld-out failures by category, and the records fixed and broken since the checkpoint before:")
+    print(failures_table(stages))
+    if any(name.endswith("/search") for name in stages):
+        print("\nPairs: where they came from, and how the policy ranks the same kind of pairs on held-out failures:")
+        print(pairs_table(stages))
     print("\nStages:")
     print(stage_table(stages))
     print(f"\nreport: {cfg.run_dir / 'report.json'}, {cfg.run_dir / 'report.png'}")

@@ -2,12 +2,14 @@
 
 Two signals, as in iTool: the perplexity of the ground-truth answer under the policy, and greedy
 decoding judged by the BFCL-rule checker. The worst `ratio` by perplexity and every greedy
-failure are selected.
+failure are selected. Each greedy failure also yields a pair on the spot (`divergence_pairs`): the truth's
+step against the step where greedy decoding first leaves it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from rftfast import distributed
 from rftfast.data.chat import Example
 from rftfast.data.record import Record
 from rftfast.eval import judge_greedy
+from rftfast.mcts import Pair, divergence_pair, ground_truth
 from rftfast.ops.logprob import sequence_logprobs
 from rftfast.train.batching import pad_batch
 from rftfast.train.model_io import hidden_states, lm_head_weight
@@ -36,6 +39,9 @@ class DeficiencyConfig:
     ratio: float = 0.3  # the worst fraction by answer perplexity, plus every greedy failure
     max_new_tokens: int = 64
     max_records: int = 400  # score at most this many training records per iteration (a seeded sample)
+    # Pair the truth's step against greedy decoding's first wrong step for every greedy failure, beside the
+    # search's pairs: the mistake the policy actually makes, at the prefix it actually reaches.
+    divergence_pairs: bool = True
 
 
 @torch.no_grad()
@@ -74,11 +80,12 @@ def answer_perplexities(
 
 @dataclass
 class Deficiencies:
-    """Per scored record: perplexity and greedy verdict; `selected` indexes the deficient ones."""
+    """Per scored record: perplexity, greedy verdict and greedy tokens; `selected` indexes the deficient ones."""
 
     perplexity: list[float]
     greedy_valid: list[bool]
     selected: list[int]
+    greedy_ids: list[tuple[int, ...]] = dataclasses.field(default_factory=list)
 
     @property
     def greedy_accuracy(self) -> float:
@@ -97,18 +104,37 @@ def find_deficiencies(
     model.eval()
     local = distributed.shard(range(len(records)))  # split across ranks when several processes run
     ppl = distributed.gather(answer_perplexities(model, tokenizer, [examples[i] for i in local], batch_size, device))
-    valid = [
-        result.valid
-        for _, result in judge_greedy(
-            model,
-            tokenizer,
-            records,
-            [e.prompt_ids for e in examples],
-            max_new_tokens=cfg.max_new_tokens,
-            batch_size=batch_size,
-            desc="deficiency: greedy decoding",
-        )
-    ]
+    judged = judge_greedy(
+        model,
+        tokenizer,
+        records,
+        [e.prompt_ids for e in examples],
+        max_new_tokens=cfg.max_new_tokens,
+        batch_size=batch_size,
+        desc="deficiency: greedy decoding",
+    )
+    valid = [j.result.valid for j in judged]
     worst = sorted(range(len(records)), key=lambda i: -ppl[i])[: max(1, round(cfg.ratio * len(records)))]
     selected = sorted(set(worst) | {i for i, ok in enumerate(valid) if not ok})
-    return Deficiencies(ppl, valid, selected)
+    return Deficiencies(ppl, valid, selected, [j.output_ids for j in judged])
+
+
+def divergence_pairs(
+    tokenizer: PreTrainedTokenizerBase,
+    records: Sequence[Record],
+    examples: Sequence[Example],
+    greedy_ids: Sequence[Sequence[int]],
+    valid: Sequence[bool],
+) -> list[Pair]:
+    """One pair per greedy failure (`rftfast.mcts.divergence_pair`); `tree` is the record's index in `records`.
+    A failure whose truth cannot be cut into steps, or whose greedy answer equals the truth token for token
+    (judged wrong all the same), yields none."""
+    pairs = []
+    for i, (record, example, ids, ok) in enumerate(zip(records, examples, greedy_ids, valid, strict=True)):
+        truth = None if ok else ground_truth(record, tokenizer)
+        if truth is None:
+            continue
+        pair = divergence_pair(truth, example.prompt_ids, ids, tokenizer, record_id=record.id or str(i), tree=i)
+        if pair is not None:
+            pairs.append(pair)
+    return pairs

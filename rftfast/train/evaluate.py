@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from rftfast.data.chat import Example
 from rftfast.data.record import Record
-from rftfast.eval import EvalReport, difficulty_of, judge_greedy
+from rftfast.eval import EvalReport, Judged, difficulty_of, judge_greedy
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -20,8 +20,8 @@ def heldout_accuracy(
     examples: Sequence[Example],
     max_new_tokens: int,
     batch_size: int,
-) -> dict:
-    """{"accuracy", "by_difficulty": {name: accuracy}, "failures": {category: n}, "n"}."""
+) -> tuple[dict, list[Judged]]:
+    """({"accuracy", "by_difficulty": {name: accuracy}, "failures": {category: n}, "n"}, each record's answer)."""
     judged = judge_greedy(
         model,
         tokenizer,
@@ -32,6 +32,6 @@ def heldout_accuracy(
         desc="held-out eval",
     )
     report = EvalReport()
-    for record, (_, result) in zip(records, judged, strict=True):
+    for record, (_, result, _) in zip(records, judged, strict=True):
         report.add(difficulty_of(record), result)
-    return report.metrics(by="by_difficulty")
+    return report.metrics(by="by_difficulty"), judged

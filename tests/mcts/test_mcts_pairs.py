@@ -1,5 +1,6 @@
 """Pair extraction on hand-built trees: which siblings pair up, the filters, the truth as chosen, and the files."""
 
+import dataclasses
 import json
 
 import pytest
@@ -127,12 +128,14 @@ def test_pair_statistics_count_what_the_pairs_hold():
         return Pair(record, 0, 1, depth, PROMPT, [1], [2], chosen_value, rejected_value, 1, 1, 3, 3, truth)
 
     pairs = [pair("a", 0, 1.0, 0.0, True), pair("a", 2, 0.5, 0.25, False), pair("b", 0, 1.0, 0.5, True)]
+    pairs[2] = dataclasses.replace(pairs[2], origin="greedy")
     stats = pair_statistics(pairs, searched_records=4)
     assert stats == {
         "pairs": 3,
         "records_with_pairs": 2,
         "pairs_per_record": 0.75,
         "chosen_is_truth": pytest.approx(2 / 3),
+        "from_greedy": pytest.approx(1 / 3),
         "mean_value_gap": pytest.approx((1.0 + 0.25 + 0.5) / 3),
         "depths": {"0": 2, "2": 1},
     }

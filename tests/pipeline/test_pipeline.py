@@ -53,6 +53,41 @@ def test_end_to_end_writes_report_and_checkpoints(finished):
     assert {"warmup", "iter_1/preference"} <= {r["stage"] for r in logged}
 
 
+def test_diagnostics_agree_with_the_files_they_describe(finished):
+    cfg, report = finished
+    stages = report["stages"]
+    answers = {
+        name: [json.loads(line) for line in (cfg.run_dir / name / "heldout.jsonl").read_text().splitlines()]
+        for name in ("warmup", "iter_1")
+    }
+    for name, rows in answers.items():  # one judged answer per held-out record, and the accuracy is theirs
+        ev = stages[f"{name}/eval"]
+        assert len(rows) == ev["n"]
+        assert sum(r["valid"] for r in rows) / len(rows) == pytest.approx(ev["accuracy"])
+        assert sum(ev["failures"].values()) == sum(not r["valid"] for r in rows)
+    before, after = ([r["valid"] for r in answers[n]] for n in ("warmup", "iter_1"))
+    changes = stages["iter_1/eval"]["changes"]
+    assert changes["fixed"] == sum(not b and a for b, a in zip(before, after))
+    assert changes["broken"] == sum(b and not a for b, a in zip(before, after))
+    assert changes["failed_before"] == before.count(False)
+    assert 0 < changes["first_wrong_steps"] <= before.count(False)
+    assert 0.0 <= changes["fix_rate"] <= 1.0
+    # greedy-divergence pairs: made by the deficiency stage, merged into the search's pairs without repeats
+    greedy = load_pairs(cfg.run_dir / "iter_1" / "greedy_pairs.jsonl")
+    pairs = load_pairs(cfg.run_dir / "iter_1" / "pairs.jsonl")
+    assert stages["iter_1/deficiency"]["greedy_pairs"] == len(greedy) > 0
+    assert all(p.origin == "greedy" and p.chosen_is_truth for p in greedy)
+    merged = [p for p in pairs if p.origin == "greedy"]
+    assert 0 < len(merged) <= len(greedy)
+    assert stages["iter_1/search"]["from_greedy"] == pytest.approx(len(merged) / len(pairs))
+    assert len({(tuple(p.prompt_ids), tuple(p.chosen_ids), tuple(p.rejected_ids)) for p in pairs}) == len(pairs)
+    assert 0.0 <= stages["iter_1/search"]["search_rejected_is_greedy"] <= 1.0
+    # the held-out pairs the preference stage ranks are the warm-up's failures that have a first wrong step
+    pref = stages["iter_1/preference"]
+    assert pref["heldout_pairs_before"]["pairs"] == pref["heldout_pairs_after"]["pairs"] == changes["first_wrong_steps"]
+    assert 0.0 <= pref["heldout_pairs_after"]["reward_accuracy"] <= 1.0
+
+
 def test_saved_model_reloads_and_generates(finished):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
