@@ -18,7 +18,7 @@ def _convert(args) -> int:
         report = convert_file(args.format, args.input, args.output, args.on_error)
     except RecordError as e:  # bad input: the message starts with its file and line
         print(f"error: {e}", file=sys.stderr)
-        if args.on_error == "stop" and re.match(re.escape(str(Path(args.input))) + r"(:\d|\[)", str(e)):
+        if args.on_error == "stop" and re.match(re.escape(str(Path(args.input))) + r"(/[^:]*)?(:\d|\[)", str(e)):
             # One record is bad (it has a line or index), not the file: skipping may help.
             print("(use --on-error skip to skip bad records; they are counted)", file=sys.stderr)
         return 2
@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="stop",
         help="stop at the first bad record (default), or skip and count bad records",
     )
-    convert.add_argument("input", help=".json/.jsonl/.parquet file, or a hub dataset id")
+    convert.add_argument("input", help=".json/.jsonl/.parquet file, a hub dataset id, or (bfcl) a BFCL directory")
     convert.add_argument("output", help="canonical JSONL to write (atomically)")
     convert.set_defaults(func=_convert)
 

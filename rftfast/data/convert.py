@@ -11,7 +11,7 @@ from typing import Any
 
 from rftfast.data.importers import IMPORTERS, import_bfcl
 from rftfast.data.io import iter_raw, read_raw, write_records
-from rftfast.data.record import Record, RecordError
+from rftfast.data.record import Record, RecordError, UnsupportedRecord
 
 FORMATS = (*IMPORTERS, "bfcl")
 
@@ -39,6 +39,18 @@ def bfcl_possible_answer_path(test_file: Path) -> Path:
     return test_file.parent / "possible_answer" / test_file.name
 
 
+def bfcl_test_files(path: str | os.PathLike) -> list[Path]:
+    """A BFCL directory's test files (`BFCL_*.json`, sorted; their possible answers lie in `possible_answer/`),
+    or `[path]` for anything else. A directory without test files raises RecordError."""
+    path = Path(path)
+    if not path.is_dir():
+        return [path]
+    files = sorted(path.glob("BFCL_*.json"))
+    if not files:
+        raise RecordError(f"{path}: no BFCL_*.json test files in this directory")
+    return files
+
+
 def _reason(error: RecordError) -> str:
     # Group by the message past the location ("path:3.tools[0]: expected ..." -> "expected ...").
     return str(error).split(": ", 1)[-1][:100]
@@ -47,18 +59,28 @@ def _reason(error: RecordError) -> str:
 def import_file(
     fmt: str, src: str | os.PathLike, on_error: str = "stop", report: ConvertReport | None = None
 ) -> list[Record]:
-    """Canonical records of a raw file. `on_error="stop"` raises RecordError on the first bad record (its
-    message starts with the file and line, or index); `"skip"` skips it and counts it in `report`.
+    """Canonical records of a raw file (format "bfcl": also of a BFCL directory, every test file in it, as
+    `rftfast eval` reads one). `on_error="stop"` raises RecordError on the first bad record (its message
+    starts with the file and line, or index); `"skip"` skips it and counts it in `report`.
 
     A bad record is one that does not read (not UTF-8, not strict JSON), does not fit its format, or
-    would not read back from the output. Problems of the file itself (missing, empty, a directory)
-    raise RecordError in both modes.
+    would not read back from the output. Records of a kind rftfast does not import (BFCL's multi-turn
+    entries) are skipped and counted in both modes. Problems of the file itself (missing, empty, a
+    directory) raise RecordError in both modes. Ids are unique in the result: a repeated one gets `~<n>`.
     """
     if fmt not in FORMATS:
         raise ValueError(f"format: unknown format {fmt!r}; expected one of {FORMATS}")
     if on_error not in ("stop", "skip"):
         raise ValueError(f"on_error: expected 'stop' or 'skip', got {on_error!r}")
     report = report if report is not None else ConvertReport()
+    out = []
+    for file in bfcl_test_files(src) if fmt == "bfcl" else [src]:
+        out.extend(_import_one_file(fmt, file, on_error, report))
+    _make_ids_unique(out)
+    return out
+
+
+def _import_one_file(fmt: str, src: str | os.PathLike, on_error: str, report: ConvertReport) -> list[Record]:
     answers = _bfcl_answers(Path(src)) if fmt == "bfcl" else {}
     out, read = [], 0
     for where, raw in iter_raw(src):
@@ -67,7 +89,7 @@ def import_file(
         try:
             out.extend(_import_record(fmt, raw, answers, where))
         except RecordError as error:
-            if on_error == "stop":
+            if on_error == "stop" and not isinstance(error, UnsupportedRecord):
                 raise
             report.skipped += 1
             report.reasons[_reason(error)] += 1
@@ -76,6 +98,18 @@ def import_file(
     if not read:
         raise RecordError(f"{src}: no records in the file")
     return out
+
+
+def _make_ids_unique(records: list[Record]) -> None:
+    """A repeated id (a source that repeats its own, an exact duplicate record) becomes `<id>~<n>`, in order:
+    stages key records by id (the judge's cache, the search's pairs)."""
+    taken, suffix = set(), Counter()
+    for record in records:
+        base = record.id
+        while record.id in taken:
+            suffix[base] += 1
+            record.id = f"{base}~{suffix[base]}"
+        taken.add(record.id)
 
 
 def _import_record(fmt: str, raw: Any, answers: dict[str, dict], where: str) -> list[Record]:

@@ -5,6 +5,11 @@ records it holds, or raises `RecordError` saying what is wrong. Conversations wi
 assistant turns give one record per assistant turn (the history up to it, and that turn as the
 answer), so no supervised turn is lost.
 
+Records come out in one shape whatever the source: the tools in `tools` and no longer in the system
+prompt (a chat template prints its own list; two lists would disagree), calls as `tool_calls`, one tool
+message per call result carrying the function's `name` where the source gives it, and an `id` that is the
+source's own or, when it has none (ToolACE, Glaive), one made from the record's content.
+
 | format   | shape (one raw record)                                                                 |
 |----------|----------------------------------------------------------------------------------------|
 | toolace  | `system` (tools as a JSON list inside the text) + `conversations` [{from, value}];      |
@@ -20,13 +25,14 @@ answer), so no supervised turn is lost.
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import re
 from collections.abc import Callable
 from typing import Any
 
 from rftfast.answer import parse_calls
-from rftfast.data.record import Call, ParseError, Record, RecordError, normalize_tool
+from rftfast.data.record import Call, ParseError, Record, RecordError, UnsupportedRecord, normalize_tool
 
 # ----------------------------------------------------------------------------- shared helpers
 
@@ -39,8 +45,8 @@ def _require(raw: Any, key: str, kind: type, where: str):
     return raw[key]
 
 
-def _json_values(text: str) -> list[Any]:
-    """Every top-level JSON object or array embedded in free text, in order."""
+def _json_values(text: str) -> list[tuple[int, int, Any]]:
+    """Every top-level JSON object or array embedded in free text, in order, as (start, end, value)."""
     decoder, found, i = json.JSONDecoder(), [], 0
     while True:
         starts = [j for j in (text.find("{", i), text.find("[", i)) if j >= 0]
@@ -52,8 +58,40 @@ def _json_values(text: str) -> list[Any]:
         except json.JSONDecodeError:
             i = j + 1
             continue
-        found.append(value)
+        found.append((j, end, value))
         i = end
+
+
+def _without_tool_lists(text: str, spans: list[tuple[int, int]]) -> str:
+    """`text` (a system prompt) less the tool lists at `spans`, and the clause that introduces each
+    ("Here is a list of functions ...:"), the pieces joined by a line break."""
+    for start, end in sorted(spans, reverse=True):
+        left, right = text[:start].rstrip(), text[end:].lstrip()
+        if left.endswith((":", "-")):  # the lead-in clause, back to the end of the sentence or line before it
+            left = left[: max(left.rfind(". ") + 1, left.rfind("\n"), 0)].rstrip()
+        right = right.removeprefix(".").lstrip()  # "...: [list]. Next sentence"
+        text = left + ("\n" if left and right else "") + right
+    return text.strip()
+
+
+def _record_id(raw: Any, source: str) -> str:
+    """The raw record's own id, or `<source>-<hash of its content>`: stable across runs, file orders and
+    subsets, and distinct for distinct records (ToolACE and Glaive records carry no id)."""
+    own = raw.get("id") if isinstance(raw, dict) else None
+    if own is not None and own != "":
+        return str(own)
+    text = json.dumps(raw, sort_keys=True, ensure_ascii=False, default=str)
+    return f"{source}-{hashlib.blake2b(text.encode(), digest_size=6).hexdigest()}"
+
+
+def _json_text(value: Any) -> str:
+    """A tool result as a message's content: text as it is, anything else as JSON (its repr if not JSON)."""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):  # a Python literal JSON has no form for (a set, bytes)
+        return repr(value)
 
 
 def _loads_lenient(text: str, where: str) -> Any:
@@ -142,11 +180,27 @@ def _python_type_schema(type_text: str) -> tuple[dict, bool]:
 # ----------------------------------------------------------------------------- ToolACE
 
 
-def _toolace_tools(system: str, where: str) -> list[dict]:
-    for value in _json_values(system):
+def _toolace_tools(system: str, where: str) -> tuple[list[dict], str]:
+    """(the tools, the system prompt without their list)."""
+    for start, end, value in _json_values(system):
         if isinstance(value, list) and value and all(isinstance(t, dict) and "name" in t for t in value):
-            return [_bfcl_tool(t, f"{where}.system[{i}]") for i, t in enumerate(value)]
+            tools = [_bfcl_tool(t, f"{where}.system[{i}]") for i, t in enumerate(value)]
+            return tools, _without_tool_lists(system, [(start, end)])
     raise RecordError(f"{where}.system: no JSON list of functions found")
+
+
+def _toolace_results(value: str) -> list[dict]:
+    """A ToolACE tool turn (`[{"name": .., "results": ..}, ...]`) as one tool message per result, named;
+    a turn of another shape as one message, as it is."""
+    try:
+        results = json.loads(value)
+    except json.JSONDecodeError:
+        results = None
+    if not isinstance(results, list) or not results:
+        return [{"role": "tool", "content": value}]
+    if not all(isinstance(r, dict) and isinstance(r.get("name"), str) for r in results):
+        return [{"role": "tool", "content": value}]
+    return [{"role": "tool", "name": r["name"], "content": _json_text(r.get("results", r))} for r in results]
 
 
 def _bfcl_tool(fn: dict, where: str) -> dict:
@@ -170,9 +224,9 @@ def _schema_types(schema: Any) -> Any:
 def import_toolace(raw: dict, where: str = "record") -> list[Record]:
     system = _require(raw, "system", str, where)
     turns = _require(raw, "conversations", list, where)
-    tools = _toolace_tools(system, where)
+    tools, system = _toolace_tools(system, where)
     roles = {"user": "user", "assistant": "assistant", "tool": "tool", "function": "tool"}
-    messages = [{"role": "system", "content": system}]
+    messages = [{"role": "system", "content": system}] if system else []
     for i, turn in enumerate(turns):
         w = f"{where}.conversations[{i}]"
         role = _role(turn, roles)
@@ -184,9 +238,11 @@ def import_toolace(raw: dict, where: str = "record") -> list[Record]:
                 messages.append(_assistant(parse_calls(value, "pythonic")))
             except ParseError as e:
                 raise RecordError(f"{w}: bracket call syntax does not parse: {e}") from None
+        elif role == "tool":
+            messages.extend(_toolace_results(value))
         else:
             messages.append({"role": role, "content": value})
-    return _per_assistant_turn(messages, tools, str(raw.get("id", "")), {"source": "toolace"}, where)
+    return _per_assistant_turn(messages, tools, _record_id(raw, "toolace"), {"source": "toolace"}, where)
 
 
 # ----------------------------------------------------------------------------- xLAM / APIGen
@@ -233,7 +289,7 @@ def import_xlam(raw: dict, where: str = "record") -> list[Record]:
     tools = [_xlam_tool(t, f"{where}.tools[{i}]") for i, t in enumerate(tools)]
     calls = [Call.from_json(a, f"{where}.answers[{i}]") for i, a in enumerate(answers)]
     answer: list[Call] | str = calls if calls else ""
-    return [Record([{"role": "user", "content": query}], tools, answer, str(raw.get("id", "")), {"source": "xlam"})]
+    return [Record([{"role": "user", "content": query}], tools, answer, _record_id(raw, "xlam"), {"source": "xlam"})]
 
 
 # ----------------------------------------------------------------------------- Glaive v2
@@ -258,11 +314,10 @@ def import_glaive(raw: dict, where: str = "record") -> list[Record]:
     if not isinstance(system, str):
         raise RecordError(f"{where}.system: expected str, got {type(system).__name__}")
     system_text = re.sub(r"^\s*SYSTEM:\s*", "", system)
-    tools = [
-        normalize_tool(t, f"{where}.system[{i}]")
-        for i, t in enumerate(v for v in _json_values(system_text) if isinstance(v, dict) and "name" in v)
-    ]
-    messages = [{"role": "system", "content": system_text.strip()}] if system_text.strip() else []
+    functions = [(start, end, v) for start, end, v in _json_values(system_text) if isinstance(v, dict) and "name" in v]
+    tools = [normalize_tool(v, f"{where}.system[{i}]") for i, (_, _, v) in enumerate(functions)]
+    system_text = _without_tool_lists(system_text, [(start, end) for start, end, _ in functions])
+    messages = [{"role": "system", "content": system_text}] if system_text else []
     pieces = _GLAIVE_TURN.split(chat)
     if len(pieces) < 3:
         raise RecordError(f"{where}.chat: no USER:/ASSISTANT: markers")
@@ -272,32 +327,96 @@ def import_glaive(raw: dict, where: str = "record") -> list[Record]:
         if marker == "USER":
             messages.append({"role": "user", "content": text})
         elif marker == "FUNCTION RESPONSE":
-            messages.append({"role": "tool", "content": text})
+            messages.append({"role": "tool", "content": text, **_answered_call_name(messages)})
         elif "<functioncall>" in text:
             messages.append(_assistant([_glaive_call(text, w)]))
         else:
             messages.append({"role": "assistant", "content": text})
-    return _per_assistant_turn(messages, tools, str(raw.get("id", "")), {"source": "glaive"}, where)
+    return _per_assistant_turn(messages, tools, _record_id(raw, "glaive"), {"source": "glaive"}, where)
+
+
+def _answered_call_name(messages: list[dict]) -> dict:
+    """`{"name": ..}` of the call a Glaive function response answers (the one call of the assistant turn
+    before it), or {} when that turn is not a single call."""
+    calls = messages[-1].get("tool_calls") if messages and messages[-1]["role"] == "assistant" else None
+    return {"name": calls[0]["function"]["name"]} if calls and len(calls) == 1 else {}
 
 
 # ----------------------------------------------------------------------------- Hermes
 
-_HERMES_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.S)
-_HERMES_TOOLS = re.compile(r"<tools>\s*(.*?)\s*</tools>", re.S)
+# Some records write "\n" as the two characters backslash and n around the call.
+_HERMES_CALL = re.compile(r"<tool_call>(?:\s|\\n)*(.*?)(?:\s|\\n)*</tool_call>", re.S)
+_HERMES_RESPONSE = re.compile(r"<tool_response>\s*(.*?)\s*</tool_response>", re.S)
+# The tool list: `<tools>` then a list or an object. The real prompts first say "...function signatures
+# within <tools> </tools> XML tags" (or "<tools></tools>"), which holds none: hence the `[` or `{`.
+_HERMES_TOOLS = re.compile(r"<tools>\s*([\[{].*?)\s*</tools>", re.S)
 
 
-def _hermes_tools(raw: dict, system: str, where: str) -> list[dict]:
+def _hermes_tools(raw: dict, system: str, where: str) -> tuple[list[dict], str]:
+    """(the tools, the system prompt without their list): from the record's `tools` if it has them, else
+    from the list in the system prompt. Hermes-2-Pro's own prompt writes the tools one object after
+    another, not as a list."""
     tools = raw.get("tools")
     if isinstance(tools, str) and tools.strip():
         tools = _loads_lenient(tools, f"{where}.tools")
-    if not tools:
-        m = _HERMES_TOOLS.search(system)
-        tools = _loads_lenient(m.group(1), f"{where}.system <tools>") if m else []
+    m = _HERMES_TOOLS.search(system)
+    if m:
+        if not tools:
+            try:
+                tools = _loads_lenient(m.group(1), f"{where}.system <tools>")
+            except RecordError:
+                pieces = _top_level_objects(m.group(1))
+                if not pieces:
+                    raise
+                tools = [_loads_lenient(p, f"{where}.system <tools>") for p in pieces]
+        system = _without_tool_lists(system, [m.span()])
     if isinstance(tools, dict):
         tools = [tools]
-    if not isinstance(tools, list):
+    if not isinstance(tools or [], list):
         raise RecordError(f"{where}.tools: expected a list of tools")
-    return [normalize_tool(t, f"{where}.tools[{i}]") for i, t in enumerate(tools)]
+    return [normalize_tool(t, f"{where}.tools[{i}]") for i, t in enumerate(tools or [])], system.strip()
+
+
+def _top_level_objects(text: str) -> list[str]:
+    """The `{...}` pieces of `text`, one after another (braces inside quoted strings do not count)."""
+    pieces, depth, quote, start, escaped = [], 0, None, 0, False
+    for i, char in enumerate(text):
+        if quote:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char == "{":
+            start = i if depth == 0 else start
+            depth += 1
+        elif char == "}" and depth:
+            depth -= 1
+            if not depth:
+                pieces.append(text[start : i + 1])
+    return pieces
+
+
+def _hermes_results(value: str, where: str) -> list[dict]:
+    """A Hermes tool turn as one tool message per `<tool_response>` block, each named by the function its
+    `{"name": .., "content": ..}` gives, its content that `content`; a turn of another shape as it is."""
+    blocks = _HERMES_RESPONSE.findall(value)
+    if not blocks:
+        return [{"role": "tool", "content": value.strip()}]
+    messages = []
+    for block in blocks:
+        try:
+            result = _loads_lenient(block, where)
+        except RecordError:
+            result = None
+        if isinstance(result, dict) and isinstance(result.get("name"), str) and "content" in result:
+            messages.append({"role": "tool", "name": result["name"], "content": _json_text(result["content"])})
+        else:
+            messages.append({"role": "tool", "content": block})
+    return messages
 
 
 def import_hermes(raw: dict, where: str = "record") -> list[Record]:
@@ -311,7 +430,7 @@ def import_hermes(raw: dict, where: str = "record") -> list[Record]:
         "tool": "tool",
     }
     system = next((t["value"] for t in turns if _role(t, roles) == "system"), "")
-    tools = _hermes_tools(raw, system, where)
+    tools, system_without_tools = _hermes_tools(raw, system, where)
     messages = []
     for i, turn in enumerate(turns):
         w = f"{where}.conversations[{i}]"
@@ -322,9 +441,14 @@ def import_hermes(raw: dict, where: str = "record") -> list[Record]:
         blocks = _HERMES_CALL.findall(value) if role == "assistant" else []
         if blocks:
             messages.append(_assistant([Call.from_json(_loads_lenient(b, w), w) for b in blocks]))
+        elif role == "tool":
+            messages.extend(_hermes_results(value, w))
+        elif role == "system" and value == system:  # its tool list is in `tools` now
+            if system_without_tools:
+                messages.append({"role": "system", "content": system_without_tools})
         else:
             messages.append({"role": role, "content": value.strip()})
-    return _per_assistant_turn(messages, tools, str(raw.get("id", "")), {"source": "hermes"}, where)
+    return _per_assistant_turn(messages, tools, _record_id(raw, "hermes"), {"source": "hermes"}, where)
 
 
 # ----------------------------------------------------------------------------- BFCL
@@ -346,7 +470,7 @@ def import_bfcl(raw: dict, possible_answer: dict | None = None, where: str = "re
     functions = _require(raw, "function", list, where)
     if question and isinstance(question[0], list):
         if len(question) != 1:
-            raise RecordError(f"{where} ({entry_id}): multi-turn entries are not supported")
+            raise UnsupportedRecord(f"{where} ({entry_id}): multi-turn entries are not supported")
         question = question[0]
     for i, m in enumerate(question):
         if not isinstance(m, dict):
@@ -383,10 +507,17 @@ def import_bfcl(raw: dict, possible_answer: dict | None = None, where: str = "re
     return [Record(messages, tools, calls if calls else "", entry_id, meta)]
 
 
+def import_canonical(raw: dict, where: str = "record") -> list[Record]:
+    """A record already in the canonical shape (validated); one without an id gets one from its content."""
+    record = Record.from_json(raw, where)
+    record.id = record.id or _record_id(raw, "record")
+    return [record]
+
+
 IMPORTERS: dict[str, Callable[..., list[Record]]] = {
     "toolace": import_toolace,
     "xlam": import_xlam,
     "glaive": import_glaive,
     "hermes": import_hermes,
-    "canonical": lambda raw, where="record": [Record.from_json(raw, where)],
+    "canonical": import_canonical,
 }

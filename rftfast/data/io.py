@@ -13,7 +13,8 @@ import errno
 import json
 import os
 import re
-import tempfile
+import secrets
+import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -195,17 +196,36 @@ def atomic_open(path: str | os.PathLike) -> Iterator[TextIO]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = _create_beside(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes it 0600; give it the mode a new open() would
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def _create_beside(path: Path) -> tuple[int, Path]:
+    """A new, empty temp file in `path`'s folder, with the mode a plain `open(path, "w")` gives: an existing
+    file's mode, else 0666 less the umask. (`tempfile.mkstemp` makes it 0600, and reading the umask means
+    setting it, which races with any other thread creating a file.)"""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        mode = None
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the kernel applies the umask
+        except FileExistsError:
+            continue
+        if mode is not None:
+            os.fchmod(fd, mode)
+        return fd, tmp
+    raise FileExistsError(errno.EEXIST, "no free temporary name beside it", str(path))
 
 
 def ensure_writable(path: str | os.PathLike) -> Path:
@@ -218,12 +238,6 @@ def ensure_writable(path: str | os.PathLike) -> Path:
     if not os.access(path.parent, os.W_OK):
         raise PermissionError(errno.EACCES, "its folder is not writable", str(path))
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)  # the only way to read it is to set it
-    os.umask(mask)
-    return mask
 
 
 def write_jsonl_atomic(rows: Iterable[dict], path: str | os.PathLike, *, allow_nan: bool = True) -> int:

@@ -12,10 +12,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ROLES = ("system", "user", "assistant", "tool")
+# What ties a tool message to the call it answers, as OpenAI's messages carry it: the function's `name`, and the
+# `tool_call_id` that is the call's `id`; chat templates print one or the other. Strings, or null for none.
+TOOL_LINKS = ("name", "tool_call_id")
 
 
 class RecordError(ValueError):
     """A record that does not fit the canonical shape; the message says where and what."""
+
+
+class UnsupportedRecord(RecordError):
+    """A well-formed record of a kind rftfast does not import (BFCL's multi-turn entries).
+
+    Not bad input: a conversion skips and counts it whether it stops at bad records or not.
+    """
 
 
 class ParseError(ValueError):
@@ -104,13 +114,16 @@ class Record:
         for i, m in enumerate(messages):
             if not isinstance(m, dict) or m.get("role") not in ROLES:
                 raise RecordError(f"{where}.messages[{i}]: expected a role in {ROLES}, got {m!r:.120}")
+            for key in TOOL_LINKS:
+                if m.get(key) is not None and not isinstance(m[key], str):  # null: Arrow's "absent"
+                    raise RecordError(f"{where}.messages[{i}].{key}: expected a string, got {m[key]!r:.80}")
             if "tool_calls" in m:
                 if not isinstance(m["tool_calls"] or [], list):
                     raise RecordError(f"{where}.messages[{i}].tool_calls: expected a list, got {m['tool_calls']!r:.80}")
                 m = dict(
                     m,
                     tool_calls=[
-                        Call.from_json(c, f"{where}.messages[{i}].tool_calls[{j}]").to_openai()
+                        _canonical_tool_call(c, f"{where}.messages[{i}].tool_calls[{j}]")
                         for j, c in enumerate(m["tool_calls"] or [])
                     ],
                 )
@@ -133,6 +146,17 @@ class Record:
             return cls.from_json(json.loads(line), where)
         except json.JSONDecodeError as e:
             raise RecordError(f"{where}: invalid JSON: {e}") from None
+
+
+def _canonical_tool_call(entry: Any, where: str) -> dict:
+    """An assistant `tool_calls` entry in the OpenAI shape (arguments as a dict), keeping its `id`: a tool
+    message's `tool_call_id` points at it."""
+    call = Call.from_json(entry, where).to_openai()
+    if isinstance(entry, dict) and entry.get("id") is not None:
+        if not isinstance(entry["id"], str):
+            raise RecordError(f"{where}.id: expected a string, got {entry['id']!r:.80}")
+        call = {"id": entry["id"], **call}
+    return call
 
 
 def normalize_tool(tool: Any, where: str = "tool") -> dict:

@@ -68,17 +68,14 @@ def load_eval_records(paths: Sequence[str | Path], limit: int | None = None) -> 
     Returns (records, report): entries BFCL's AST categories cannot judge (multi-turn) are skipped
     and counted in the report, never dropped silently.
     """
-    from rftfast.data.convert import ConvertReport, import_file
+    from rftfast.data.convert import ConvertReport, bfcl_test_files, import_file
     from rftfast.data.io import read_records
 
     if limit is not None and limit < 1:  # a slice would read -1 as "all but the last"
         raise ValueError(f"limit: expected at least 1 record per file, got {limit}")
     records, report = [], ConvertReport()
     for path in map(Path, paths):
-        files = sorted(path.glob("BFCL_*.json")) if path.is_dir() else [path]
-        if path.is_dir() and not files:
-            raise FileNotFoundError(f"{path}: no BFCL_*.json test files in this directory")
-        for f in files:
+        for f in bfcl_test_files(path):  # a directory without test files raises RecordError
             rs = import_file("bfcl", f, "skip", report) if f.name.startswith("BFCL_") else list(read_records(f))
             rs = rs[:limit] if limit is not None else rs
             for r in rs:

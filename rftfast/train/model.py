@@ -17,6 +17,105 @@ if TYPE_CHECKING:
 SPECIAL_TOKENS = ["<pad>", END, "<|system|>", "<|user|>", "<|assistant|>", "<|tool|>"]
 # The locally trained tokenizer's smallest vocabulary: its 256 byte tokens and the special tokens.
 MIN_VOCAB = 256 + len(SPECIAL_TOKENS)
+# The trainer gives the special tokens the first ids, in order; the tiny Llama's config names these two. An
+# answer ends with END, so it is the end-of-sequence token; the prompts start with no BOS, so there is none.
+PAD_ID, END_ID = SPECIAL_TOKENS.index("<pad>"), SPECIAL_TOKENS.index(END)
+
+# `rftfast.data.chat.fallback_prompt` as a Jinja chat template, so that a checkpoint says how to prompt it:
+# `apply_chat_template(messages, tools=..., add_generation_prompt=True)` gives the prompt the model trained on,
+# byte for byte (tests/train/test_checkpoint.py holds them equal), and `render_example` renders through it to
+# the same token ids. Tools come wrapped ({"type": "function", "function": ...}) or bare; earlier calls as
+# `tool_calls` with dict arguments, printed in the pythonic form of `rftfast.answer.render_calls`. Its strings go
+# through `tojson`, which agrees with `quote_string` except on characters neither printable nor escaped the same
+# way (\b, \f, other control characters, non-printable unicode such as U+00A0: `quote_string` writes \uXXXX).
+# Training never meets that difference: `render_example` passes earlier calls already written as text.
+# Every tag strips the template's own whitespace (`{%-`, `-%}`): only quoted text reaches the output.
+FALLBACK_CHAT_TEMPLATE = """
+{%- macro type_text(schema) -%}
+    {%- if 'enum' in schema -%}
+        {%- for value in schema['enum'] -%}{{- '|' if not loop.first -}}{{- value | tojson -}}{%- endfor -%}
+    {%- else -%}
+        {%- set kind = schema['type'] if 'type' in schema else 'any' -%}
+        {%- if kind == 'array' and 'items' in schema and schema['items'] is mapping -%}
+            {{- 'array[' ~ type_text(schema['items']) ~ ']' -}}
+        {%- else -%}
+            {%- set pattern = schema['pattern'] if 'pattern' in schema else '' -%}
+            {%- set format = schema['format'] if 'format' in schema and schema['format'] else none -%}
+            {%- set format = format if format else ('HH:MM' if '[0-5]' in pattern else none) -%}
+            {{- kind ~ ' (' ~ format ~ ')' if format else kind ~ '' -}}
+        {%- endif -%}
+    {%- endif -%}
+{%- endmacro -%}
+
+{%- macro signature(tool) -%}
+    {%- set fn = tool['function'] if 'function' in tool and tool['function'] is mapping else tool -%}
+    {%- set params = fn['parameters'] if 'parameters' in fn else {} -%}
+    {%- set required = params['required'] if 'required' in params else [] -%}
+    {%- set properties = params['properties'] if 'properties' in params else {} -%}
+    {{- fn['name'] ~ '(' -}}
+    {%- for name in properties -%}
+        {%- set schema = properties[name] -%}
+        {{- ', ' if not loop.first -}}
+        {{- name ~ ('' if name in required else '?') ~ ': ' ~ type_text(schema) -}}
+        {%- if 'default' in schema -%}{{- ' = ' ~ (schema['default'] | tojson) -}}{%- endif -%}
+    {%- endfor -%}
+    {{- ')' -}}
+    {%- if 'description' in fn and fn['description'] -%}{{- '  # ' ~ fn['description'] -}}{%- endif -%}
+{%- endmacro -%}
+
+{%- macro literal(value) -%}
+    {%- if value is none -%}{{- 'None' -}}
+    {%- elif value is boolean -%}{{- 'True' if value else 'False' -}}
+    {%- elif value is string -%}{{- value | tojson -}}
+    {%- elif value is number -%}{{- value ~ '' -}}
+    {%- elif value is mapping -%}
+        {{- '{' -}}
+        {%- for key in value -%}
+            {{- ', ' if not loop.first -}}{{- key | tojson -}}{{- ': ' -}}{{- literal(value[key]) -}}
+        {%- endfor -%}
+        {{- '}' -}}
+    {%- else -%}
+        {{- '[' -}}
+        {%- for item in value -%}{{- ', ' if not loop.first -}}{{- literal(item) -}}{%- endfor -%}
+        {{- ']' -}}
+    {%- endif -%}
+{%- endmacro -%}
+
+{%- macro content(message) -%}
+    {%- if 'tool_calls' in message and message['tool_calls'] -%}
+        {{- '[' -}}
+        {%- for entry in message['tool_calls'] -%}
+            {%- set call = entry['function'] if 'function' in entry and entry['function'] is mapping else entry -%}
+            {%- set arguments = call['arguments'] if 'arguments' in call else {} -%}
+            {%- if arguments is string -%}
+                {{- raise_exception('tool_calls: give the arguments as a dict, not a JSON string') -}}
+            {%- endif -%}
+            {{- ', ' if not loop.first -}}{{- call['name'] ~ '(' -}}
+            {%- for key in arguments -%}
+                {{- ', ' if not loop.first -}}{{- key ~ '=' -}}{{- literal(arguments[key]) -}}
+            {%- endfor -%}
+            {{- ')' -}}
+        {%- endfor -%}
+        {{- ']' -}}
+    {%- elif 'content' in message and message['content'] -%}
+        {{- message['content'] if message['content'] is string else message['content'] | tojson -}}
+    {%- endif -%}
+{%- endmacro -%}
+
+{%- set systems = messages | selectattr('role', 'equalto', 'system') | list -%}
+{{- '<|system|>\n' -}}
+{%- if systems -%}{{- content(systems[0]) -}}{%- endif -%}
+{%- if tools -%}
+    {{- '\n\nYou can call these functions:\n' -}}
+    {%- for tool in tools -%}{{- '\n' if not loop.first -}}{{- signature(tool) -}}{%- endfor -%}
+    {{- '\nAnswer with the calls as [name(param=value, ...)], or in plain text when no function helps.' -}}
+{%- endif -%}
+{%- for message in messages if message['role'] != 'system' -%}
+    {{- '\n<|' ~ message['role'] ~ '|>\n' -}}{{- content(message) -}}
+    {%- if message['role'] == 'assistant' -%}{{- '<|end|>' -}}{%- endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}{{- '\n<|assistant|>\n' -}}{%- endif -%}
+"""
 
 
 @dataclass
@@ -49,7 +148,10 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int) -> PreTrainedTokeniz
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator(corpus, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=END, pad_token="<pad>")
+    assert [tok.token_to_id(t) for t in SPECIAL_TOKENS] == list(range(len(SPECIAL_TOKENS))), "PAD_ID, END_ID"
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=END, pad_token=SPECIAL_TOKENS[PAD_ID])
+    tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
+    return tokenizer
 
 
 def build_tiny_llama(cfg: ModelConfig, vocab_size: int, seed: int) -> LlamaForCausalLM:
@@ -65,6 +167,11 @@ def build_tiny_llama(cfg: ModelConfig, vocab_size: int, seed: int) -> LlamaForCa
         num_key_value_heads=cfg.num_kv_heads,
         max_position_embeddings=max(cfg.max_length, 512),
         tie_word_embeddings=cfg.tie_embeddings,
+        # The ids of `train_tokenizer`'s tokens, which config.json and generation_config.json then carry:
+        # LlamaConfig's defaults (bos 1, eos 2) would name END as BOS and <|system|> as the end.
+        bos_token_id=None,
+        eos_token_id=END_ID,
+        pad_token_id=PAD_ID,
     )
     return LlamaForCausalLM(config)
 
@@ -72,7 +179,12 @@ def build_tiny_llama(cfg: ModelConfig, vocab_size: int, seed: int) -> LlamaForCa
 def load_policy(
     cfg: ModelConfig, corpus: Iterable[str], seed: int, device: str = "cpu"
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """(model, tokenizer): from `cfg.path` if set, else built from scratch on `corpus`."""
+    """(model, tokenizer): from `cfg.path` if set, else built from scratch on `corpus`.
+
+    Either way the tokenizer has a pad token and a chat template (the fallback one if it had none: the one the
+    run renders with), and the model's config and generation config the tokenizer's pad id where they had
+    none, so that the checkpoints a run saves describe themselves.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if cfg.path:
@@ -83,4 +195,9 @@ def load_policy(
         model = build_tiny_llama(cfg, len(tokenizer), seed)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
+    for config in (model.config, model.generation_config):
+        if config is not None and config.pad_token_id is None:
+            config.pad_token_id = tokenizer.pad_token_id
     return model.to(device), tokenizer

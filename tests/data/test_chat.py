@@ -54,11 +54,11 @@ def test_earlier_tool_calls_render_as_pythonic_text():
 
 def test_chat_template_with_tools():
     tok = tiny_tokenizer()
-    tok.chat_template = TEMPLATE
+    own, tok.chat_template = tok.chat_template, TEMPLATE  # the cached tokenizer gets its own template back
     try:
         ex = render_example(RECORD, tok)
     finally:
-        tok.chat_template = None
+        tok.chat_template = own
     assert ex.prompt_text.startswith("<|system|>TOOLS:get_weather;")
     assert ex.prompt_text.endswith("<|assistant|>")
     assert ex.answer_text == answer_content(RECORD) + "<|end|>"  # transformers trims the newline after a block

@@ -139,6 +139,7 @@ def test_glaive_role_markers_and_single_quoted_arguments():
     assert records[1].messages[-1] == {
         "role": "tool",
         "content": '{"headlines": ["Biden announces new vaccine mandates"]}',
+        "name": "get_news_headlines",  # the call it answers
     }
     assert records[2].answer == [Call("get_news_headlines", {"country": "Ireland", "note": "it's O'Brien"})]
 
