@@ -92,6 +92,23 @@ def _run(args) -> int:
     return 0
 
 
+def _compare(args) -> int:
+    from rftfast.compare import compare
+    from rftfast.config import ConfigError, load_config
+    from rftfast.stages.run_dir import RunDirError
+
+    try:
+        cfg = load_config(args.config, args.set)
+        compare(cfg, args.seeds, args.arms)
+    except (ConfigError, ValueError) as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    except RunDirError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _bench(bench_args: list[str]) -> int:
     import subprocess
     from pathlib import Path
@@ -143,6 +160,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --resume: accept a config that differs from the run's (logged to config_changes.jsonl)",
     )
     run.set_defaults(func=_run)
+
+    from rftfast.compare import ARMS
+
+    cmp = sub.add_parser(
+        "compare",
+        help="the iterations against the same compute spent on SFT (three arms, same seeds, one table)",
+    )
+    cmp.add_argument("config", nargs="?", help="YAML config of the run to compare (default: the embedded default)")
+    cmp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    cmp.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (each sets seed and data.seed)")
+    cmp.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS, help="arms to run (iterations always)")
+    cmp.set_defaults(func=_compare)
 
     # `rftfast bench ARGS...` hands every argument to the script (see main), so it is only listed here.
     sub.add_parser(

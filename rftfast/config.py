@@ -95,6 +95,9 @@ class RunConfig:
     iterations: int = 2
     device: str = "cpu"
     extra_sft: bool = False  # the ablation: spend the iterations' compute on more SFT instead
+    # With extra_sft, each iteration's SFT trains on about this many positions (0: the preference stage's
+    # step count instead); `rftfast compare` sets it to what the preference stages trained on.
+    extra_sft_tokens: int = 0
     tensorboard: bool = False  # also log every step's metrics to <run>/tensorboard (always to metrics.jsonl)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -224,6 +227,7 @@ def _check_ranges(cfg: RunConfig) -> None:
         ),
         ("seed", cfg.seed >= 0, ">= 0"),
         ("iterations", cfg.iterations >= 0, ">= 0"),
+        ("extra_sft_tokens", cfg.extra_sft_tokens >= 0, ">= 0"),
         ("device", DEVICE.fullmatch(cfg.device) is not None, "'cpu', 'cuda', 'cuda:N' or 'mps'"),
         ("model.hidden_size", m.hidden_size >= 1, ">= 1"),
         ("model.num_layers", m.num_layers >= 1, ">= 1"),

@@ -80,7 +80,8 @@ def stage_iteration(state: RunState, k: int) -> None:
         pairs = merge_pairs(searched, greedy)
         if distributed.is_main():
             save_pairs(pairs, pairs_path)
-        share = rejected_is_greedy(state.model, state.tokenizer, searched, cfg.search.max_new_tokens)
+        with state.compute.pause():  # a diagnostic, not the method's compute
+            share = rejected_is_greedy(state.model, state.tokenizer, searched, cfg.search.max_new_tokens)
         return {**stats, **pair_statistics(pairs, len(records)), "search_rejected_is_greedy": share}
 
     state.stage(f"{it}/search", search)
@@ -90,9 +91,12 @@ def stage_iteration(state: RunState, k: int) -> None:
         list(heldout_pairs(state, previous).values()) if (state.dir / previous / "heldout.jsonl").exists() else []
     )
 
-    def heldout_logps():
+    def heldout_logps():  # a diagnostic, not the method's compute
         pad = state.tokenizer.pad_token_id
-        return reference_logps(state.model, held_out, pad, cfg.preference.batch_size, cfg.device, cfg.train.precision)
+        with state.compute.pause():
+            return reference_logps(
+                state.model, held_out, pad, cfg.preference.batch_size, cfg.device, cfg.train.precision
+            )
 
     def preference(seed):
         before = heldout_logps() if held_out else None
@@ -129,15 +133,19 @@ def merge_pairs(searched: list, greedy: list) -> list:
 
 
 def extra_sft(state: RunState, it: str, deficient: list[int]) -> None:
-    """The ablation's iteration `it`: SFT on the deficient records with the preference step's budget and
-    optimiser settings, so only the objective differs."""
+    """The ablation's iteration `it`: SFT on the deficient records with the preference step's optimiser settings,
+    so only the objective differs, and its step count or, with `extra_sft_tokens`, about that many trained
+    positions (a batch's count estimated from the examples' mean length)."""
     from rftfast.train.sft import Schedule, train_sft
 
-    pref = state.cfg.preference
+    pref, budget = state.cfg.preference, state.cfg.extra_sft_tokens
 
     def sft(seed):
         examples = [state.train_examples[i] for i in deficient] or state.train_examples
         steps = max(1, round(pref.epochs * len(examples) / pref.batch_size))
+        if budget:
+            mean_length = sum(len(e.input_ids) for e in examples) / len(examples)
+            steps = max(1, round(budget / (mean_length * min(pref.batch_size, len(examples)))))
         losses = train_sft(
             state.model,
             state.tokenizer,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from rftfast.data.io import write_jsonl_atomic
+from rftfast.data.io import atomic_open, write_json_atomic, write_jsonl_atomic
 
 LOCK_NAME = ".lock"
 # Keys a resume may change: they do not change what a finished stage computed (more iterations
@@ -153,3 +153,24 @@ def keep_finished_metrics(path: Path, is_finished: Callable[[str], bool]) -> int
     rows, damaged = read_step_log(path)
     write_jsonl_atomic([r for r in rows if is_finished(r["stage"])], path)
     return damaged
+
+
+def fork_run(source: Path, target: Path, stages: tuple[str, ...], config: dict) -> None:
+    """Start the run `target` from `source`'s finished `stages` (their folders and manifest records), under
+    `config`, so that resuming it redoes none of them: how `rftfast compare` gives two arms one warm-up. A
+    target that already has a manifest is left as it is (a comparison started again continues it)."""
+    if (target / "manifest.json").exists():
+        return
+    finished = json.loads((source / "manifest.json").read_text())["stages"]
+    missing = [stage for stage in stages if stage not in finished]
+    if missing:
+        raise RunDirError(f"{source}: stages {missing} are not finished; nothing to fork from")
+    folders = {stage.split("/")[0] for stage in stages} | {"initial"}  # "initial": the data stage's checkpoint
+    target.mkdir(parents=True, exist_ok=True)
+    for folder in sorted(folders):
+        if (source / folder).is_dir():
+            shutil.copytree(source / folder, target / folder, dirs_exist_ok=True)
+    with atomic_open(target / "config.yaml") as f:
+        f.write(yaml.safe_dump(config, sort_keys=False))
+    # The manifest last: until it exists, the target is not a run (an interrupted fork is simply redone).
+    write_json_atomic(target / "manifest.json", {"stages": {stage: finished[stage] for stage in stages}})

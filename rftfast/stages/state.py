@@ -8,6 +8,7 @@ exactly what an uninterrupted one would.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import json
@@ -28,6 +29,7 @@ from rftfast.config import RunConfig
 from rftfast.data.chat import Example
 from rftfast.data.io import write_json_atomic
 from rftfast.data.record import Record
+from rftfast.train.compute import Compute, count_compute
 from rftfast.train.loop import StepLogger
 from rftfast.train.runtime import StepLog
 
@@ -89,6 +91,7 @@ class RunState:
     train_examples: list[Example] = field(default_factory=list)
     heldout_examples: list[Example] = field(default_factory=list)
     log: StepLog | None = None
+    compute: Compute = field(default_factory=Compute)  # the running stage's model compute (`count_compute`)
 
     def step_log(self, stage: str) -> StepLogger | None:
         """`log(step, metrics)` for the training loop of `stage`."""
@@ -109,7 +112,11 @@ class RunState:
         random.seed(seed)
         torch.manual_seed(seed)
         start = time.perf_counter()
-        summary = fn(seed) or {}
+        with count_compute(self.model) if self.model is not None else contextlib.nullcontext(Compute()) as compute:
+            self.compute = compute
+            summary = fn(seed) or {}
+        if compute.token_passes:
+            summary = {**summary, "compute": compute.to_json()}
         self.manifest.complete(name, time.perf_counter() - start, summary)
         distributed.barrier()  # rank 0's files (checkpoints, pairs, manifest) are on disk for every rank
         if self.stop_after == name:
