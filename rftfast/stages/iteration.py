@@ -109,6 +109,7 @@ def stage_iteration(state: RunState, k: int) -> None:
             cfg.device,
             train=cfg.train,
             log=state.step_log(f"{it}/preference"),
+            replay=state.train_examples,
         )
         state.save_model(it)
         summary = {

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from rftfast import distributed
+from rftfast.data.chat import Example
 from rftfast.losses import FusedDPOLoss, ObjectiveParams
 from rftfast.mcts import Pair
 from rftfast.ops.logprob import sequence_logprobs
@@ -28,6 +29,7 @@ from rftfast.train.loop import StepLogger, optimise
 from rftfast.train.model_io import hidden_states, lm_head_weight
 from rftfast.train.packing import TokenTree, pack_trees, packed_attention, packed_hidden_states, resolve_attention
 from rftfast.train.runtime import TrainConfig, autocast
+from rftfast.train.sft import answer_nll
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -44,6 +46,10 @@ class PreferenceConfig(ObjectiveParams):
     epochs: float = 2.0
     batch_size: int = 8
     reference: str = "precomputed"  # "precomputed" (one pass per iteration) or "frozen" (a copy, per step)
+    # Each step also fits the ground truth of `replay` training examples per pair (their answers' mean NLL,
+    # weight 1): pairs are about the policy's mistakes, and training on them alone drifts what it already does
+    # right (no-call answers turned into calls; benchmarks/RESULTS.md §8). 0: pairs only.
+    replay: float = 0.0
     packing: bool = True  # each batch as one token tree (shared prefixes once); False: padded rows
 
     def loss(self) -> FusedDPOLoss:
@@ -135,8 +141,12 @@ def train_preference(
     device: str = "cpu",
     train: TrainConfig | None = None,
     log: StepLogger | None = None,
+    replay: Sequence[Example] = (),
 ) -> list[dict]:
     """Optimise `model` on `pairs`; returns the metrics of every step (TRL's names).
+
+    With `cfg.replay`, each step also takes the answer NLL of that many `replay` examples per pair (drawn with
+    the step's seed), added to the loss as `replay_nll`.
 
     `train` sets precision, gradient checkpointing, accumulation and LoRA; `log(step, metrics)` sees
     every step. With accumulation, each micro-batch's loss is weighted by its share of the pairs, so
@@ -161,15 +171,35 @@ def train_preference(
     steps = max(1, round(cfg.epochs * len(pairs) / cfg.batch_size))
     scorer = _PairScorer(pad, device, cfg.packing, train.attention)
 
+    rng = random.Random(seed + 1)
+    replayed: list[Example] = []  # this step's replay examples
+
+    def batches():
+        for idx, info in _pair_batches(len(pairs), cfg.batch_size, steps, seed):
+            if replay and cfg.replay > 0:
+                replayed[:] = rng.sample(list(replay), min(len(replay), max(1, round(cfg.replay * len(idx)))))
+            yield idx, info
+
     def micro_loss(module, part, batch):
         out = _pair_loss(module, reference, ref, loss_fn, scorer, [pairs[j] for j in part], part, train.precision)
-        return out.loss, out.metrics()
+        loss, metrics = out.loss, out.metrics()
+        if replayed and part[0] == batch[0]:  # once per step, in the micro-batch that holds the batch's first pair
+            rows = pad_batch([e.input_ids for e in replayed], [e.answer_start for e in replayed], pad, device)
+            with autocast(device, train.precision):
+                nll, _ = answer_nll(module, rows)
+            share = len(part) / len(batch)  # optimise weighs this micro-batch's loss by its share: undo it
+            loss = loss + nll / share
+            metrics["replay_nll"] = float(nll.detach()) / share
+            metrics["loss"] += metrics["replay_nll"]  # the step's whole loss, as it is optimised
+        elif replayed:
+            metrics["replay_nll"] = 0.0
+        return loss, metrics
 
     with scorer.passes(model, *([reference] if reference is not None else [])):
         return optimise(
             model,
             train,
-            _pair_batches(len(pairs), cfg.batch_size, steps, seed),
+            batches(),
             micro_loss,
             lr=cfg.lr,
             total_steps=steps,

@@ -98,3 +98,28 @@ def test_length_grouping_keeps_the_examples_and_cuts_padding():
         return sum(len(b) * max(len(e.input_ids) for e in b) for _, b in batches)
 
     assert padded(grouped) < padded(plain)
+
+
+def test_replay_adds_the_examples_answer_nll_once_per_step_whatever_the_accumulation():
+    from rftfast.train.runtime import TrainConfig
+
+    records, tok, examples = _setup()
+    pairs = reversed_pairs(examples[:6])
+    model = tiny_llama(len(tok))
+    # nll_weight 0: the chosen-NLL term is a mean per micro-batch, so only it would differ under accumulation
+    cfg = PreferenceConfig(epochs=1.0, batch_size=6, lr=1e-3, replay=0.5, nll_weight=0.0)
+    runs = {}
+    for name, replay, accumulation in (("plain", (), 1), ("replay", examples, 1), ("replay_x3", examples, 3)):
+        m = copy.deepcopy(model)
+        history = train_preference(
+            m, tok, pairs, cfg, seed=0, train=TrainConfig(gradient_accumulation=accumulation), replay=replay
+        )
+        runs[name] = (history, [p.detach().clone() for p in m.parameters()])
+    plain, replayed, accumulated = runs["plain"][0][0], runs["replay"][0][0], runs["replay_x3"][0][0]
+    assert "replay_nll" not in plain and replayed["replay_nll"] > 0.5  # 3 answers of an untrained model
+    # The replay NLL is the step's loss beside the preference loss, once, with or without micro-batches.
+    assert abs(replayed["loss"] - plain["loss"] - replayed["replay_nll"]) < 1e-4
+    assert abs(accumulated["replay_nll"] - replayed["replay_nll"]) < 1e-5
+    assert abs(accumulated["loss"] - replayed["loss"]) < 1e-4
+    moved = [float((a - b).abs().max()) for a, b in zip(runs["replay"][1], runs["plain"][1])]
+    assert max(moved) > 1e-5  # the replay changed the update
