@@ -1,4 +1,4 @@
-"""One DPO step of the LM head, side by side: rftfast, naive torch, Liger, and the bare matmul floor.
+"""One DPO step of the LM head, side by side: rftfast, naive torch, Liger, TRL's fused head, and the bare matmul floor.
 
 A step is the policy forward + backward and the reference forward (or precomputed reference
 log-probs) over B pairs × T tokens. Every variant runs in a fresh process so that peak memory
@@ -26,8 +26,10 @@ import sys
 import time
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-WITH_REF = ["floor", "naive", "liger", "rftfast", "rftfast-recompute"]
-PRECOMPUTED = ["floor-precomputed", "naive-precomputed", "rftfast-precomputed"]
+WITH_REF = ["floor", "naive", "liger", "trl", "rftfast", "rftfast-recompute"]
+PRECOMPUTED = ["floor-precomputed", "naive-precomputed", "trl-precomputed", "rftfast-precomputed"]
+# Rows of logits per tile in TRL's fused head, the value its DPOTrainer's `add_fused_lm_head` passes.
+TRL_CHUNK_SIZE = 32768
 
 
 # ----------------------------------------------------------------------------- one variant (worker)
@@ -76,6 +78,35 @@ def _naive_step(hidden, weight, labels, ref_hidden, ref_logps, beta=0.1):
     return loss
 
 
+def _trl_step(hidden, weight, labels, ref_hidden, ref_logps, beta=0.1):
+    """TRL 1.16's DPOTrainer head: its chunked log-prob function (`trl.kernels`) for the policy, with the extra
+    outputs the trainer logs (entropy, mean logit, top-1), and for the reference (log-probs only), then the
+    sigmoid loss. Like TRL, it scores only the labelled positions where Triton runs, every position elsewhere."""
+    import torch
+    import torch.nn.functional as F
+    from trl.kernels import ChunkedLogProbFunction
+
+    mask = labels != -100
+    compact = hidden.device.type == "cuda"
+
+    def seq_logps(h, outputs):
+        rows = h[mask] if compact else h.reshape(-1, h.shape[-1])
+        targets = labels[mask] if compact else labels.clamp(min=0).reshape(-1)
+        logp = ChunkedLogProbFunction.apply(rows, weight, None, targets, 1.0, TRL_CHUNK_SIZE, None, 1.0, outputs)[0]
+        per_token = logp.new_zeros(mask.shape).masked_scatter(mask, logp) if compact else logp.view(mask.shape)
+        return (per_token * mask).sum(-1)
+
+    policy = seq_logps(hidden, ("log_probs", "entropy", "mean_logits", "is_top1"))
+    if ref_logps is None:
+        with torch.no_grad():
+            ref_logps = seq_logps(ref_hidden, ("log_probs",))
+    p = policy.shape[0] // 2
+    delta = (policy[:p] - ref_logps[:p]) - (policy[p:] - ref_logps[p:])
+    loss = -F.logsigmoid(beta * delta).mean()
+    loss.backward()
+    return loss
+
+
 def _variant_step(name, torch, hidden, ref_hidden, weight, labels, ref_logps):
     """A closure that runs one step of `name` and returns the loss."""
     flat_h, flat_r = hidden.detach().reshape(-1, hidden.shape[-1]), ref_hidden.reshape(-1, hidden.shape[-1])
@@ -93,6 +124,8 @@ def _variant_step(name, torch, hidden, ref_hidden, weight, labels, ref_logps):
         return step
     if name.startswith("naive"):
         return lambda: _naive_step(hidden, weight, labels, ref_hidden, ref_logps if "precomputed" in name else None)
+    if name.startswith("trl"):
+        return lambda: _trl_step(hidden, weight, labels, ref_hidden, ref_logps if "precomputed" in name else None)
     if name == "liger":
         from liger_kernel.chunked_loss import LigerFusedLinearDPOLoss
 

@@ -51,9 +51,7 @@ def test_three_arms_share_the_warmup_and_match_the_compute(compared):
     assert 0.5 < sft["iter_1/extra_sft"]["compute"]["training_tokens"] / preference < 2.0
     # The longer warm-up spent about the first arm's warm-up and iteration compute together.
     spent = sum(
-        s["compute"]["token_passes"]
-        for name, s in iterations.items()
-        if name != "data" and not name.endswith("/eval")
+        s["compute"]["token_passes"] for name, s in iterations.items() if name != "data" and not name.endswith("/eval")
     )
     assert 0.6 < longer["warmup"]["compute"]["token_passes"] / spent < 1.6
     assert not any(name.startswith("iter_") for name in longer)
