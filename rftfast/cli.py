@@ -51,7 +51,14 @@ def _eval(args) -> int:
     except ValueError as e:  # RecordError included: bad data, named by file and line
         print(f"error: {e}", file=sys.stderr)
         return 2
-    report, rows = evaluate(model, tokenizer, records, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    report, rows = evaluate(
+        model,
+        tokenizer,
+        records,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        call_format=args.format,
+    )
     print(report.table())
     if args.output:
         write_jsonl_atomic(rows, args.output)
@@ -121,6 +128,7 @@ def _bench(bench_args: list[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from rftfast.answer import ANSWER_FORMATS
     from rftfast.data.convert import FORMATS
 
     parser = argparse.ArgumentParser(prog="rftfast", description="Iterative reinforced fine-tuning for tool use.")
@@ -186,6 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=int, default=8)
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--output", help="write each record's output and verdict to this JSONL")
+    ev.add_argument(
+        "--format",
+        choices=ANSWER_FORMATS,
+        default="auto",
+        help="how the model writes its calls: pythonic, json (Llama-3.1), hermes (Qwen2.5 <tool_call>), or auto "
+        "(default): per answer, JSON when it starts with { or [{, else hermes when it holds <tool_call>, else pythonic",
+    )
     ev.set_defaults(func=_eval)
     return parser
 

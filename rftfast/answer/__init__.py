@@ -1,7 +1,8 @@
 """The tool-call grammar, once: everything that reads or writes an answer's calls as text.
 
-- `calls`: parse and render the pythonic, JSON and Hermes formats (`parse_calls`, `render_calls`), and where each
-  pythonic call and argument sits (`locate_pythonic_calls`).
+- `calls`: parse and render the pythonic, JSON and Hermes formats (`parse_calls`, `render_calls`), read a model's
+  whole answer in a format or the one its text shows (`parse_answer`, `detect_format`), and where each pythonic
+  call and argument sits (`locate_pythonic_calls`).
 - `lexer`: the grammar's characters (`NAME_STOP`, `WHITESPACE`, quotes, brackets) and a tolerant `Lexer` that
   follows strings and brackets one character at a time.
 - `steps`: a finished answer cut into the steps the search branches on (`segment_calls`), mapped onto tokens.
@@ -13,9 +14,12 @@ It builds on `rftfast.data.record` (`Call`, `ParseError`) and on nothing else of
 """
 
 from rftfast.answer.calls import (
+    ANSWER_FORMATS,
     FORMATS,
     CallSpan,
+    detect_format,
     locate_pythonic_calls,
+    parse_answer,
     parse_calls,
     python_literal,
     quote_string,
@@ -27,6 +31,7 @@ from rftfast.answer.scanner import StepScanner, first_step_end
 from rftfast.answer.steps import STEP_KINDS, Step, segment_calls, step_token_boundaries
 
 __all__ = [
+    "ANSWER_FORMATS",
     "FORMATS",
     "NAME_STOP",
     "STEP_KINDS",
@@ -37,8 +42,10 @@ __all__ = [
     "PartialCall",
     "Step",
     "StepScanner",
+    "detect_format",
     "first_step_end",
     "locate_pythonic_calls",
+    "parse_answer",
     "parse_calls",
     "python_literal",
     "quote_string",

@@ -11,6 +11,8 @@ Three ways models write the same list of `Call`s:
 `parse_calls(render_calls(calls, f), f) == calls` for every format `f` (floats stay floats, ints stay ints).
 Parsing raises only `ParseError`, whose `position` is the character offset of the problem in the input.
 
+A model's whole answer is read by `parse_answer`, in a format or in ``"auto"``: the format `detect_format` sees.
+
 >>> parse_calls('[Get Weather(city="Paris", days=3)]')
 [Call(name='Get Weather', arguments={'city': 'Paris', 'days': 3})]
 >>> render_calls([Call("f", {"a": 1.0, "b": None})])
@@ -30,6 +32,8 @@ from rftfast.answer.lexer import NAME_STOP, WHITESPACE
 from rftfast.data.record import Call, ParseError
 
 FORMATS = ("pythonic", "json", "hermes")
+ANSWER_FORMATS = (*FORMATS, "auto")
+"""The formats `parse_answer` reads a model's answer in: one of FORMATS, or "auto" to take `detect_format`'s."""
 
 
 def parse_calls(text: str, format: str = "pythonic") -> list[Call]:
@@ -68,6 +72,59 @@ def render_calls(calls: list[Call], format: str = "pythonic") -> str:
     for i, call in enumerate(calls):
         _check_renderable_call(call, f"calls[{i}]")
     return render(calls)
+
+
+def detect_format(text: str) -> str:
+    """The format a model's answer is written in, seen from its text alone, for ``parse_answer(text, "auto")``.
+
+    - ``"json"`` when, past leading whitespace, the text starts with ``{`` or with ``[`` then ``{``: no pythonic
+      answer can (a pythonic call starts with its function name), so such text is JSON or nothing. The keys
+      are not looked at: an object without a "name" is a malformed call in every format, and reading it as
+      JSON says so best. Llama-3.1 writes ``{"name": ..., "parameters": {...}}``.
+    - ``"hermes"`` otherwise, when the text holds a ``<tool_call>`` tag anywhere: Qwen2.5 and Hermes models
+      may write prose before their blocks. Tested after JSON so that a JSON call whose argument mentions the
+      tag stays JSON (a pythonic one does not: name the format for a model that writes such arguments).
+    - ``"pythonic"`` otherwise, prose included: prose then fails to parse, and a judge counts that as an answer
+      without a call, as it did when every answer was read as pythonic.
+
+    >>> detect_format('  [{"name": "f", "arguments": {}}]'), detect_format('{"name": "f", "parameters": {}}')
+    ('json', 'json')
+    >>> detect_format('Sure.\\n<tool_call>\\n{"name": "f", "arguments": {}}\\n</tool_call>')
+    'hermes'
+    >>> detect_format('[f(a=1)]'), detect_format('It is sunny.')
+    ('pythonic', 'pythonic')
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text: expected str, got {type(text).__name__}")
+    start = text.lstrip(WHITESPACE)
+    if start.startswith("{") or (start.startswith("[") and start[1:].lstrip(WHITESPACE).startswith("{")):
+        return "json"
+    if _HERMES_OPEN in text:
+        return "hermes"
+    return "pythonic"
+
+
+def parse_answer(text: str, format: str = "pythonic") -> list[Call]:
+    """The calls of a model's whole answer, in `format` (one of ANSWER_FORMATS; "auto": `detect_format`'s).
+
+    As `parse_calls`, except that a Hermes answer without any ``<tool_call>`` block raises ParseError: it is
+    prose, as it is in the other formats, where the judge counts it as no call, not as an empty list of calls.
+
+    >>> parse_answer('<tool_call>\\n{"name": "f", "arguments": {"a": 1}}\\n</tool_call>', "auto")
+    [Call(name='f', arguments={'a': 1})]
+    >>> parse_answer("It is sunny.", "hermes")
+    Traceback (most recent call last):
+    rftfast.data.record.ParseError: expected a '<tool_call>' block, found none at position 0 near 'It is sunny.'
+    """
+    if format not in ANSWER_FORMATS:
+        raise ValueError(f"format: expected one of {ANSWER_FORMATS}, got {format!r}")
+    if not isinstance(text, str):
+        raise TypeError(f"text: expected str, got {type(text).__name__}")
+    if format == "auto":
+        format = detect_format(text)
+    if format == "hermes" and _HERMES_OPEN not in text:
+        raise ParseError(f"expected a {_HERMES_OPEN!r} block, found none", 0, text)
+    return parse_calls(text, format)
 
 
 def _check_format(format: str) -> str:

@@ -2,12 +2,14 @@
 
 A BFCL record carries its category, possible answer and function docs in `meta`; a canonical record's own
 answer becomes its possible answer (each value the only one accepted) and its category is inferred from its
-shape.
+shape. The answer is read in the model's call format (`rftfast.answer.ANSWER_FORMATS`; "auto" takes the one its
+text shows); an answer that is no call in that format is a parse failure, except where no call is the right
+answer (irrelevance), as in BFCL.
 """
 
 from __future__ import annotations
 
-from rftfast.answer import parse_calls
+from rftfast.answer import parse_answer
 from rftfast.data.record import ParseError, Record
 from rftfast.eval.checker import CheckResult, check
 
@@ -33,12 +35,16 @@ def possible_answer(record: Record) -> list[dict]:
     return [{c.name: {k: [v] for k, v in c.arguments.items()}} for c in record.answer]
 
 
-def judge(record: Record, output: str) -> CheckResult:
-    """Parse the model's text and check it against the record's possible answer."""
+def judge(record: Record, output: str, *, call_format: str = "pythonic") -> CheckResult:
+    """Parse the model's text in `call_format` and check it against the record's possible answer.
+
+    `call_format`: "pythonic", "json" (Llama-3.1), "hermes" (Qwen2.5's ``<tool_call>`` blocks) or "auto"
+    (`rftfast.answer.detect_format`). Raises ValueError for another.
+    """
     category = infer_category(record)
     functions = _functions(record)
     try:
-        calls = parse_calls(output.strip(), "pythonic")
+        calls = parse_answer(output.strip(), call_format)
     except ParseError as e:
         if "irrelevance" in category:
             return CheckResult(True, "ok", "answered in text, no call")

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from rftfast import distributed
+from rftfast.answer import ANSWER_FORMATS
 from rftfast.data.chat import END
 from rftfast.data.record import Record
 from rftfast.eval.checker import CheckResult
@@ -88,12 +89,18 @@ def judge_greedy(
     batch_size: int,
     desc: str = "eval",
     progress: bool = True,
+    call_format: str = "pythonic",
 ) -> list[Judged]:
-    """Greedy answers to `prompts` (one per record, token ids) judged against `records`, in record order."""
+    """Greedy answers to `prompts` (one per record, token ids) judged against `records`, in record order.
+
+    `call_format`: how the answers write their calls (`judge`'s argument).
+    """
     from tqdm.auto import tqdm
 
     if len(prompts) != len(records):
         raise ValueError(f"prompts: expected one per record ({len(records)}), got {len(prompts)}")
+    if call_format not in ANSWER_FORMATS:  # found before decoding, not at the first judged answer
+        raise ValueError(f"call_format: expected one of {ANSWER_FORMATS}, got {call_format!r}")
     model.eval()
     local = distributed.shard(range(len(records)))
     judged: list[Judged] = []
@@ -102,7 +109,7 @@ def judge_greedy(
         chunk = local[start : start + batch_size]
         for i, ids in zip(chunk, greedy_token_ids(model, tokenizer, [prompts[i] for i in chunk], max_new_tokens)):
             output = _text(tokenizer, ids)
-            judged.append(Judged(output, judge(records[i], output), tuple(ids)))
+            judged.append(Judged(output, judge(records[i], output, call_format=call_format), tuple(ids)))
         bar.update(len(chunk))
     bar.close()
     return distributed.gather(judged)

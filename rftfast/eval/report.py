@@ -10,6 +10,11 @@ from rftfast.eval.checker import CheckResult
 from rftfast.eval.judge import infer_category
 
 
+def is_live(category: str) -> bool:
+    """Whether a BFCL category is one of the live ones (user-contributed queries: `live_simple`, ...)."""
+    return category.startswith("live_")
+
+
 def difficulty_of(record: Record) -> str:
     """The tool world's level, else BFCL's category: how the pipeline groups its held-out records."""
     level = record.meta.get("level")
@@ -58,6 +63,13 @@ class EvalReport:
         }
 
     def table(self) -> str:
+        """A markdown table: one row per group, then BFCL's live and non-live aggregates where the groups hold
+        live categories, then all records (BFCL's overall).
+
+        The aggregates count records, as BFCL does for live; BFCL's leaderboard averages its non-live
+        subcategories (and its overall) unweighted, so those two can differ from its numbers. Without live
+        categories no aggregate lines are added: every record is non-live, and the **all** row says so.
+        """
         kinds = sorted({k for c in self.failures.values() for k in c})
         head = "| category | n | accuracy | " + " | ".join(kinds) + (" |" if kinds else "")
         lines = [head, "|---|---:|---:|" + "---:|" * len(kinds)]
@@ -67,5 +79,12 @@ class EvalReport:
                 f"| {group} | {self.total[group]} | {self.group_accuracy(group):.1%} | {cells}"
                 + (" |" if kinds else "")
             )
+        live = [g for g in self.total if is_live(g)]
+        if live:
+            non_live = [g for g in self.total if not is_live(g)]
+            for name, groups in (("non-live", non_live), ("live", live)):
+                if groups:
+                    n, correct = sum(self.total[g] for g in groups), sum(self.correct[g] for g in groups)
+                    lines.append(f"| **{name}** | {n} | {correct / n:.1%} |" + " |" * len(kinds))
         lines.append(f"| **all** | {self.n} | {self.accuracy:.1%} |" + " |" * len(kinds))
         return "\n".join(lines)

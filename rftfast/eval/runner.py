@@ -3,7 +3,9 @@ report by BFCL category (`rftfast.eval.report`).
 
 Records come from BFCL directories (test files with `possible_answer/` beside them) or canonical
 files. A canonical record's own answer becomes its possible answer (each value the only one
-accepted) and its category is inferred from its shape (`rftfast.eval.judge`).
+accepted) and its category is inferred from its shape (`rftfast.eval.judge`). Answers are read in
+the model's call format: pythonic, JSON (Llama-3.1), Hermes (Qwen2.5's `<tool_call>` blocks), or
+"auto", the format each answer's text shows (`rftfast.answer.detect_format`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rftfast.answer import detect_format
 from rftfast.data.chat import render_example
 from rftfast.data.record import Record
 from rftfast.eval.judge import check_judgeable, infer_category
@@ -32,8 +35,13 @@ def evaluate(
     max_new_tokens: int = 128,
     batch_size: int = 8,
     progress: bool = True,
+    call_format: str = "pythonic",
 ) -> tuple[EvalReport, list[dict]]:
-    """Score `model` on `records`; returns the report (by category) and one row per record (output and verdict)."""
+    """Score `model` on `records`; returns the report (by category) and one row per record (output and verdict).
+
+    `call_format`: how the model writes its calls, one of `rftfast.answer.ANSWER_FORMATS` ("auto": each answer
+    is read in the format its text shows; its row's "call_format" says which).
+    """
     prompts = [render_example(r, tokenizer).prompt_ids for r in records]
     judged = judge_greedy(
         model,
@@ -44,6 +52,7 @@ def evaluate(
         batch_size=batch_size,
         desc="eval",
         progress=progress,
+        call_format=call_format,
     )
     report, rows = EvalReport(), []
     for record, (output, result, _) in zip(records, judged, strict=True):
@@ -54,6 +63,7 @@ def evaluate(
                 "id": record.id,
                 "category": category,
                 "output": output,
+                "call_format": detect_format(output.strip()) if call_format == "auto" else call_format,
                 "valid": result.valid,
                 "failure": result.category,
                 "message": result.message,

@@ -8,7 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rftfast.answer.calls as calls_module
-from rftfast.answer import FORMATS, locate_pythonic_calls, parse_calls, render_calls
+from rftfast.answer import (
+    ANSWER_FORMATS,
+    FORMATS,
+    detect_format,
+    locate_pythonic_calls,
+    parse_answer,
+    parse_calls,
+    render_calls,
+)
 from rftfast.data.record import Call, ParseError
 
 # --------------------------------------------------------------------------------------------------------------
@@ -404,3 +412,114 @@ def test_arbitrary_text_raises_nothing_but_parse_error(text):
 
 def test_docstring_examples():
     assert doctest.testmod(calls_module).failed == 0
+
+
+# --------------------------------------------------------------------------------------------------------------
+# A model's whole answer: the format detected, and prose that is no call in any format
+# --------------------------------------------------------------------------------------------------------------
+
+QWEN_CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+LLAMA_CALL = '{"name": "get_weather", "parameters": {"city": "Paris"}}'
+
+
+@pytest.mark.parametrize(
+    "text, format",
+    [
+        (LLAMA_CALL, "json"),
+        (f"\n  {LLAMA_CALL}\n", "json"),
+        ('[{"name": "f", "arguments": {}}, {"name": "g", "arguments": {}}]', "json"),
+        ('[ \n\t{"name": "f"}]', "json"),
+        ('{"answer": 42}', "json"),  # no call, but JSON or nothing: read as JSON, it fails as a malformed call
+        ('{"name": "f", "arguments": {"note": "<tool_call>"}}', "json"),  # the tag inside a JSON string
+        ('{"name": "f", "argu', "json"),  # cut short: a JSON call that fails, not prose
+        (QWEN_CALL, "hermes"),
+        (f"  {QWEN_CALL}  ", "hermes"),
+        (f"Let me check.\n{QWEN_CALL}", "hermes"),
+        (f"{QWEN_CALL}\n{QWEN_CALL}", "hermes"),
+        ('<tool_call>{"name": "f"', "hermes"),  # unclosed: Hermes that fails
+        ('[get_weather(city="Paris")]', "pythonic"),
+        ('get_weather(city="Paris")', "pythonic"),
+        ('[f(a={"k": 1})]', "pythonic"),  # a dict argument is no JSON call
+        ("[]", "pythonic"),
+        ("", "pythonic"),
+        ("   ", "pythonic"),
+        ("I cannot help with that.", "pythonic"),
+        ('Here it is: {"name": "f"}', "pythonic"),  # JSON after prose is not a JSON answer
+        ("</tool_call>", "pythonic"),  # only an opening tag makes Hermes
+    ],
+)
+def test_detect_format(text, format):
+    assert detect_format(text) == format
+
+
+@pytest.mark.parametrize(
+    "text, format, expected",
+    [
+        (LLAMA_CALL, "json", [Call("get_weather", {"city": "Paris"})]),
+        (QWEN_CALL, "hermes", [Call("get_weather", {"city": "Paris"})]),
+        (
+            f"Sure.\n{QWEN_CALL}\n{QWEN_CALL.replace('Paris', 'Oslo')}",
+            "hermes",
+            [
+                Call("get_weather", {"city": "Paris"}),
+                Call("get_weather", {"city": "Oslo"}),
+            ],
+        ),
+        ('[{"name": "f", "parameters": {"a": 1}}, {"name": "g"}]', "json", [Call("f", {"a": 1}), Call("g")]),
+        ("[f(a=1), g()]", "pythonic", [Call("f", {"a": 1}), Call("g")]),
+        ("[]", "pythonic", []),
+    ],
+)
+def test_parse_answer_reads_each_format_given_or_detected(text, format, expected):
+    assert typed_calls(parse_answer(text, format)) == typed_calls(expected)
+    assert typed_calls(parse_answer(text, "auto")) == typed_calls(expected)
+
+
+@pytest.mark.parametrize(
+    "text, format",
+    [
+        ('[get_weather(city="Paris")]', "json"),
+        ('[get_weather(city="Paris")]', "hermes"),  # no block: prose to Hermes, not an empty list of calls
+        (LLAMA_CALL, "pythonic"),
+        (LLAMA_CALL, "hermes"),
+        (QWEN_CALL, "pythonic"),
+        (QWEN_CALL, "json"),
+        ("I cannot help with that.", "hermes"),
+        ("I cannot help with that.", "json"),
+        ("I cannot help with that.", "auto"),
+        ('{"answer": 42}', "auto"),
+    ],
+)
+def test_parse_answer_refuses_another_format_or_prose(text, format):
+    with pytest.raises(ParseError):
+        parse_answer(text, format)
+
+
+def test_parse_answer_wants_a_known_format_and_a_string():
+    assert (*FORMATS, "auto") == ANSWER_FORMATS
+    with pytest.raises(ValueError, match="format: expected one of"):
+        parse_answer("f()", "yaml")
+    with pytest.raises(TypeError, match="text: expected str"):
+        parse_answer(b"f()", "auto")
+    with pytest.raises(TypeError, match="text: expected str"):
+        detect_format(None)
+
+
+@settings(max_examples=100, deadline=None)
+@given(calls=calls_strategy)
+def test_every_rendering_is_detected_and_read_back(calls):
+    for format in FORMATS:
+        if format == "hermes" and not calls:
+            continue  # no block at all: no text, which is no call
+        text = render_calls(calls, format)
+        assert typed_calls(parse_answer(text, "auto")) == typed_calls(calls), format
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=garbage | tagged_garbage)
+def test_arbitrary_answers_raise_nothing_but_parse_error(text):
+    for format in ANSWER_FORMATS:
+        try:
+            parse_answer(text, format)
+        except ParseError as e:
+            assert 0 <= e.position <= len(text)
