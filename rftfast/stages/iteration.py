@@ -13,6 +13,7 @@ import random
 
 from rftfast import distributed
 from rftfast.data.io import write_json_atomic
+from rftfast.mcts import Pair
 from rftfast.stages.state import RunState, stage_seed
 
 
@@ -74,7 +75,7 @@ def stage_iteration(state: RunState, k: int) -> None:
 
     def search(seed):
         records = [state.train[i] for i in deficient]
-        policy = state.dir / ("warmup" if k == 1 else f"iter_{k - 1}") / "model"  # the checkpoint being searched
+        policy = state.dir / previous / "model"  # the checkpoint being searched
         searched, stats = search_pairs(state.model, state.tokenizer, records, cfg.search, seed, model_path=policy)
         greedy = load_pairs(greedy_pairs_path) if greedy_pairs_path.exists() else []
         pairs = merge_pairs(searched, greedy)
@@ -126,7 +127,7 @@ def stage_iteration(state: RunState, k: int) -> None:
     state.stage(f"{it}/preference", preference, lambda: state.load_model(it))
 
 
-def merge_pairs(searched: list, greedy: list) -> list:
+def merge_pairs(searched: list[Pair], greedy: list[Pair]) -> list[Pair]:
     """The search's pairs, then the greedy-divergence pairs that are not already among them (same tokens)."""
     seen = {(tuple(p.prompt_ids), tuple(p.chosen_ids), tuple(p.rejected_ids)) for p in searched}
     extra = [p for p in greedy if (tuple(p.prompt_ids), tuple(p.chosen_ids), tuple(p.rejected_ids)) not in seen]
