@@ -99,6 +99,18 @@ BFCL_ANSWER = {
 }
 
 
+def bfcl_directory(tmp_path):
+    """A BFCL data directory as `rftfast eval` and `convert` read it: simple (with answers), irrelevance, multi-turn."""
+    bfcl = tmp_path / "bfcl"
+    (bfcl / "possible_answer").mkdir(parents=True)
+    (bfcl / "BFCL_v3_simple.json").write_text(json.dumps(BFCL_TEST) + "\n")
+    (bfcl / "possible_answer" / "BFCL_v3_simple.json").write_text(json.dumps(BFCL_ANSWER) + "\n")
+    (bfcl / "BFCL_v3_irrelevance.json").write_text(json.dumps(dict(BFCL_TEST, id="irrelevance_0")) + "\n")
+    multi = dict(BFCL_TEST, id="multi_turn_base_0", question=[[{"role": "user", "content": "a"}]] * 2)
+    (bfcl / "BFCL_v3_multi_turn_base.json").write_text(json.dumps(multi) + "\n")
+    return bfcl
+
+
 def test_toolace_bracket_calls_names_with_spaces_and_dots():
     records = import_toolace(TOOLACE)
     assert len(records) == 2  # one per assistant turn

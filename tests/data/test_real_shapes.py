@@ -17,7 +17,7 @@ from rftfast.data.convert import convert_file, import_file
 from rftfast.data.importers import import_canonical, import_glaive, import_hermes, import_toolace
 from rftfast.data.io import read_records, write_json_atomic, write_records
 from rftfast.data.record import Call, Record, RecordError
-from tests.data.test_importers import BFCL_ANSWER, BFCL_TEST, GLAIVE, TOOLACE
+from tests.data.test_importers import GLAIVE, TOOLACE, bfcl_directory
 
 # ----------------------------------------------------------------------------- Hermes, as the dataset writes it
 
@@ -303,18 +303,6 @@ def test_ids_are_unique_and_stable(tmp_path):
 
 
 # ----------------------------------------------------------------------------- BFCL directories, file modes
-
-
-def bfcl_directory(tmp_path):
-    """The directory `rftfast eval` reads in tests/eval/test_eval.py: simple (with answers), irrelevance, multi-turn."""
-    bfcl = tmp_path / "bfcl"
-    (bfcl / "possible_answer").mkdir(parents=True)
-    (bfcl / "BFCL_v3_simple.json").write_text(json.dumps(BFCL_TEST) + "\n")
-    (bfcl / "possible_answer" / "BFCL_v3_simple.json").write_text(json.dumps(BFCL_ANSWER) + "\n")
-    (bfcl / "BFCL_v3_irrelevance.json").write_text(json.dumps(dict(BFCL_TEST, id="irrelevance_0")) + "\n")
-    multi = dict(BFCL_TEST, id="multi_turn_base_0", question=[[{"role": "user", "content": "a"}]] * 2)
-    (bfcl / "BFCL_v3_multi_turn_base.json").write_text(json.dumps(multi) + "\n")
-    return bfcl
 
 
 def test_convert_accepts_a_bfcl_directory(tmp_path, capsys):

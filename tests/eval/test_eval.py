@@ -8,7 +8,7 @@ from rftfast.cli import build_parser, main
 from rftfast.data.record import Call, Record
 from rftfast.eval import CheckResult, EvalReport, end_token_ids, infer_category, is_live, judge
 from rftfast.eval.runner import evaluate
-from tests.data.test_importers import BFCL_ANSWER, BFCL_TEST
+from tests.data.test_importers import BFCL_ANSWER, BFCL_TEST, bfcl_directory
 from tests.support.tiny import tiny_llama, tiny_tokenizer
 
 TOOL = {
@@ -203,13 +203,7 @@ def test_report_table_adds_bfcl_live_and_non_live_aggregates():
 
 
 def test_eval_command_on_a_bfcl_directory(tmp_path, capsys):
-    bfcl = tmp_path / "bfcl"
-    (bfcl / "possible_answer").mkdir(parents=True)
-    (bfcl / "BFCL_v3_simple.json").write_text(json.dumps(BFCL_TEST) + "\n")
-    (bfcl / "possible_answer" / "BFCL_v3_simple.json").write_text(json.dumps(BFCL_ANSWER) + "\n")
-    (bfcl / "BFCL_v3_irrelevance.json").write_text(json.dumps(dict(BFCL_TEST, id="irrelevance_0")) + "\n")
-    multi = dict(BFCL_TEST, id="multi_turn_base_0", question=[[{"role": "user", "content": "a"}]] * 2)
-    (bfcl / "BFCL_v3_multi_turn_base.json").write_text(json.dumps(multi) + "\n")
+    bfcl = bfcl_directory(tmp_path)
     tokenizer = tiny_tokenizer()
     model_dir = tmp_path / "model"
     tiny_llama(len(tokenizer)).save_pretrained(model_dir)
