@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rftfast.answer import Step, StepScanner, first_step_end, step_token_boundaries
-from rftfast.data.chat import answer_content, render_example
+from rftfast.data.chat import answer_content, call_format_of, render_example
 from rftfast.data.io import write_jsonl_atomic
 from rftfast.data.record import Record
 from rftfast.mcts.forest import Forest
@@ -78,7 +78,9 @@ def ground_truth(
     answer_ids = example.answer_ids
     if not record.is_call:
         return Truth(tuple(answer_ids), (len(answer_ids),))
-    content = answer_content(record)
+    # The template's own call format; steps are cut where a pythonic answer's are (the scanner reads that
+    # grammar), so a JSON or Hermes answer is one step until the scanner reads those too.
+    content = answer_content(record, call_format_of(tokenizer) if use_chat_template is not False else "pythonic")
     content_ids = tokenizer(content, add_special_tokens=False)["input_ids"]
     # Token step ends are computed on the content alone; they hold in the rendered answer only if it begins
     # with exactly those tokens.

@@ -28,7 +28,8 @@ PAD_ID, END_ID = SPECIAL_TOKENS.index("<pad>"), SPECIAL_TOKENS.index(END)
 # `tool_calls` with dict arguments, printed in the pythonic form of `rftfast.answer.render_calls`. Its strings go
 # through `tojson`, which agrees with `quote_string` except on characters neither printable nor escaped the same
 # way (\b, \f, other control characters, non-printable unicode such as U+00A0: `quote_string` writes \uXXXX).
-# Training never meets that difference: `render_example` passes earlier calls already written as text.
+# Training meets that difference only on earlier calls holding such characters (`render_example` passes them as
+# `tool_calls`, so the prompt is the template's: what the checkpoint serves; tests/data/test_chat.py pins it).
 # Every tag strips the template's own whitespace (`{%-`, `-%}`): only quoted text reaches the output.
 FALLBACK_CHAT_TEMPLATE = """
 {%- macro type_text(schema) -%}
