@@ -57,7 +57,8 @@ def verdict_changes(
 
 def pair_margins(logps: torch.Tensor, ref_logps: torch.Tensor | None = None) -> dict:
     """Summary of `logps` [P, 2] (chosen, rejected summed log-probs): the share of pairs ranked right and the mean
-    log-prob margin; with `ref_logps` (the policy before training), also DPO's implicit reward accuracy and
+    and median log-prob margin (the median, the lower middle value for an even count: one long rejected answer
+    can move the mean by nats); with `ref_logps` (the policy before training), also DPO's implicit reward accuracy and
     mean reward margin (beta 1: the change of the log-ratio)."""
     if logps.numel() == 0:
         return {"pairs": 0}
@@ -66,6 +67,7 @@ def pair_margins(logps: torch.Tensor, ref_logps: torch.Tensor | None = None) -> 
         "pairs": int(logps.shape[0]),
         "ranked_right": float((margin > 0).float().mean()),
         "mean_margin": float(margin.mean()),
+        "median_margin": float(margin.median()),
     }
     if ref_logps is not None:
         reward_margin = margin - (ref_logps[:, 0] - ref_logps[:, 1])

@@ -108,7 +108,7 @@ def test_verdict_changes_count_fixed_broken_and_first_wrong_steps_made_right(tok
 def test_pair_margins():
     before = torch.tensor([[-1.0, -2.0], [-3.0, -1.0]])
     after = torch.tensor([[-0.5, -2.5], [-2.0, -1.5]])
-    assert pair_margins(before) == {"pairs": 2, "ranked_right": 0.5, "mean_margin": -0.5}
+    assert pair_margins(before) == {"pairs": 2, "ranked_right": 0.5, "mean_margin": -0.5, "median_margin": -2.0}
     out = pair_margins(after, ref_logps=before)
     assert out["ranked_right"] == 0.5 and out["reward_accuracy"] == 1.0
     assert out["mean_reward_margin"] == pytest.approx(((2.0 - 1.0) + (-0.5 + 2.0)) / 2)
