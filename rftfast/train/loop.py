@@ -75,7 +75,7 @@ def optimise(
 
     Either way the gradients add up to one process's on the whole batch: DDP and FSDP2 average them over
     ranks, so each backward is scaled by the world size. `log(step, metrics)` sees every step, with the
-    learning rate it used (`lr`) and the batch's info.
+    learning rate it used (`lr`), the gradient's norm before clipping (`grad_norm`) and the batch's info.
     """
     from tqdm.auto import tqdm
 
@@ -96,13 +96,14 @@ def optimise(
                     (loss * (len(part) * world / len(batch) if per_item else world)).backward()
                 shares.append((len(part) if per_item else 1, metrics))
             step_lr = scheduler.get_last_lr()[0]  # the rate this step uses
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, 1.0))  # before clipping: what the step saw
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             keys = list(shares[0][1])
             sums = distributed.all_sum([sum(w * m[k] for w, m in shares) for k in keys])
             metrics = {k: v / (len(batch) if per_item else 1) for k, v in zip(keys, sums, strict=True)}
+            metrics["grad_norm"] = grad_norm
             history.append(metrics)
             if "loss" in metrics:
                 bar.set_postfix(**info, loss=f"{metrics['loss']:.3f}")

@@ -72,6 +72,9 @@ def test_precomputed_and_frozen_reference_agree():
     for a, b in zip(histories["precomputed"], histories["frozen"], strict=True):
         assert abs(a["loss"] - b["loss"]) < 1e-5
     assert abs(histories["frozen"][0]["rewards/margins"]) < 1e-6  # policy == reference before the first step
+    # each step logs its gradient's norm before clipping, the same in both modes
+    assert all(h["grad_norm"] > 0 for h in histories["frozen"])
+    assert abs(histories["frozen"][0]["grad_norm"] - histories["precomputed"][0]["grad_norm"]) < 1e-4
 
 
 def test_length_grouping_keeps_the_examples_and_cuts_padding():
