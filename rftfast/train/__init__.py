@@ -10,6 +10,8 @@
     search_stage.py  SearchStageConfig, search_pairs: the MCTS over the deficient records
     preference.py    PreferenceConfig, train_preference: FusedDPOLoss on step-level `rftfast.mcts.Pair`s
     evaluate.py      heldout_accuracy
+    diagnostics.py   verdict_changes, pair_margins, rejected_is_greedy: why a held-out number moved
+    compute.py       count_compute: the positions a stage's model passes compute (token passes)
 
 Nothing here knows of the run (`rftfast.stages`, `rftfast.pipeline`): each function takes its own config.
 """
