@@ -206,11 +206,17 @@ def _checkpointing(model, on: bool) -> None:
 
 class StepLog:
     """Per-step metrics: appended to `metrics.jsonl` (flushed per line, so a kill loses nothing) and,
-    when asked, to TensorBoard under `<run>/tensorboard`."""
+    when asked, to TensorBoard under `<run>/tensorboard`. Each line carries its stage's `step` and the run's
+    `global_step`, one count across stages (continued from the lines already there when a run resumes), which
+    is TensorBoard's x-axis, so a run's stages lie end to end."""
 
     def __init__(self, run_dir: str | Path, tensorboard: bool = False) -> None:
         self.path = Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.global_step = 0
+        if self.path.exists():
+            with self.path.open() as f:
+                self.global_step = sum(1 for line in f if line.strip())
         self.file = self.path.open("a")
         self.writer = None
         if tensorboard:
@@ -223,11 +229,12 @@ class StepLog:
             self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
 
     def __call__(self, stage: str, step: int, metrics: dict[str, float]) -> None:
-        self.file.write(json.dumps({"stage": stage, "step": step, **metrics}) + "\n")
+        self.file.write(json.dumps({"stage": stage, "step": step, "global_step": self.global_step, **metrics}) + "\n")
         self.file.flush()
         if self.writer is not None:
             for key, value in metrics.items():
-                self.writer.add_scalar(f"{stage}/{key}", value, step)
+                self.writer.add_scalar(f"{stage}/{key}", value, self.global_step)
+        self.global_step += 1
 
     def close(self) -> None:
         self.file.close()

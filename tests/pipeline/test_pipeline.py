@@ -50,6 +50,7 @@ def test_end_to_end_writes_report_and_checkpoints(finished):
     assert report["stages"]["iter_1/search"]["pairs"] == len(pairs)
     logged = [json.loads(line) for line in (cfg.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert len([r for r in logged if r["stage"] == "warmup"]) == stages["warmup"]["steps"]
+    assert [r["global_step"] for r in logged] == list(range(len(logged)))  # one count across the stages
     assert {"warmup", "iter_1/preference"} <= {r["stage"] for r in logged}
 
 
