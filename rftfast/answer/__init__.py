@@ -27,7 +27,7 @@ from rftfast.answer.calls import (
 )
 from rftfast.answer.lexer import NAME_STOP, WHITESPACE, Lexer
 from rftfast.answer.partial import PartialAnswer, PartialCall, read_partial
-from rftfast.answer.scanner import StepScanner, first_step_end
+from rftfast.answer.scanner import StepScanner, cut_at_step, first_step_end
 from rftfast.answer.steps import STEP_KINDS, Step, segment_calls, step_token_boundaries
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "Step",
     "StepScanner",
     "detect_format",
+    "cut_at_step",
     "first_step_end",
     "locate_pythonic_calls",
     "parse_answer",

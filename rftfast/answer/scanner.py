@@ -24,6 +24,8 @@ the *token* holding the boundary character, so a token such as ``")]"`` takes it
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 from rftfast.answer.lexer import NAME_STOP, WHITESPACE, Lexer
 
 # Where the scanner is in the answer.
@@ -108,3 +110,25 @@ def first_step_end(answer_so_far: str, generated: str) -> int | None:
     True
     """
     return StepScanner(answer_so_far).feed(generated)
+
+
+def cut_at_step(
+    token_ids: Sequence[int], decode: Callable[[Sequence[int]], str], answer_so_far: str = ""
+) -> int | None:
+    """Number of leading tokens up to and including the one that completes the first answer step, or None.
+
+    `decode` turns token ids into text (without special tokens). The text is scanned token by token, holding back
+    an incomplete multi-byte character, as the transformers backend does while decoding: the token-level cut of
+    the vLLM backend, of greedy-divergence pairs and of the pair diagnostics.
+    """
+    scanner = StepScanner(answer_so_far)
+    fed = 0
+    for count in range(1, len(token_ids) + 1):
+        text = decode(token_ids[:count])
+        stable = len(text.rstrip("\ufffd"))
+        if stable > fed:
+            boundary = scanner.feed(text[fed:stable])
+            fed = stable
+            if boundary is not None:
+                return count
+    return None

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rftfast import distributed
-from rftfast.answer import StepScanner
+from rftfast.answer import cut_at_step
 from rftfast.data.chat import END
 from rftfast.generation.base import Child, ExpandRequest, GenerationStats
 from rftfast.generation.prefix_cache import depth_first_order
@@ -50,27 +50,6 @@ def sampling_params_kwargs(request: ExpandRequest, stop_token_ids: Sequence[int]
         seed=request.seed,
         skip_special_tokens=True,
     )
-
-
-def cut_at_step(
-    token_ids: Sequence[int], decode: Callable[[Sequence[int]], str], answer_so_far: str = ""
-) -> int | None:
-    """Number of leading tokens up to and including the one that completes the first answer step, or None.
-
-    `decode` turns token ids into text (without special tokens). The text is scanned token by token, holding back
-    an incomplete multi-byte character, as the transformers backend does while decoding.
-    """
-    scanner = StepScanner(answer_so_far)
-    fed = 0
-    for count in range(1, len(token_ids) + 1):
-        text = decode(token_ids[:count])
-        stable = len(text.rstrip("\ufffd"))
-        if stable > fed:
-            boundary = scanner.feed(text[fed:stable])
-            fed = stable
-            if boundary is not None:
-                return count
-    return None
 
 
 def child_from_completion(

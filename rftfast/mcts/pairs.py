@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rftfast.answer import Step, StepScanner, first_step_end, step_token_boundaries
+from rftfast.answer import Step, StepScanner, cut_at_step, step_token_boundaries
 from rftfast.data.chat import answer_content, call_format_of, render_example
 from rftfast.data.io import write_jsonl_atomic
 from rftfast.data.record import Record
@@ -232,10 +232,9 @@ def divergence_pair(
     end = truth.step_ends[step]
     answer_so_far = tokenizer.decode(answer[:start])
     rejected = greedy[start:]
-    for n in range(first_difference - start + 1, len(rejected) + 1):  # the first step the greedy tokens complete
-        if first_step_end(answer_so_far, tokenizer.decode(rejected[:n])) is not None:
-            rejected = rejected[:n]
-            break
+    end_of_step = cut_at_step(rejected, tokenizer.decode, answer_so_far)  # the first step the greedy tokens complete
+    if end_of_step is not None:
+        rejected = rejected[: max(end_of_step, first_difference - start + 1)]  # the differing token always in
     chosen = answer[start:end]
     if not rejected or rejected == chosen:
         return None

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from rftfast.answer import first_step_end
+from rftfast.answer import cut_at_step
 from rftfast.eval import greedy_token_ids
 from rftfast.mcts import Pair, Truth
 
@@ -99,8 +99,5 @@ def rejected_is_greedy(
 
 def greedy_step(tokenizer: PreTrainedTokenizerBase, pair: Pair, ids: Sequence[int]) -> list[int]:
     """The tokens of `ids` (a continuation of the pair's prefix) up to where they complete a step."""
-    answer_so_far = tokenizer.decode(pair.prompt_ids[pair.answer_start :])
-    for n in range(1, len(ids) + 1):
-        if first_step_end(answer_so_far, tokenizer.decode(ids[:n])) is not None:
-            return list(ids[:n])
-    return list(ids)
+    end = cut_at_step(ids, tokenizer.decode, tokenizer.decode(pair.prompt_ids[pair.answer_start :]))
+    return list(ids[:end] if end is not None else ids)

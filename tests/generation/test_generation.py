@@ -11,6 +11,7 @@ import math
 import pytest
 import torch
 
+from rftfast.answer import cut_at_step
 from rftfast.generation import (
     Child,
     ExpandRequest,
@@ -19,7 +20,7 @@ from rftfast.generation import (
     depth_first_order,
 )
 from rftfast.generation.transformers_backend import sample_tokens
-from rftfast.generation.vllm_backend import child_from_completion, cut_at_step, sampling_params_kwargs
+from rftfast.generation.vllm_backend import child_from_completion, sampling_params_kwargs
 from tests.support.tiny import tiny_llama, tiny_tokenizer
 
 PROMPT = "<|system|>\nAnswer with calls.\n<|user|>\nWhat is the weather in Paris?\n<|assistant|>\n"
