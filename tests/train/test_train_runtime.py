@@ -158,3 +158,22 @@ def test_flush_denormals_treats_subnormals_as_zero_inside_only():
     assert float(tiny * 1e-10) != 0.0  # the process mode is back to off
     with flush_denormals(False):
         assert float(tiny * 1e-10) != 0.0
+
+
+def test_flush_denormals_covers_every_intra_op_thread():
+    # The mode is a per-thread register: set on the calling thread only, the share of an op that torch's
+    # other intra-op threads compute stays subnormal (and on x86's slow path). 4M elements split over two
+    # threads; every one of them must come out zero inside, and none outside.
+    from rftfast.train.runtime import flush_denormals
+
+    subnormal = torch.full((4_000_000,), 1e-39)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with flush_denormals(True):
+            if not torch.set_flush_denormal(True):
+                pytest.skip("this CPU has no flush-to-zero mode")
+            assert int((subnormal * 0.5).count_nonzero()) == 0
+        assert int((subnormal * 0.5).count_nonzero()) == subnormal.numel()
+    finally:
+        torch.set_num_threads(threads)
