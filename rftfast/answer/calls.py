@@ -46,7 +46,7 @@ def parse_calls(text: str, format: str = "pythonic") -> list[Call]:
     >>> parse_calls('Sure. <tool_call>\\n{"name": "f", "arguments": {}}\\n</tool_call>', "hermes")
     [Call(name='f', arguments={})]
     """
-    parse = _PARSERS[_check_format(format)]
+    parse = _PARSERS[check_format(format)]
     if not isinstance(text, str):
         raise TypeError(f"text: expected str, got {type(text).__name__}")
     return parse(text)
@@ -65,7 +65,7 @@ def render_calls(calls: list[Call], format: str = "pythonic") -> str:
     {"name": "f", "arguments": {"a": 1}}
     </tool_call>
     """
-    render = _RENDERERS[_check_format(format)]
+    render = _RENDERERS[check_format(format)]
     if isinstance(calls, (Call, str)) or not hasattr(calls, "__iter__"):
         raise ValueError(f"calls: expected a list of Call, got {type(calls).__name__}")
     calls = list(calls)
@@ -99,7 +99,7 @@ def detect_format(text: str) -> str:
     start = text.lstrip(WHITESPACE)
     if start.startswith("{") or (start.startswith("[") and start[1:].lstrip(WHITESPACE).startswith("{")):
         return "json"
-    if _HERMES_OPEN in text:
+    if HERMES_OPEN in text:
         return "hermes"
     return "pythonic"
 
@@ -122,14 +122,16 @@ def parse_answer(text: str, format: str = "pythonic") -> list[Call]:
         raise TypeError(f"text: expected str, got {type(text).__name__}")
     if format == "auto":
         format = detect_format(text)
-    if format == "hermes" and _HERMES_OPEN not in text:
-        raise ParseError(f"expected a {_HERMES_OPEN!r} block, found none", 0, text)
+    if format == "hermes" and HERMES_OPEN not in text:
+        raise ParseError(f"expected a {HERMES_OPEN!r} block, found none", 0, text)
     return parse_calls(text, format)
 
 
-def _check_format(format: str) -> str:
+def check_format(format: str, argument: str = "format") -> str:
+    """`format` if it is one of FORMATS (the formats calls are written and cut in), else a ValueError naming the
+    caller's `argument`."""
     if format not in FORMATS:
-        raise ValueError(f"format: expected one of {FORMATS}, got {format!r}")
+        raise ValueError(f"{argument}: expected one of {FORMATS}, got {format!r}")
     return format
 
 
@@ -490,7 +492,7 @@ def quote_string(text: str) -> str:
 # --------------------------------------------------------------------------------------------------------------
 
 _JSON_DECODER = json.JSONDecoder()
-_HERMES_OPEN, _HERMES_CLOSE = "<tool_call>", "</tool_call>"
+HERMES_OPEN, HERMES_CLOSE = "<tool_call>", "</tool_call>"  # the tags around each Hermes block
 
 
 def _parse_json(text: str) -> list[Call]:
@@ -591,18 +593,18 @@ def _parse_hermes(text: str) -> list[Call]:
     calls: list[Call] = []
     pos = 0
     while True:
-        open_at = text.find(_HERMES_OPEN, pos)
-        stray_close = text.find(_HERMES_CLOSE, pos)
+        open_at = text.find(HERMES_OPEN, pos)
+        stray_close = text.find(HERMES_CLOSE, pos)
         if stray_close != -1 and (open_at == -1 or stray_close < open_at):
-            raise ParseError(f"found {_HERMES_CLOSE!r} without an opening {_HERMES_OPEN!r}", stray_close, text)
+            raise ParseError(f"found {HERMES_CLOSE!r} without an opening {HERMES_OPEN!r}", stray_close, text)
         if open_at == -1:
             return calls
-        body_start = open_at + len(_HERMES_OPEN)
-        close_at = text.find(_HERMES_CLOSE, body_start)
+        body_start = open_at + len(HERMES_OPEN)
+        close_at = text.find(HERMES_CLOSE, body_start)
         if close_at == -1:
-            raise ParseError(f"unclosed {_HERMES_OPEN!r}: expected {_HERMES_CLOSE!r}", open_at, text)
+            raise ParseError(f"unclosed {HERMES_OPEN!r}: expected {HERMES_CLOSE!r}", open_at, text)
         calls.extend(_JsonCallReader(text, body_start, close_at).read())
-        pos = close_at + len(_HERMES_CLOSE)
+        pos = close_at + len(HERMES_CLOSE)
 
 
 def _render_json(calls: list[Call]) -> str:
@@ -610,7 +612,7 @@ def _render_json(calls: list[Call]) -> str:
 
 
 def _render_hermes(calls: list[Call]) -> str:
-    return "\n".join(f"{_HERMES_OPEN}\n{_hermes_json(call)}\n{_HERMES_CLOSE}" for call in calls)
+    return "\n".join(f"{HERMES_OPEN}\n{_hermes_json(call)}\n{HERMES_CLOSE}" for call in calls)
 
 
 def _hermes_json(call: Call) -> str:

@@ -2,7 +2,8 @@
 
 The reader in `rftfast.answer.calls` parses a whole answer; the streaming step scanner and the partial-answer
 reader see answers that are still being written, so they only need to know, one character at a time, whether
-it is inside a string literal and which brackets are open. That is `Lexer`, written once for both.
+it is inside a string literal and which brackets are open. That is `Lexer`, written once for both, and for the
+JSON and Hermes walk (`rftfast.answer.walker`), which gives it JSON's only quote, ``"``.
 
 >>> lexer = Lexer()
 >>> [char for char in '[f(a="x, (y)", b=[1' if lexer.feed(char)]
@@ -33,7 +34,8 @@ class Lexer:
     that must refuse such text.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, quotes: str = QUOTES) -> None:
+        self.quotes = quotes  # JSON has one quote character: an apostrophe in JSON text is not a string's start
         self.quote = ""
         self.escaped = False
         self.open: list[str] = []
@@ -54,7 +56,7 @@ class Lexer:
             elif char == self.quote:
                 self.quote = ""
             return False
-        if char in QUOTES:
+        if char in self.quotes:
             self.quote = char
             return False
         if char in BRACKETS:

@@ -1,34 +1,50 @@
-"""Read a pythonic answer that is still being written: its calls so far, and which of their steps are finished.
+"""Read an answer that is still being written: its calls so far, and which of their steps are finished.
 
-The text is closed (its open escape, string and brackets, a stand-in value after a bare ``name=``) and parsed;
-if that fails, it is cut back to its last ``,``, ``(`` or ``[`` outside strings, and so on, and the part cut off
-is taken for a step still being written.
+A pythonic answer's text is closed (its open escape, string and brackets, a stand-in value after a bare
+``name=``) and parsed; if that fails, it is cut back to its last ``,``, ``(`` or ``[`` outside strings, and so
+on, and the part cut off is taken for a step still being written.
 
 >>> read_partial('[f(a=1, b="x').calls
 [PartialCall(name='f', opened=True, arguments=(('a', 1),), closed=False, pending_name='b')]
 >>> read_partial('[f(a=1), g(').status
 'whole'
+
+A JSON or Hermes answer is read by the walk that also cuts its steps (`rftfast.answer.walker.CallWalker`), so a
+step counts as finished exactly where generation would have stopped after it, as in the pythonic format:
+
+>>> read_partial('{"name": "f", "arguments": {"a": 1, "b": "x', format="json").calls
+[PartialCall(name='f', opened=True, arguments=(('a', 1),), closed=False, pending_name='b')]
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from rftfast.answer.calls import CallSpan, locate_pythonic_calls
+from rftfast.answer.calls import CallSpan, check_format, locate_pythonic_calls
 from rftfast.answer.lexer import Lexer, syntax
+from rftfast.answer.walker import WalkedCall, walk_calls
 from rftfast.data.record import ParseError
 
 
 @dataclass(frozen=True)
 class PartialCall:
-    """One call of an unfinished answer, and which of its steps are finished."""
+    """One call of an unfinished answer, and which of its steps are finished.
 
-    name: str
+    In the JSON and Hermes formats `opened` means the name's step is finished (the ``{`` of the arguments
+    follows the name, or the name is written after them), `closed` that the arguments are (their ``}``), and
+    `pending_name` is given once the argument's ``:`` is written. A call begun but not opened is listed too,
+    its `name` None until written. `name_last`: the call writes its arguments before its name (Hermes-2-Pro), so
+    its steps are finished in that order: the arguments, their end, then the name.
+    """
+
+    name: str | None
     opened: bool  # the "(" after the name is written
     arguments: tuple[tuple[str, Any], ...]  # finished arguments, in order
     closed: bool  # its ")" is written
     pending_name: str | None = None  # the name of the argument being written, once its "=" is there
+    # Out of the repr: only the Hermes-2-Pro order sets it, and every other call reads as it always did.
+    name_last: bool = field(default=False, repr=False)
 
 
 class PartialAnswer(NamedTuple):
@@ -42,8 +58,12 @@ class PartialAnswer(NamedTuple):
     status: str
 
 
-def read_partial(text: str, max_cuts: int = 16) -> PartialAnswer:
-    """The calls of the unfinished pythonic answer `text` (cut back at most `max_cuts` times; module docstring)."""
+def read_partial(text: str, max_cuts: int = 16, format: str = "pythonic") -> PartialAnswer:
+    """The calls of the unfinished answer `text` in `format` (module docstring; a pythonic answer is cut back at
+    most `max_cuts` times). Raises ValueError for a format not in FORMATS."""
+    if check_format(format) != "pythonic":
+        walker = walk_calls(text, format)
+        return PartialAnswer([_walked_call(call) for call in walker.calls], walker.status)
     spans = _try_parse(text)
     if spans is not None:
         return PartialAnswer([_partial_call(span, text, len(text)) for span in spans], "whole")
@@ -114,3 +134,12 @@ def _partial_call(span: CallSpan, text: str, length: int) -> PartialCall:
             return PartialCall(span.call.name, opened, tuple(finished), closed, pending_name=key)
         finished.append((key, value))
     return PartialCall(span.call.name, opened, tuple(finished), closed)
+
+
+def _walked_call(call: WalkedCall) -> PartialCall:
+    if call.name_last:
+        opened = call.name_end is not None
+    else:  # the name's step ends with the arguments' "{", or with the call when it has no arguments member
+        opened = call.name_end is not None and (call.args_open is not None or call.close is not None)
+    closed = call.args_close is not None or (call.close is not None and call.args_open is None)
+    return PartialCall(call.name, opened, tuple(call.arguments), closed, call.pending, call.name_last)

@@ -20,13 +20,27 @@ the *token* holding the boundary character, so a token such as ``")]"`` takes it
 9
 >>> scanner.feed(' b=[1, 2])')
 10
+
+In the JSON and Hermes formats (`format`), steps end at the same decisions: the ``{`` that opens the arguments once
+the name is written (the JSON ``(``), a ``,`` between arguments, the ``}`` that closes them, and, for a model that
+writes the arguments first, the name's closing quote (`rftfast.answer.walker` has the rules and the walk):
+
+>>> scanner = StepScanner('<tool_call>{"name": "f", ', "hermes")
+>>> scanner.feed('"arguments": {"a"')
+14
+>>> scanner.feed(': "x, y",')
+9
+>>> scanner.feed(' "b": [1, 2]}}</tool_call>')
+13
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from rftfast.answer.calls import check_format
 from rftfast.answer.lexer import NAME_STOP, WHITESPACE, Lexer
+from rftfast.answer.walker import CallWalker
 
 # Where the scanner is in the answer.
 _START = "start"  # before anything but whitespace: a "[" may open the list of calls
@@ -40,12 +54,14 @@ class StepScanner:
     """Incremental scanner over answer text; `feed` returns where the first completed step ends in the new text.
 
     `answer_so_far` is the answer text already generated before this scanner starts (the prefix of the request);
-    steps that ended inside it are not reported.
+    steps that ended inside it are not reported. `format` is the answer's call format (one of FORMATS; a
+    ValueError for another): the JSON and Hermes formats are followed by a `rftfast.answer.walker.CallWalker`.
     """
 
-    def __init__(self, answer_so_far: str = "") -> None:
+    def __init__(self, answer_so_far: str = "", format: str = "pythonic") -> None:
         self.state = _START
         self.arguments = Lexer()  # strings and brackets inside the current call's parentheses
+        self.walker = None if check_format(format) == "pythonic" else CallWalker(format)
         self.feed(answer_so_far)
 
     def feed(self, text: str) -> int | None:
@@ -54,8 +70,9 @@ class StepScanner:
         Scanning always consumes all of `text`, so the scanner stays in step with the answer either way.
         """
         first_end = None
+        step = self._step if self.walker is None else self.walker.feed
         for i, char in enumerate(text):
-            if self._step(char) and first_end is None:
+            if step(char) and first_end is None:
                 first_end = i + 1
         return first_end
 
@@ -101,27 +118,32 @@ class StepScanner:
         return False
 
 
-def first_step_end(answer_so_far: str, generated: str) -> int | None:
+def first_step_end(answer_so_far: str, generated: str, format: str = "pythonic") -> int | None:
     """Characters of `generated` up to and including the end of the first step it completes, or None.
 
     >>> first_step_end('[f(a=1', ', b=2)]')
     1
     >>> first_step_end('', 'Sorry, no function fits.') is None
     True
+    >>> first_step_end('{"name": "f", "parameters": {"a": 1', ', "b": 2}}', "json")
+    1
     """
-    return StepScanner(answer_so_far).feed(generated)
+    return StepScanner(answer_so_far, format).feed(generated)
 
 
 def cut_at_step(
-    token_ids: Sequence[int], decode: Callable[[Sequence[int]], str], answer_so_far: str = ""
+    token_ids: Sequence[int],
+    decode: Callable[[Sequence[int]], str],
+    answer_so_far: str = "",
+    format: str = "pythonic",
 ) -> int | None:
     """Number of leading tokens up to and including the one that completes the first answer step, or None.
 
     `decode` turns token ids into text (without special tokens). The text is scanned token by token, holding back
     an incomplete multi-byte character, as the transformers backend does while decoding: the token-level cut of
-    the vLLM backend, of greedy-divergence pairs and of the pair diagnostics.
+    the vLLM backend, of greedy-divergence pairs and of the pair diagnostics. `format`: the answer's call format.
     """
-    scanner = StepScanner(answer_so_far)
+    scanner = StepScanner(answer_so_far, format)
     fed = 0
     for count in range(1, len(token_ids) + 1):
         text = decode(token_ids[:count])

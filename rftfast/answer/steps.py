@@ -1,4 +1,4 @@
-"""Cut a pythonic tool-call answer into the steps the tree search branches on.
+"""Cut a tool-call answer into the steps the tree search branches on, in any call format.
 
 A step is one decision of the model: which function to call (``"open"``), one ``name=value`` argument
 (``"arg"``), or ending the call (``"close"``). The steps tile the answer with no gaps, so the text of the
@@ -7,6 +7,18 @@ steps, concatenated, is the answer itself:
 >>> text = '[f(a=1, b="x")]'
 >>> [(step.kind, step.text_in(text)) for step in segment_calls(text)]
 [('open', '[f('), ('arg', 'a=1, '), ('arg', 'b="x"'), ('close', ')]')]
+
+The JSON and Hermes formats are cut into the same decisions, so a call has as many steps in each format and a
+step-level pair differs in the same one fragment: the name's step runs through the ``{`` that opens the
+arguments (the JSON ``(``), each argument's from its key to the next key, the close from the ``}`` that ends
+the arguments (a Hermes block's last call: through its ``</tool_call>``):
+
+>>> text = '{"name": "f", "parameters": {"a": 1, "b": "x"}}'
+>>> [(step.kind, step.text_in(text)) for step in segment_calls(text, "json")]
+[('open', '{"name": "f", "parameters": {'), ('arg', '"a": 1, '), ('arg', '"b": "x"'), ('close', '}}')]
+
+A model that writes the arguments before the name (Hermes-2-Pro's template) makes its decisions in that order,
+and its steps follow them: the arguments, their end, then the name (see `segment_calls`).
 
 `step_token_boundaries` maps those character boundaries to token indices, so the search can cut token
 sequences where steps end.
@@ -25,6 +37,9 @@ two readers with different needs, and the pieces differ slightly; this is the on
   ends only with the ``)`` (``'a=1,'``, ``' b="x")'``, ``']'``). Generation stops there, and the search cuts the
   ground truth's steps the same way, so a node grown along the truth holds a truth step prefix. The scanner is
   also tolerant: text that is not a call (prose) never ends a step, where `segment_calls` raises ParseError.
+
+The JSON and Hermes cuts differ the same way (``'{"name": "f", "arguments": {'``, ``'"a": 1,'``,
+``' "b": "x"}'``, ``'}'``); both are read off one walk of the text, `rftfast.answer.walker.CallWalker`.
 """
 
 from __future__ import annotations
@@ -33,7 +48,9 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Any
 
-from rftfast.answer.calls import locate_pythonic_calls
+from rftfast.answer.calls import check_format, locate_pythonic_calls, parse_calls
+from rftfast.answer.walker import walk_calls
+from rftfast.data.record import ParseError
 
 STEP_KINDS = ("open", "arg", "close")
 
@@ -50,8 +67,9 @@ class Step:
         return text[self.start : self.end]
 
 
-def segment_calls(text: str) -> list[Step]:
-    """The steps of a pythonic answer, covering `text` contiguously from its first to its last character.
+def segment_calls(text: str, format: str = "pythonic") -> list[Step]:
+    """The steps of an answer in `format` (one of FORMATS), covering `text` contiguously from its first to its
+    last character.
 
     Where each cut falls: an "open" step runs from the end of the previous call (or the start of the text,
     leading whitespace included) to the first argument name, so later calls open with ``", name("``; an "arg"
@@ -62,7 +80,18 @@ def segment_calls(text: str) -> list[Step]:
     >>> text = '[f(a=1), g()]'
     >>> [(step.kind, step.text_in(text)) for step in segment_calls(text)]
     [('open', '[f('), ('arg', 'a=1'), ('close', ')'), ('open', ', g('), ('close', ')]')]
+
+    JSON and Hermes answers are cut at the same decisions (module docstring): an "open" step runs from the end of
+    the previous call to the first argument's key, or to the ``}`` that closes no argument; an "arg" step from its
+    key to the next; a "close" step from the ``}`` that closes the arguments through the call's end (its object's
+    ``}``; a Hermes block's last call, through the block's ``</tool_call>``; the last call, to the end of the
+    text). A call written with its arguments first has its steps in that order: "arg" steps (the first from the
+    end of the previous call), a "close" step from the arguments' ``}`` to the ``"name"`` key, and an "open"
+    step from there through the call's end. An arguments string (OpenAI's wire format) is one "arg" step.
+    Raises ValueError for another format.
     """
+    if check_format(format) != "pythonic":
+        return _segment_walked(text, format)
     spans = locate_pythonic_calls(text)
     if not spans:
         return [Step("close", 0, len(text))]
@@ -75,6 +104,34 @@ def segment_calls(text: str) -> list[Step]:
         steps.extend(Step("arg", start, end) for start, end in zip(argument_cuts, argument_cuts[1:]))
         cut = len(text) if i == len(spans) - 1 else span.close + 1
         steps.append(Step("close", span.close, cut))
+    return steps
+
+
+def _segment_walked(text: str, format: str) -> list[Step]:
+    """`segment_calls` for the JSON and Hermes formats: the parser validates, the walk says where the parts are."""
+    parsed = parse_calls(text, format)
+    calls = walk_calls(text, format).calls
+    if [call.call() for call in calls] != parsed:  # e.g. both "arguments" and "parameters": the parser picks one
+        raise ParseError(f"the calls of this {format} answer cannot be cut into steps", 0, text)
+    if not calls:
+        return [Step("close", 0, len(text))]
+    steps: list[Step] = []
+    cut = 0
+    for i, call in enumerate(calls):
+        end = len(text) if i == len(calls) - 1 else call.end
+        # No arguments member at all ({"name": "f"}): the call object's "}" ends the arguments.
+        args_close = call.args_close if call.args_open is not None else call.close
+        if call.name_last:
+            starts = [cut, *call.arg_starts[1:]] if call.arg_starts else []
+            steps.extend(Step("arg", start, stop) for start, stop in zip(starts, [*starts[1:], args_close]))
+            steps.append(Step("close", args_close if starts else cut, call.name_key))
+            steps.append(Step("open", call.name_key, end))
+        else:
+            argument_cuts = [*call.arg_starts, args_close]
+            steps.append(Step("open", cut, argument_cuts[0]))
+            steps.extend(Step("arg", start, stop) for start, stop in zip(argument_cuts, argument_cuts[1:]))
+            steps.append(Step("close", args_close, end))
+        cut = end
     return steps
 
 

@@ -16,13 +16,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from rftfast.answer import check_format
+
 
 @dataclass(frozen=True)
 class ExpandRequest:
     """Sample `n` continuations of `prefix_ids`.
 
     `answer_start` is the index in `prefix_ids` where the answer begins: step boundaries are found
-    in the answer text from there on (None: the whole prefix is prompt, the answer is empty).
+    in the answer text from there on (None: the whole prefix is prompt, the answer is empty), in the
+    answer's `call_format` ("pythonic", "json" or "hermes": `rftfast.answer.StepScanner`'s format).
     """
 
     prefix_ids: tuple[int, ...]
@@ -33,8 +36,11 @@ class ExpandRequest:
     top_p: float = 1.0
     seed: int | None = None
     answer_start: int | None = None
+    call_format: str = "pythonic"
 
     def __post_init__(self) -> None:
+        # A bad name fails here, not in the middle of a batch's decoding.
+        check_format(self.call_format, "call_format")
         if not self.prefix_ids:
             raise ValueError("prefix_ids: empty prefix")
         if self.n < 1 or self.max_new_tokens < 1:

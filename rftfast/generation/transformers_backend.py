@@ -11,9 +11,10 @@ nucleus, drawn from a `torch.Generator` seeded with the request's seed (fresh en
 `Child.logprobs` are the log-probs of the drawn tokens under the model's own distribution (temperature 1, no
 top-p), the quantity the search and the judge compare across children.
 
-A child stops at the end of an answer step (`stop_at_step`, see `rftfast.answer.StepScanner`; finish "step"), at
-EOS or the `<|end|>` token (finish "stop"; the token is kept in `token_ids`, not in `text`), or after
-`max_new_tokens` (finish "length"). `text` is the decoded child without special tokens.
+A child stops at the end of an answer step in the request's call format (`stop_at_step`, `call_format`, see
+`rftfast.answer.StepScanner`; finish "step"), at EOS or the `<|end|>` token (finish "stop"; the token is kept in
+`token_ids`, not in `text`), or after `max_new_tokens` (finish "length"). `text` is the decoded child without
+special tokens.
 
 Prefix reuse needs a model whose cache is a plain (full attention) `DynamicCache`; sliding-window and hybrid
 models are refused. Outputs with and without reuse agree wherever the model computes the same logits for the
@@ -253,7 +254,9 @@ class TransformersGenerator:
             answer_so_far = self.tokenizer.decode(
                 list(request.prefix_ids[request.answer_start :]), skip_special_tokens=True
             )
-        rows = [_Row(StepScanner(answer_so_far) if request.stop_at_step else None) for _ in range(n)]
+        rows = [
+            _Row(StepScanner(answer_so_far, request.call_format) if request.stop_at_step else None) for _ in range(n)
+        ]
         if n > 1:
             past.batch_repeat_interleave(n)
         logits = _wide(logits).expand(n, -1)
@@ -348,7 +351,9 @@ def _wide(logits: torch.Tensor) -> torch.Tensor:
 
 
 def _layer_kv(past) -> LayerKV:
-    return [(layer.keys, layer.values) for layer in past.layers]
+    if hasattr(past, "layers"):  # transformers >= 4.54: a `DynamicLayer` per layer
+        return [(layer.keys, layer.values) for layer in past.layers]
+    return list(zip(past.key_cache, past.value_cache, strict=True))  # 4.53: two lists of tensors
 
 
 def _check_prefix(prefix_ids: Sequence[int]) -> np.ndarray:

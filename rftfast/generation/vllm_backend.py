@@ -62,7 +62,7 @@ def child_from_completion(
 ) -> Child:
     """A `Child` from one vLLM completion: cut at the first step when the request stops at steps."""
     token_ids, logprobs = list(token_ids), list(logprobs)
-    cut = cut_at_step(token_ids, decode, answer_so_far) if request.stop_at_step else None
+    cut = cut_at_step(token_ids, decode, answer_so_far, request.call_format) if request.stop_at_step else None
     # A step completed by the completion's very last token keeps a "stop" (end of answer) reason.
     if cut is not None and (cut < len(token_ids) or finish_reason != "stop"):
         token_ids, logprobs, finish_reason = token_ids[:cut], logprobs[:cut], "step"

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rftfast.answer import Step, StepScanner, cut_at_step, step_token_boundaries
+from rftfast.answer import Step, StepScanner, check_format, cut_at_step, step_token_boundaries
 from rftfast.data.chat import answer_content, call_format_of, render_example
 from rftfast.data.io import write_jsonl_atomic
 from rftfast.data.record import Record
@@ -50,10 +50,12 @@ class PairConfig:
 
 @dataclass(frozen=True)
 class Truth:
-    """A tree's ground-truth answer as token ids, and the token index where each of its steps ends."""
+    """A tree's ground-truth answer as token ids, the token index where each of its steps ends, and the call
+    format its steps were cut in (the model's: a greedy answer's steps are cut in it too)."""
 
     answer_ids: tuple[int, ...]
     step_ends: tuple[int, ...]
+    call_format: str = "pythonic"
 
     def next_step(self, answer_so_far: Sequence[int]) -> tuple[int, ...] | None:
         """The truth's next step after `answer_so_far`, if that is exactly a step prefix of the truth."""
@@ -65,35 +67,55 @@ class Truth:
         return None
 
 
+def answer_format(
+    tokenizer: PreTrainedTokenizerBase, use_chat_template: bool | None = None, call_format: str | None = None
+) -> str:
+    """The call format a model's answers are in, as `rftfast.data.chat.render_example` renders them: `call_format`
+    when given (a ValueError unless it is one of `rftfast.answer.FORMATS`), else the chat template's
+    (`call_format_of`), pythonic under the fallback template (`use_chat_template=False`, or no template)."""
+    if call_format is not None:
+        return check_format(call_format, "call_format")
+    return "pythonic" if use_chat_template is False else call_format_of(tokenizer)
+
+
 def ground_truth(
-    record: Record, tokenizer: PreTrainedTokenizerBase, use_chat_template: bool | None = None
+    record: Record,
+    tokenizer: PreTrainedTokenizerBase,
+    use_chat_template: bool | None = None,
+    call_format: str | None = None,
 ) -> Truth | None:
     """The record's ground-truth answer as tokens, with its step ends (None when they cannot be aligned).
 
-    Steps are cut where generation cuts them (`rftfast.answer.scanner`), so a node grown along the truth
-    has exactly a truth step prefix as its answer. A record that calls nothing is one step. The answer is
-    rendered as `rftfast.data.chat.render_example` renders it (`use_chat_template` as there).
+    Steps are cut where generation cuts them (`rftfast.answer.scanner`), in the answer's call format
+    (`answer_format`), so a node grown along the truth has exactly a truth step prefix as its answer. A record
+    that calls nothing is one step. The answer is rendered as `rftfast.data.chat.render_example` renders it
+    (`use_chat_template` and `call_format` as there).
     """
-    example = render_example(record, tokenizer, use_chat_template=use_chat_template)
+    call_format = answer_format(tokenizer, use_chat_template, call_format)
+    example = render_example(record, tokenizer, use_chat_template=use_chat_template, call_format=call_format)
     answer_ids = example.answer_ids
     if not record.is_call:
-        return Truth(tuple(answer_ids), (len(answer_ids),))
-    # The template's own call format; steps are cut where a pythonic answer's are (the scanner reads that
-    # grammar), so a JSON or Hermes answer is one step until the scanner reads those too.
-    content = answer_content(record, call_format_of(tokenizer) if use_chat_template is not False else "pythonic")
+        return Truth(tuple(answer_ids), (len(answer_ids),), call_format)
+    if call_format == "pythonic":
+        content = answer_content(record)
+    else:
+        # The template writes JSON and Hermes calls itself (Llama-3.1's "parameters", Hermes-2-Pro's arguments
+        # before the name, their spacing): cut the text it wrote, up to its end of turn.
+        content, eos = example.answer_text, tokenizer.eos_token
+        content = content[: content.index(eos)] if eos and eos in content else content
     content_ids = tokenizer(content, add_special_tokens=False)["input_ids"]
     # Token step ends are computed on the content alone; they hold in the rendered answer only if it begins
     # with exactly those tokens.
     if answer_ids[: len(content_ids)] != content_ids:
         return None
-    scanner, char_ends = StepScanner(), []
+    scanner, char_ends = StepScanner(format=call_format), []
     for i, char in enumerate(content):
         if scanner.feed(char):
             char_ends.append(i + 1)
     steps = [Step("step", start, end) for start, end in zip([0, *char_ends], char_ends)]
     ends = sorted(set(step_token_boundaries(content, steps, tokenizer)) - {0}) if steps else []
     ends = [e for e in ends if e < len(content_ids)] + [len(answer_ids)]  # the last step takes the end of turn
-    return Truth(tuple(answer_ids), tuple(ends))
+    return Truth(tuple(answer_ids), tuple(ends), call_format)
 
 
 @dataclass
@@ -219,9 +241,9 @@ def divergence_pair(
     `greedy_ids` is what greedy decoding wrote after `prompt_ids` (`rftfast.eval.Judged.output_ids`). Up to the
     first token where it differs from the truth, the two answers agree; the pair continues the truth's steps
     before that token (a step prefix of both) with the truth's next step (chosen) and with the greedy answer's
-    own next step (rejected: its tokens up to where it completes a step, or to its end). This is the step the
-    policy gets wrong, at the prefix it actually reaches: "align with the truth, misalign with the
-    deficiency". None when greedy decoding wrote the truth.
+    own next step (rejected: its tokens up to where it completes a step in the truth's call format, or to its
+    end). This is the step the policy gets wrong, at the prefix it actually reaches: "align with the truth,
+    misalign with the deficiency". None when greedy decoding wrote the truth.
     """
     answer, greedy = list(truth.answer_ids), list(greedy_ids)
     first_difference = _common_prefix(answer, greedy)
@@ -232,7 +254,8 @@ def divergence_pair(
     end = truth.step_ends[step]
     answer_so_far = tokenizer.decode(answer[:start])
     rejected = greedy[start:]
-    end_of_step = cut_at_step(rejected, tokenizer.decode, answer_so_far)  # the first step the greedy tokens complete
+    # The first step the greedy tokens complete.
+    end_of_step = cut_at_step(rejected, tokenizer.decode, answer_so_far, truth.call_format)
     if end_of_step is not None:
         rejected = rejected[: max(end_of_step, first_difference - start + 1)]  # the differing token always in
     chosen = answer[start:end]

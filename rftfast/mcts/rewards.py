@@ -23,7 +23,13 @@ as soon as its ``=`` is written.
 For a record whose right answer is text (no call): -1.0 once the text opens a call, 1.0 for a finished text
 reply, 0.5 for a text reply under way, 0.0 while nothing tells (empty, or a lone ``[``).
 
-`JudgeReward`, the policy grading the fragment against the ground truth with a four-level rubric, through the
+The answer is read in its call format (`call_format`: "pythonic", "json" or "hermes"; `ast_reward_in` binds
+one), and its steps are the same decisions in each: the same calls score the same at each step's end whatever
+the format. A model that writes a call's arguments before its name (Hermes-2-Pro's template) is judged in that
+order: its arguments against every expected call not yet matched, then their end, then the name.
+
+`JudgeReward`, the policy grading the fragment against the ground truth (written in the model's call format)
+with a four-level rubric, through the
 generator's log-probs: the expected weight over the option probabilities, Excellent 1, Acceptable 0.1,
 Fair -1, Poor -2, so in [-2, 1]. `judge_reward(record, text, complete, generator=..., tokenizer=...)` is the
 same as a function.
@@ -33,13 +39,14 @@ same as a function.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from rftfast.answer import PartialCall, read_partial, segment_calls
-from rftfast.data.chat import END, answer_content, fallback_prompt
+from rftfast.answer import HERMES_OPEN, PartialCall, check_format, read_partial, segment_calls
+from rftfast.data.chat import END, answer_content, call_format_of, fallback_prompt
 from rftfast.data.record import Record
 from rftfast.eval import judge
 from rftfast.eval.checker import normalize_string
@@ -123,12 +130,17 @@ def _matched_steps(calls: list[PartialCall], expected: list[_ExpectedCall]) -> t
     used: set[int] = set()
     matched = 0
     for call in calls:
-        if not call.opened:
-            break
-        candidates = [j for j, e in enumerate(expected) if j not in used and e.name == call.name]
-        if not candidates:
-            return matched, True, len(used)
-        matched += 1
+        if call.name_last:
+            # Arguments before the name (Hermes-2-Pro): until the name is written, any call not yet used may be
+            # the one meant, so its steps are judged in the order they are written.
+            candidates = [j for j in range(len(expected)) if j not in used]
+        else:
+            if not call.opened:
+                break
+            candidates = [j for j, e in enumerate(expected) if j not in used and e.name == call.name]
+            if not candidates:
+                return matched, True, len(used)
+            matched += 1
         for key, value in call.arguments:
             candidates = [
                 j for j in candidates if key in expected[j].options and _acceptable(value, expected[j].options[key])
@@ -144,6 +156,13 @@ def _matched_steps(calls: list[PartialCall], expected: list[_ExpectedCall]) -> t
         candidates = [j for j in candidates if all(p in given for p in expected[j].required)]
         if not candidates:
             return matched, True, len(used)
+        if call.name_last:
+            matched += 1  # the arguments' end, a step before the name
+            if not call.opened:
+                break
+            candidates = [j for j in candidates if expected[j].name == call.name]
+            if not candidates:
+                return matched, True, len(used)
         used.add(candidates[0])
         matched += 1
     return matched, False, len(used)
@@ -153,13 +172,15 @@ def _clean(text: str) -> str:
     return text.split(END)[0]
 
 
-def ast_reward(record: Record, text: str, complete: bool = False) -> float:
-    """The rule-based reward of the answer so far (scale: module docstring)."""
+def ast_reward(record: Record, text: str, complete: bool = False, call_format: str = "pythonic") -> float:
+    """The rule-based reward of the answer so far, read in `call_format` (scale: module docstring)."""
+    check_format(call_format, "call_format")
     text = _clean(text)
     if not record.is_call:
-        return _text_answer_reward(text, complete)
-    steps = len(segment_calls(answer_content(record)))
-    calls, status = read_partial(text)
+        return _text_answer_reward(text, complete, call_format)
+    # The truth's steps in the model's format: as many as in any other (one per name, argument and close).
+    steps = len(segment_calls(answer_content(record, call_format), call_format))
+    calls, status = read_partial(text, format=call_format)
     expected = _expected_calls(record)
     matched, wrong, done = _matched_steps(calls, expected)
     matched = min(matched, steps)
@@ -168,29 +189,51 @@ def ast_reward(record: Record, text: str, complete: bool = False) -> float:
         return credit - 1.0
     if not complete:
         return credit
-    if status == "whole" and done == len(expected) and len(calls) == done and _checker_accepts(record, text):
+    if (
+        status == "whole"
+        and done == len(expected)
+        and len(calls) == done
+        and _checker_accepts(record, text, call_format)
+    ):
         return 1.0
     return credit - 1.0  # finished, but unparseable, short of calls, or refused by BFCL's checker
 
 
-def _checker_accepts(record: Record, text: str) -> bool:
+def ast_reward_in(call_format: str) -> RewardFn:
+    """`ast_reward` reading answers in `call_format`, as a reward of (record, text, complete) for the search."""
+    if check_format(call_format, "call_format") == "pythonic":
+        return ast_reward
+    return functools.partial(ast_reward, call_format=call_format)
+
+
+def _checker_accepts(record: Record, text: str, call_format: str = "pythonic") -> bool:
     """BFCL's full rules (types from the docs, categories) on a finished answer."""
     try:
-        return judge(record, text).valid
+        return judge(record, text, call_format=call_format).valid
     except ValueError:  # docs that do not fit the answer: the step match above has the last word
         return True
 
 
-def _text_answer_reward(text: str, complete: bool) -> float:
+def _text_answer_reward(text: str, complete: bool, call_format: str = "pythonic") -> float:
     stripped = text.strip()
     if not stripped:
         return 0.0
-    calls, _ = read_partial(stripped)
-    if any(call.opened for call in calls):
+    calls, _ = read_partial(stripped, format=call_format)
+    # A call whose arguments come first (Hermes-2-Pro) is a call before its name is written.
+    if any(call.opened or call.arguments for call in calls):
         return -1.0
     if complete:
         return 1.0
-    return 0.0 if stripped.startswith("[") and "(" not in stripped and " " not in stripped else 0.5
+    return 0.0 if _call_may_follow(stripped, call_format) else 0.5
+
+
+def _call_may_follow(text: str, call_format: str) -> bool:
+    """Whether `text` (stripped) is only the start a call would have so far: nothing tells a reply yet."""
+    if call_format == "pythonic":  # a lone "[", or "[name" before its "("
+        return text.startswith("[") and "(" not in text and " " not in text
+    if call_format == "json":  # JSON text starts with "{" or "[": a call, or nothing
+        return text[0] in "[{"
+    return HERMES_OPEN.startswith(text) or text.startswith(HERMES_OPEN)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -216,6 +259,8 @@ class JudgeReward:
 
     P comes from the generator's log-probs of each level's name after the grading prompt (summed over the
     name's tokens, then normalised over the four levels). Results are cached per (record id, text, complete).
+    The reference answer is written in `call_format` (default: the tokenizer's chat template's,
+    `rftfast.data.chat.call_format_of`), the format the graded answers are in.
     """
 
     def __init__(
@@ -225,8 +270,11 @@ class JudgeReward:
         rubric: Sequence[tuple[str, float]] = RUBRIC,
         template: str = JUDGE_TEMPLATE,
         max_cache: int = 100_000,
+        call_format: str | None = None,
     ) -> None:
         self.generator, self.tokenizer = generator, tokenizer
+        call_format = call_format if call_format is not None else call_format_of(tokenizer)
+        self.call_format = check_format(call_format, "call_format")
         self.rubric = tuple(rubric)
         self.template = template
         self.option_ids = [tokenizer(" " + label, add_special_tokens=False)["input_ids"] for label, _ in self.rubric]
@@ -240,7 +288,7 @@ class JudgeReward:
         request = (users[-1].get("content") or "") if users else ""
         body = self.template.format(
             request=request,
-            reference=answer_content(record),
+            reference=answer_content(record, self.call_format),
             answer=_clean(text) or "(empty)",
             state="finished" if complete else "unfinished, so far",
         )

@@ -9,6 +9,10 @@ One tree per record; its root is the record's prompt with an empty answer. A rou
       → expand (one child per distinct continuation), back up the rewards and select the next round's leaves
         (compiled, one `Forest.round` call)
 
+Steps are cut in the model's call format (`call_format`; by default its chat template's, see
+`rftfast.mcts.pairs.answer_format`): the generator stops children there, the ground truth is cut there, and the
+default reward reads answers in it.
+
 A child is terminal when it finished the answer (finish_reason "stop") or reached `max_depth`; a leaf for which
 the generator produced nothing is made terminal. After the last round, `extract_pairs` turns siblings into
 preference pairs. Priors: the children's probabilities under the policy, exp(mean token log-prob), times how
@@ -27,8 +31,8 @@ from rftfast.data.chat import render_example
 from rftfast.data.record import Record
 from rftfast.generation.base import Child, ExpandRequest, Generator
 from rftfast.mcts.forest import BACKUPS, RULES, Expansion, Forest
-from rftfast.mcts.pairs import Pair, PairConfig, extract_pairs, ground_truth
-from rftfast.mcts.rewards import ast_reward
+from rftfast.mcts.pairs import Pair, PairConfig, answer_format, extract_pairs, ground_truth
+from rftfast.mcts.rewards import ast_reward_in
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -106,6 +110,7 @@ class SearchResult:
     record_ids: list[str]
     stats: SearchStats
     texts: dict[tuple[int, int], str]  # (tree, node) -> the node's answer so far, decoded
+    call_format: str = "pythonic"  # the format the answers' steps were cut in
 
     def __iter__(self) -> Iterator[Pair]:
         return iter(self.pairs)
@@ -120,15 +125,19 @@ RewardFn = Callable[[Record, str, bool], float]
 def search(
     records: Sequence[Record],
     generator: Generator,
-    reward: RewardFn = ast_reward,
+    reward: RewardFn | None = None,
     config: SearchConfig = SearchConfig(),
     *,
     tokenizer: PreTrainedTokenizerBase | None = None,
+    call_format: str | None = None,
 ) -> SearchResult:
     """Search every record's tree in lockstep and return the step-level pairs (see the module docstring).
 
     `generator` follows `rftfast.generation.base.Generator`; `tokenizer` (default: `generator.tokenizer`)
-    renders prompts and decodes answers. `reward(record, answer_text, complete)` scores each new node.
+    renders prompts and decodes answers. `reward(record, answer_text, complete)` scores each new node (default:
+    `ast_reward` in the answers' format; a reward passed reads the answers in whatever format it was made for).
+    `call_format`: the format the model writes its calls in ("pythonic", "json", "hermes"; default: its chat
+    template's, pythonic under the fallback template).
     """
     start = time.perf_counter()
     tokenizer = tokenizer if tokenizer is not None else getattr(generator, "tokenizer", None)
@@ -137,7 +146,12 @@ def search(
     records = list(records)
     if not records:
         raise ValueError("search: no records")
-    prompts = [render_example(r, tokenizer, use_chat_template=config.use_chat_template).prompt_ids for r in records]
+    call_format = answer_format(tokenizer, config.use_chat_template, call_format)
+    reward = reward if reward is not None else ast_reward_in(call_format)
+    prompts = [
+        render_example(r, tokenizer, use_chat_template=config.use_chat_template, call_format=call_format).prompt_ids
+        for r in records
+    ]
     n = config.samples_per_expansion
     per_tree = 1 + config.rounds * config.leaves_per_tree * n
     forest = Forest(len(records), capacity=min(per_tree, 1024), max_children=n, backup=config.backup)
@@ -156,7 +170,9 @@ def search(
         with timer("bookkeeping"):
             leaves = [(int(t), int(leaf)) for t, leaf in zip(tree_ids, leaf_ids)]
             answers = [forest.path_tokens(t, leaf).tolist() for t, leaf in leaves]
-            requests = [_request(prompts[t], answer, config, t, leaf) for (t, leaf), answer in zip(leaves, answers)]
+            requests = [
+                _request(prompts[t], answer, config, t, leaf, call_format) for (t, leaf), answer in zip(leaves, answers)
+            ]
         with timer("generator"):
             outputs = generator.expand(requests)
         if len(outputs) != len(requests):
@@ -205,7 +221,7 @@ def search(
         record_ids = [r.id or str(i) for i, r in enumerate(records)]
         truth = None
         if config.ground_truth_chosen:
-            truth = [ground_truth(r, tokenizer, config.use_chat_template) for r in records]
+            truth = [ground_truth(r, tokenizer, config.use_chat_template, call_format) for r in records]
         pairs = extract_pairs(forest, prompts, config.pairs, record_ids=record_ids, truth=truth)
     stats.nodes = int(forest.num_nodes.sum())
     stats.pairs = len(pairs)
@@ -218,7 +234,7 @@ def search(
     prefill_after = _prefill(generator)
     stats.prefill_computed = prefill_after[0] - prefill_before[0]
     stats.prefill_reused = prefill_after[1] - prefill_before[1]
-    return SearchResult(pairs, forest, prompts, record_ids, stats, texts)
+    return SearchResult(pairs, forest, prompts, record_ids, stats, texts, call_format)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -226,7 +242,9 @@ def search(
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _request(prompt: list[int], answer: list[int], config: SearchConfig, tree: int, node: int) -> ExpandRequest:
+def _request(
+    prompt: list[int], answer: list[int], config: SearchConfig, tree: int, node: int, call_format: str
+) -> ExpandRequest:
     return ExpandRequest(
         prefix_ids=tuple(prompt + answer),
         n=config.samples_per_expansion,
@@ -236,6 +254,7 @@ def _request(prompt: list[int], answer: list[int], config: SearchConfig, tree: i
         top_p=config.top_p,
         seed=_seed(config.seed, tree, node),
         answer_start=len(prompt),
+        call_format=call_format,
     )
 
 

@@ -4,6 +4,9 @@ Two signals, as in iTool: the perplexity of the ground-truth answer under the po
 decoding judged by the BFCL-rule checker. The worst `ratio` by perplexity and every greedy
 failure are selected. Each greedy failure also yields a pair on the spot (`divergence_pairs`): the truth's
 step against the step where greedy decoding first leaves it.
+
+Greedy answers are read, and steps cut, in the policy's call format (`call_format`; default: its chat
+template's, `rftfast.mcts.answer_format`): a Qwen2.5 policy's Hermes blocks are judged as Hermes blocks.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from rftfast import distributed
 from rftfast.data.chat import Example
 from rftfast.data.record import Record
 from rftfast.eval import judge_greedy
-from rftfast.mcts import Pair, divergence_pair, ground_truth
+from rftfast.mcts import Pair, answer_format, divergence_pair, ground_truth
 from rftfast.ops.logprob import sequence_logprobs
 from rftfast.train.batching import pad_batch
 from rftfast.train.model_io import hidden_states, lm_head_weight
@@ -100,7 +103,10 @@ def find_deficiencies(
     cfg: DeficiencyConfig,
     batch_size: int = 16,
     device: str = "cpu",
+    call_format: str | None = None,
 ) -> Deficiencies:
+    """Score `records` (rendered as `examples`); `call_format` is the policy's (module docstring)."""
+    call_format = answer_format(tokenizer, call_format=call_format)
     model.eval()
     local = distributed.shard(range(len(records)))  # split across ranks when several processes run
     ppl = distributed.gather(answer_perplexities(model, tokenizer, [examples[i] for i in local], batch_size, device))
@@ -112,6 +118,7 @@ def find_deficiencies(
         max_new_tokens=cfg.max_new_tokens,
         batch_size=batch_size,
         desc="deficiency: greedy decoding",
+        call_format=call_format,
     )
     valid = [j.result.valid for j in judged]
     worst = sorted(range(len(records)), key=lambda i: -ppl[i])[: max(1, round(cfg.ratio * len(records)))]
@@ -125,13 +132,15 @@ def divergence_pairs(
     examples: Sequence[Example],
     greedy_ids: Sequence[Sequence[int]],
     valid: Sequence[bool],
+    call_format: str | None = None,
 ) -> list[Pair]:
     """One pair per greedy failure (`rftfast.mcts.divergence_pair`); `tree` is the record's index in `records`.
     A failure whose truth cannot be cut into steps, or whose greedy answer equals the truth token for token
-    (judged wrong all the same), yields none."""
+    (judged wrong all the same), yields none. Steps are cut in `call_format` (module docstring)."""
+    call_format = answer_format(tokenizer, call_format=call_format)
     pairs = []
     for i, (record, example, ids, ok) in enumerate(zip(records, examples, greedy_ids, valid, strict=True)):
-        truth = None if ok else ground_truth(record, tokenizer)
+        truth = None if ok else ground_truth(record, tokenizer, call_format=call_format)
         if truth is None:
             continue
         pair = divergence_pair(truth, example.prompt_ids, ids, tokenizer, record_id=record.id or str(i), tree=i)

@@ -19,6 +19,7 @@ import torch
 from rftfast.answer import cut_at_step
 from rftfast.eval import greedy_token_ids
 from rftfast.mcts import Pair, Truth
+from rftfast.mcts.pairs import answer_format
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -99,5 +100,6 @@ def rejected_is_greedy(
 
 def greedy_step(tokenizer: PreTrainedTokenizerBase, pair: Pair, ids: Sequence[int]) -> list[int]:
     """The tokens of `ids` (a continuation of the pair's prefix) up to where they complete a step."""
-    end = cut_at_step(ids, tokenizer.decode, tokenizer.decode(pair.prompt_ids[pair.answer_start :]))
+    so_far = tokenizer.decode(pair.prompt_ids[pair.answer_start :])
+    end = cut_at_step(ids, tokenizer.decode, so_far, answer_format(tokenizer))
     return list(ids[:end] if end is not None else ids)

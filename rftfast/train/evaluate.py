@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from rftfast.data.chat import Example
 from rftfast.data.record import Record
 from rftfast.eval import EvalReport, Judged, difficulty_of, judge_greedy
+from rftfast.mcts.pairs import answer_format
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -30,6 +31,7 @@ def heldout_accuracy(
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
         desc="held-out eval",
+        call_format=answer_format(tokenizer),  # the format the model was trained to answer in
     )
     report = EvalReport()
     for record, (_, result, _) in zip(records, judged, strict=True):

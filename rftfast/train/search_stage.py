@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from rftfast import distributed
 from rftfast.data.record import Record
-from rftfast.mcts import JudgeReward, MixedReward, Pair, SearchConfig, ast_reward, search
+from rftfast.mcts import JudgeReward, MixedReward, Pair, SearchConfig, answer_format, ast_reward_in, search
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -39,26 +39,33 @@ def search_pairs(
     cfg: SearchStageConfig,
     seed: int,
     model_path: str | Path | None = None,
+    call_format: str | None = None,
 ) -> tuple[list[Pair], dict]:
     """Run the MCTS over `records`; returns the `rftfast.mcts.Pair`s and the stats the report shows.
 
     `cfg.backend` picks the generator: transformers on `model` (prefix KV reuse on), or vLLM on the
     checkpoint at `model_path`. With several processes the trees are split across ranks (across vLLM
     data-parallel replicas) and every rank gets all the pairs back, in record order (`Pair.tree` is
-    the record's index in `records`).
+    the record's index in `records`). `call_format`: the format the policy writes its calls in (default: its
+    chat template's, `rftfast.mcts.answer_format`); children are cut, the truth is cut and the rewards read
+    answers in it.
     """
+    # Resolved before the generator starts, so a bad name costs no engine start-up.
+    call_format = answer_format(tokenizer, cfg.use_chat_template, call_format)
     generator = _generator(model, tokenizer, cfg, seed, model_path)
     part, parts = generator.data_parallel
     local = distributed.shard(records, part, parts)
-    reward = ast_reward
+    ast = ast_reward_in(call_format)
+    reward = ast
     if cfg.reward in ("judge", "mix"):
-        judge = JudgeReward(generator, tokenizer)
-        reward = judge if cfg.reward == "judge" else MixedReward([(ast_reward, 0.5), (judge, 0.5)])
+        judge = JudgeReward(generator, tokenizer, call_format=call_format)
+        reward = judge if cfg.reward == "judge" else MixedReward([(ast, 0.5), (judge, 0.5)])
     pairs, stats = [], {"simulations": 0}
     waves = []
     for start in range(0, len(local), cfg.trees_per_wave):
         wave = dataclasses.replace(cfg, seed=seed + start)  # the first wave's seed is the stage's
-        result = search(local[start : start + cfg.trees_per_wave], generator, reward, wave, tokenizer=tokenizer)
+        trees = local[start : start + cfg.trees_per_wave]
+        result = search(trees, generator, reward, wave, tokenizer=tokenizer, call_format=call_format)
         # `tree` indexes this wave's records; make it the record's index in `records`.
         pairs += [dataclasses.replace(p, tree=part + parts * (start + p.tree)) for p in result.pairs]
         waves.append(result.stats)
