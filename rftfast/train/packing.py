@@ -280,8 +280,12 @@ def _tree_attention(module, query, key, value, attention_mask, scaling=None, dro
             module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
         )
     groups = query.shape[1] // key.shape[1]
+    gqa = {}
     if groups > 1:  # grouped-query attention: each key head serves `groups` query heads
-        key, value = key.repeat_interleave(groups, 1), value.repeat_interleave(groups, 1)
+        if _SDPA_GQA:  # SDPA reads the shared heads in place: half the keys and values to gather (2 kv heads)
+            gqa["enable_gqa"] = True
+        else:
+            key, value = key.repeat_interleave(groups, 1), value.repeat_interleave(groups, 1)
     # [L, heads, dim] rows, gathered per chain group into a padded [chains, heads, length, dim] layout
     q_rows, k_rows, v_rows = (t[0].transpose(0, 1) for t in (query, key, value))
     p = dropout if module.training else 0.0
@@ -292,10 +296,13 @@ def _tree_attention(module, query, key, value, attention_mask, scaling=None, dro
         k = k_rows.index_select(0, group.keys).view(g, max_k, *k_rows.shape[1:]).transpose(1, 2)
         v = v_rows.index_select(0, group.keys).view(g, max_k, *v_rows.shape[1:]).transpose(1, 2)
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=group.mask, is_causal=group.mask is None, dropout_p=p, scale=scaling
+            q, k, v, attn_mask=group.mask, is_causal=group.mask is None, dropout_p=p, scale=scaling, **gqa
         )
         outs.append(out.transpose(1, 2).reshape(g * max_q, *out.shape[1:2], out.shape[3]))
     return torch.cat(outs).index_select(0, batch.chains.inverse)[None], None
+
+
+_SDPA_GQA = torch.torch_version.TorchVersion(torch.__version__) >= (2, 5)  # SDPA's `enable_gqa` argument
 
 
 def _register_tree_attention() -> None:
