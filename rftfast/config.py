@@ -32,7 +32,7 @@ from rftfast.train.deficiency import DeficiencyConfig
 from rftfast.train.model import MIN_VOCAB, ModelConfig
 from rftfast.train.packing import ATTENTIONS
 from rftfast.train.preference import PreferenceConfig
-from rftfast.train.runtime import TrainConfig
+from rftfast.train.runtime import REPORTERS, TrainConfig, reporter_missing
 from rftfast.train.search_stage import SearchStageConfig
 from rftfast.train.sft import WarmupConfig
 
@@ -98,7 +98,11 @@ class RunConfig:
     # With extra_sft, each iteration's SFT trains on about this many positions (0: the preference stage's
     # step count instead); `rftfast compare` sets it to what the preference stages trained on.
     extra_sft_tokens: int = 0
-    tensorboard: bool = False  # also log every step's metrics to <run>/tensorboard (always to metrics.jsonl)
+    # Where every metrics row also goes (always to <run>/metrics.jsonl): "tensorboard" (<run>/tensorboard) and
+    # "wandb" (<run>/wandb; offline unless WANDB_MODE says otherwise), see `rftfast.train.runtime.StepLog`.
+    report_to: list[str] = field(default_factory=list)
+    wandb_project: str = ""  # empty: $WANDB_PROJECT, else "rftfast"
+    tensorboard: bool = False  # the older spelling of report_to: [tensorboard], still read (configs and runs have it)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     warmup: WarmupConfig = field(default_factory=WarmupConfig)
@@ -107,6 +111,11 @@ class RunConfig:
     preference: PreferenceConfig = field(default_factory=PreferenceConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+    @property
+    def reporters(self) -> list[str]:
+        """`report_to` with the `tensorboard: true` alias folded in, each once, in order."""
+        return list(dict.fromkeys([*self.report_to, *(["tensorboard"] if self.tensorboard else [])]))
 
     @property
     def run_dir(self) -> Path:
@@ -228,6 +237,16 @@ def _check_ranges(cfg: RunConfig) -> None:
         ("seed", cfg.seed >= 0, ">= 0"),
         ("iterations", cfg.iterations >= 0, ">= 0"),
         ("extra_sft_tokens", cfg.extra_sft_tokens >= 0, ">= 0"),
+        (
+            "report_to",
+            set(cfg.report_to) <= set(REPORTERS),
+            f"a list whose items are {' or '.join(map(repr, REPORTERS))} (YAML: report_to: [tensorboard, wandb])",
+        ),
+        (
+            "wandb_project",
+            len(cfg.wandb_project) <= 128 and not set(cfg.wandb_project) & set("/\\#?%:"),
+            "a W&B project name: at most 128 characters, none of / \\ # ? % :",
+        ),
         ("device", DEVICE.fullmatch(cfg.device) is not None, "'cpu', 'cuda', 'cuda:N' or 'mps'"),
         ("model.hidden_size", m.hidden_size >= 1, ">= 1"),
         ("model.num_layers", m.num_layers >= 1, ">= 1"),
@@ -320,6 +339,9 @@ def check_environment(cfg: RunConfig) -> None:
         raise ConfigError(
             "search.backend: 'vllm' needs the vllm package (pip install 'rftfast[vllm]'), which is not installed"
         )
+    for reporter in cfg.reporters:  # here, not after the warm-up's hours: the mirrors open when the run starts
+        if why := reporter_missing(reporter):
+            raise ConfigError(f"{'report_to' if reporter in cfg.report_to else 'tensorboard'}: {why}")
     if cfg.device.startswith("cuda"):
         import torch
 

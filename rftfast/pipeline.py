@@ -56,7 +56,13 @@ def run(
         )
     try:
         manifest = _open_manifest(cfg, as_given, resume)
-        state = RunState(cfg, manifest, stop_after, log=StepLog(cfg.run_dir, cfg.tensorboard) if main else None)
+        log = None
+        if main:
+            log = StepLog(
+                cfg.run_dir, cfg.reporters, wandb_project=cfg.wandb_project, run_name=cfg.name, config=as_given
+            )
+        state = RunState(cfg, manifest, stop_after, log=log)
+        failed = True  # until the last stage returns: a W&B run a stage's error ended is marked failed
         try:
             with flush_denormals(cfg.train.flush_denormal):
                 stage_data(state)
@@ -65,9 +71,10 @@ def run(
                 for k in range(1, cfg.iterations + 1):
                     stage_iteration(state, k)
                     stage_eval(state, f"iter_{k}", previous="warmup" if k == 1 else f"iter_{k - 1}")
+            failed = False
         finally:
             if state.log is not None:
-                state.log.close()
+                state.log.close(failed=failed)
         return write_report(cfg, manifest.summaries(), write=main)
     finally:
         if lock is not None:

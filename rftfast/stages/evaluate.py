@@ -45,9 +45,27 @@ def stage_eval(state: RunState, name: str, previous: str | None = None) -> dict:
                 truths,
                 [row["output_ids"] for row in rows],
             )
+        if state.log is not None:
+            # One metrics row, at the global step the run has reached, so held-out accuracy lies beside the
+            # losses in metrics.jsonl and its mirrors. Its stage is this one (a resume keeps or drops it with
+            # the stage's record); its series is "eval" for every checkpoint, so TensorBoard and W&B draw one
+            # accuracy curve over the run rather than a point per stage.
+            state.log(f"{name}/eval", 0, eval_scalars(metrics), series="eval")
         return metrics
 
     return state.stage(f"{name}/eval", evaluate)
+
+
+def eval_scalars(metrics: dict) -> dict[str, float]:
+    """The numbers of an evaluation's record as flat metrics: `accuracy`, `accuracy/<difficulty>`,
+    `failures/<category>` (counts) and, with a checkpoint before, what changed since (`fixed`, `broken`,
+    `fix_rate`)."""
+    out = {"accuracy": metrics["accuracy"]}
+    out.update({f"accuracy/{group}": acc for group, acc in metrics["by_difficulty"].items()})
+    out.update({f"failures/{kind}": n for kind, n in metrics["failures"].items()})
+    changes = metrics.get("changes") or {}
+    out.update({key: changes[key] for key in ("fixed", "broken", "fix_rate") if key in changes})
+    return out
 
 
 def heldout_answers(state: RunState, name: str) -> list[dict]:

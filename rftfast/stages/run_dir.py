@@ -20,8 +20,8 @@ from rftfast.data.io import atomic_open, write_json_atomic, write_jsonl_atomic
 
 LOCK_NAME = ".lock"
 # Keys a resume may change: they do not change what a finished stage computed (more iterations
-# extend the run; the run folder may be moved; TensorBoard only mirrors metrics.jsonl).
-RESUMABLE_KEYS = frozenset({"iterations", "out_dir", "tensorboard"})
+# extend the run; the run folder may be moved; TensorBoard and W&B only mirror metrics.jsonl).
+RESUMABLE_KEYS = frozenset({"iterations", "out_dir", "tensorboard", "report_to", "wandb_project"})
 
 
 class RunDirError(RuntimeError):

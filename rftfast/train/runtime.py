@@ -12,7 +12,7 @@ import ctypes
 import functools
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -251,39 +251,123 @@ def _checkpointing(model, on: bool) -> None:
         disable()
 
 
-class StepLog:
-    """Per-step metrics: appended to `metrics.jsonl` (flushed per line, so a kill loses nothing) and,
-    when asked, to TensorBoard under `<run>/tensorboard`. Each line carries its stage's `step` and the run's
-    `global_step`, one count across stages (continued from the lines already there when a run resumes), which
-    is TensorBoard's x-axis, so a run's stages lie end to end."""
+# Where `StepLog` can mirror metrics.jsonl (the config's `report_to`): the module each one imports, and the
+# extra that installs it (`rftfast.config.check_environment` checks them before a run starts).
+REPORTERS = {"tensorboard": ("tensorboard", "rftfast[tensorboard]"), "wandb": ("wandb", "rftfast[monitor]")}
 
-    def __init__(self, run_dir: str | Path, tensorboard: bool = False) -> None:
+
+def reporter_missing(name: str) -> str:
+    """Why `report_to` cannot name `name` here, or "" when its package is installed."""
+    import importlib.util
+
+    module, extra = REPORTERS[name]
+    if importlib.util.find_spec(module) is not None:
+        return ""
+    return f"'{name}' needs the {module} package (pip install '{extra}'), which is not installed"
+
+
+class StepLog:
+    """Per-step metrics: appended to `metrics.jsonl` (flushed per line, so a kill loses nothing) and mirrored
+    to each of `report_to`: TensorBoard under `<run>/tensorboard`, Weights & Biases under `<run>/wandb`. Each
+    line carries its stage's `step` and the run's `global_step`, one count across stages (continued from the
+    lines already there when a run resumes), which is every mirror's x-axis, so a run's stages lie end to end.
+
+    A mirror's tag is `<series>/<key>`, `series` being the stage unless the caller names another (the
+    evaluations all log to `eval`, so held-out accuracy is one curve across the run, not a point per stage).
+
+    W&B: `wandb_project` (else `WANDB_PROJECT`, else "rftfast"); the mode is `WANDB_MODE`'s, and offline when
+    it is unset, so a run never blocks on a login or a network: `wandb sync <run>/wandb/offline-run-*`
+    uploads it later. Each process start is its own W&B run, grouped under the run's name: a resumed run
+    continues the global step in a new W&B run rather than appending to one whose last steps it redoes.
+    `tensorboard=True` is the older spelling of `report_to=["tensorboard"]`."""
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        report_to: Sequence[str] = (),
+        *,
+        tensorboard: bool = False,
+        wandb_project: str = "",
+        run_name: str | None = None,
+        config: dict | None = None,
+    ) -> None:
+        report_to = list(dict.fromkeys([*report_to, *(["tensorboard"] if tensorboard else [])]))
+        unknown = [r for r in report_to if r not in REPORTERS]
+        if unknown:
+            raise ValueError(f"report_to: unknown {unknown} (expected some of {sorted(REPORTERS)})")
         self.path = Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.global_step = 0
         if self.path.exists():
             with self.path.open() as f:
                 self.global_step = sum(1 for line in f if line.strip())
+        self.file = self.writer = self.wandb_run = None
+        try:
+            if "tensorboard" in report_to:
+                self.writer = _tensorboard_writer(Path(run_dir) / "tensorboard", self.global_step)
+            if "wandb" in report_to:
+                self.wandb_run = _wandb_run(Path(run_dir), wandb_project, run_name or Path(run_dir).name, config)
+        except BaseException:
+            self.close(failed=True)
+            raise
         self.file = self.path.open("a")
-        self.writer = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise ImportError(
-                    "tensorboard = true needs the tensorboard package: pip install 'rftfast[tensorboard]'"
-                ) from None
-            self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
 
-    def __call__(self, stage: str, step: int, metrics: dict[str, float]) -> None:
+    def __call__(self, stage: str, step: int, metrics: dict[str, float], *, series: str | None = None) -> None:
         self.file.write(json.dumps({"stage": stage, "step": step, "global_step": self.global_step, **metrics}) + "\n")
         self.file.flush()
+        tags = {f"{series or stage}/{key}": value for key, value in metrics.items()}
         if self.writer is not None:
-            for key, value in metrics.items():
-                self.writer.add_scalar(f"{stage}/{key}", value, self.global_step)
+            for tag, value in tags.items():
+                self.writer.add_scalar(tag, value, self.global_step)
+        if self.wandb_run is not None:
+            self.wandb_run.log(tags, step=self.global_step)
         self.global_step += 1
 
-    def close(self) -> None:
-        self.file.close()
+    def close(self, failed: bool = False) -> None:
+        """Close every sink; `failed` marks the W&B run as ended by an error (its exit code 1)."""
+        if self.file is not None:
+            self.file.close()
+            self.file = None
         if self.writer is not None:
             self.writer.close()
+            self.writer = None
+        if self.wandb_run is not None:
+            self.wandb_run.finish(exit_code=1 if failed else 0)
+            self.wandb_run = None
+
+
+def _tensorboard_writer(log_dir: Path, global_step: int):
+    if reporter_missing("tensorboard"):
+        raise ImportError(f"report_to: {reporter_missing('tensorboard')}")
+    from torch.utils.tensorboard import SummaryWriter
+
+    # A resumed run: the events a killed stage logged at this step and after are hidden, as its lines were cut
+    # from metrics.jsonl, so the steps it redoes do not draw over them.
+    return SummaryWriter(str(log_dir), purge_step=global_step)
+
+
+def _wandb_run(run_dir: Path, project: str, name: str, config: dict | None):
+    if reporter_missing("wandb"):
+        raise ImportError(f"report_to: {reporter_missing('wandb')}")
+    import wandb
+
+    return wandb.init(
+        project=project or os.environ.get("WANDB_PROJECT") or "rftfast",
+        dir=str(run_dir),  # wandb writes <run>/wandb/<mode>-run-<time>-<id>
+        name=name,
+        group=name,
+        config=config,
+        mode=_wandb_mode(),
+        # a W&B run of its own, whatever run the calling process already has open (>= 0.19.10)
+        reinit="create_new",
+    )
+
+
+def _wandb_mode() -> str:
+    """WANDB_MODE's mode (read here: wandb reads its environment once per process, at its first run), with its
+    older spellings; unset, offline, so a run never waits on a login or a network."""
+    mode = os.environ.get("WANDB_MODE", "").strip().lower() or "offline"
+    mode = {"dryrun": "offline", "run": "online"}.get(mode, mode)
+    if mode not in ("online", "offline", "disabled", "shared"):
+        raise ValueError(f"WANDB_MODE={mode!r}: expected online, offline or disabled")
+    return mode

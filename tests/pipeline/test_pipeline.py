@@ -52,6 +52,10 @@ def test_end_to_end_writes_report_and_checkpoints(finished):
     assert len([r for r in logged if r["stage"] == "warmup"]) == stages["warmup"]["steps"]
     assert [r["global_step"] for r in logged] == list(range(len(logged)))  # one count across the stages
     assert {"warmup", "iter_1/preference"} <= {r["stage"] for r in logged}
+    evals = {r["stage"]: r for r in logged if r["stage"].endswith("/eval")}  # each evaluation logs a row
+    accuracy = {f"{name}/eval": acc for name, acc in report["accuracy"].items()}
+    assert {stage: r["accuracy"] for stage, r in evals.items()} == accuracy
+    assert evals["iter_1/eval"]["fixed"] == stages["iter_1/eval"]["changes"]["fixed"]
 
 
 def test_diagnostics_agree_with_the_files_they_describe(finished):
