@@ -386,6 +386,27 @@ class FusedDPOLoss(torch.nn.Module):
         or a (chosen, rejected) tuple of [B] tensors. Every sequence needs at least one counted label
         (see the class docstring).
         """
+        kwargs = {"bias": bias, "ref_bias": ref_bias, "cu_seqlens": cu_seqlens, "pair_ids": pair_ids}
+        device = policy_hidden.device.type if isinstance(policy_hidden, torch.Tensor) else "cpu"
+        if not torch.is_autocast_enabled(device):
+            return self._forward(policy_hidden, lm_head_weight, labels, ref_hidden, ref_weight, ref_logps, **kwargs)
+        # Inside an autocast region (a trainer's bf16 mode): the head's matmul would run in autocast's dtype,
+        # so hidden states that come in that dtype meet a head cast to it (differentiably: the fp32 master
+        # weight gets its gradient); the loss then keeps its own precision (fp32 softmax statistics and
+        # gradient buffers), which autocast must not recast, so it runs with autocast off.
+        dtype = torch.get_autocast_dtype(device)
+        cast = lambda t: t.to(dtype) if isinstance(t, torch.Tensor) else t  # noqa: E731 (bad inputs: refused below)
+        if policy_hidden.dtype == dtype:
+            lm_head_weight, kwargs["bias"] = cast(lm_head_weight), cast(bias)
+        if isinstance(ref_hidden, torch.Tensor) and ref_hidden.dtype == dtype:
+            ref_weight, kwargs["ref_bias"] = cast(ref_weight), cast(ref_bias)
+        with torch.autocast(device, enabled=False):
+            return self._forward(policy_hidden, lm_head_weight, labels, ref_hidden, ref_weight, ref_logps, **kwargs)
+
+    def _forward(
+        self, policy_hidden, lm_head_weight, labels, ref_hidden, ref_weight, ref_logps, *, bias, ref_bias, cu_seqlens,
+        pair_ids,
+    ) -> PreferenceOutput:  # fmt: skip
         _require_tensors(policy_hidden=policy_hidden, lm_head_weight=lm_head_weight, labels=labels)
         _require_tensors(optional=True, ref_hidden=ref_hidden, ref_weight=ref_weight, bias=bias, ref_bias=ref_bias)
         _require_tensors(optional=True, cu_seqlens=cu_seqlens, pair_ids=pair_ids)

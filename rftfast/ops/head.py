@@ -13,6 +13,8 @@ On CUDA the rest of the head, `linear_logprobs` under "auto" and with it `FusedD
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -151,3 +153,19 @@ def accumulate_head_grads(
     if weight.dtype == torch.float32:
         return torch.mm(grad_logits, weight)
     return torch.mm(grad_logits.to(weight.dtype), weight).float()
+
+
+def autocast_off(step):
+    """For an autograd Function's `forward` or `backward` that keeps its own precision (fp32 softmax
+    statistics and gradient buffers, matmuls in the operands' dtype): run it with autocast off, where a
+    trainer's bf16 region would otherwise recast its matmuls and mix dtypes in its buffers."""
+
+    @functools.wraps(step)
+    def run(ctx, *args):
+        device = next((a.device.type for a in args if isinstance(a, Tensor)), "cpu")
+        if not torch.is_autocast_enabled(device):
+            return step(ctx, *args)
+        with torch.autocast(device, enabled=False):
+            return step(ctx, *args)
+
+    return run

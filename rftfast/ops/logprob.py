@@ -164,6 +164,7 @@ class _TorchLinearLogprobs(torch.autograd.Function):
     """
 
     @staticmethod
+    @head.autocast_off
     def forward(ctx, hidden, weight, bias, labels, positions, temperature, softcap, rows, ref_hidden):
         operand = head.fp32_operand(weight)
         k = labels.shape[0]
@@ -190,6 +191,7 @@ class _TorchLinearLogprobs(torch.autograd.Function):
         return _outputs(ctx, logp, ref_logp)
 
     @staticmethod
+    @head.autocast_off
     def backward(ctx, grad_logp, _grad_ref):
         hidden, weight, bias, labels, positions, lse, logp = ctx.saved_tensors
         operand = head.fp32_operand(weight)
@@ -249,6 +251,7 @@ class _TritonLinearLogprobs(torch.autograd.Function):
     the gradients `needs_input_grad` asks for, as the torch backend does."""
 
     @staticmethod
+    @head.autocast_off
     def forward(ctx, hidden, weight, bias, labels, temperature, softcap, ref_hidden):
         from rftfast.kernels.linear_logprobs import linear_logprobs_forward
 
@@ -260,6 +263,7 @@ class _TritonLinearLogprobs(torch.autograd.Function):
         return _outputs(ctx, logp, ref_logp)
 
     @staticmethod
+    @head.autocast_off
     def backward(ctx, grad_logp, _grad_ref):
         from rftfast.kernels.linear_logprobs import linear_logprobs_backward
 

@@ -14,6 +14,7 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.distributed import ProcessGroup
 
+from rftfast.ops import head
 from rftfast.ops.head import CHUNK_BYTES
 from rftfast.ops.logprob import IGNORE_INDEX
 
@@ -62,6 +63,7 @@ def _local_targets(labels: Tensor, start: int, rows: int, ignore_index: int):
 
 class _VocabParallelLogprobs(torch.autograd.Function):
     @staticmethod
+    @head.autocast_off
     def forward(ctx, hidden, weight, labels, group, ignore_index):
         rank = dist.get_rank(group) if dist.is_initialized() else 0
         rows = weight.shape[0]
@@ -91,6 +93,7 @@ class _VocabParallelLogprobs(torch.autograd.Function):
         return out  # fp32 (fp64 for fp64 inputs), like linear_logprobs: sequence sums keep their precision
 
     @staticmethod
+    @head.autocast_off
     def backward(ctx, grad_out):
         hidden, weight, labels, lse = ctx.saved_tensors
         rows = weight.shape[0]

@@ -164,6 +164,30 @@ def test_bf16_inputs():
     assert_close(gw, grads64[1], atol=2e-2 * float(grads64[1].abs().max()), what="bf16 grad weight")
 
 
+@pytest.mark.parametrize("strategy", ["fused", "recompute"])
+@pytest.mark.parametrize("hidden_dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("backward_inside", [False, True])
+def test_inside_a_bf16_autocast_region(strategy, hidden_dtype, backward_inside):
+    # A trainer's bf16 mode (TRL's, on CPU or GPU) calls the loss inside autocast: fp32 master weights, hidden
+    # states in fp32 or, from an autocast model, in bf16. The loss must neither mix dtypes in its fp32 buffers
+    # (index_copy_ raised) nor refuse the bf16 hidden states against the fp32 head, and must match the float64
+    # reference at each precision, its gradients reaching the fp32 weight.
+    hidden, weight, _, ref_hidden, labels = _batch(seed=21)
+    fn = FusedDPOLoss("sigmoid", beta=0.5, strategy=strategy)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = fn(hidden.to(hidden_dtype), weight, labels, ref_hidden=ref_hidden.to(hidden_dtype))
+        if backward_inside:
+            out.loss.backward()
+    if not backward_inside:
+        out.loss.backward()
+    assert weight.grad.dtype == hidden.grad.dtype == torch.float32
+    loss64, grads64, *_ = _reference_dpo(hidden, weight, labels, ref_hidden, weight.detach(), None, fn)
+    exact = hidden_dtype == torch.float32
+    assert_close(out.loss, loss64, atol=1e-5 if exact else 1e-2, what="loss under autocast")
+    scale = float(grads64[1].abs().max())
+    assert_close(weight.grad, grads64[1], atol=(1e-5 if exact else 2e-2) * scale, what="grad weight under autocast")
+
+
 LIGER_CASES = ["sigmoid", "hinge", "nca_pair", "apo_down"]
 
 
