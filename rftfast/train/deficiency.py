@@ -54,7 +54,7 @@ def answer_perplexities(
     examples: Sequence[Example],
     batch_size: int = 16,
     device: str = "cpu",
-    packing: bool = False,  # the examples share little: packed, the warm-up's steps gain 2% (WarmupConfig.packing)
+    packing: bool = False,  # off, as for the warm-up's SFT: its examples share little (see WarmupConfig.packing)
 ) -> list[float]:
     """exp(mean NLL of the answer tokens) of each example under `model` (each batch one token tree with
     `packing`, padded rows without)."""

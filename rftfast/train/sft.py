@@ -48,10 +48,12 @@ class WarmupConfig:
     batch_size: int = 16
     warmup_steps: int = 20
     length_group: int = 16  # sort this many batches' examples by length before batching (less padding); 1: off
-    # Each step's examples as one token tree (no padding, the shared preamble once); false: length-grouped
-    # padded rows. The examples share little (1.14x fewer positions than length-grouped rows), so on CPU it
-    # is 1.02x the steps/s, with 21% less peak memory (benchmarks/RESULTS.md §7).
-    packing: bool = True
+    # Each step's examples as one token tree (no padding, the shared preamble once) instead of length-grouped
+    # padded rows. Off by default: the examples share little (1.14x fewer positions), so on CPU it runs at
+    # 1.02x the steps/s (21% less peak memory), and a whole default run with it was no faster (453 s of
+    # warm-up against 441 s); padded, the default run's documented figures stay comparable
+    # (benchmarks/RESULTS.md §6, §7).
+    packing: bool = False
 
 
 def answer_nll(
@@ -155,7 +157,7 @@ def train_sft(
     batch_size: int,
     warmup_steps: int,
     length_group: int = 1,
-    packing: bool = True,
+    packing: bool = False,
     seed: int,
     device: str = "cpu",
     desc: str = "warm-up SFT",
