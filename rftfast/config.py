@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from rftfast.answer import FORMATS
 from rftfast.mcts import PairConfig
 from rftfast.mcts.forest import BACKUPS, RULES
 from rftfast.train.deficiency import DeficiencyConfig
@@ -137,6 +138,7 @@ CHOICES = {
     "train.precision": ("fp32", "bf16"),
     "train.parallel": ("fsdp2", "ddp"),
     "train.attention": ATTENTIONS,
+    "model.call_format": (None, *FORMATS),
 }
 
 

@@ -38,7 +38,12 @@ def render(state: RunState, records: list[Record], split: str) -> tuple[list[Rec
     """(records, examples) that fit `model.max_length`, and how many did not (none fitting is an error)."""
     kept, examples = [], []
     for r in records:
-        ex = render_example(r, state.tokenizer)
+        try:
+            ex = render_example(r, state.tokenizer, call_format=state.cfg.model.call_format)
+        except ValueError as e:  # a format the tokenizer's template cannot write: the config's fault, said so
+            if state.cfg.model.call_format is None:
+                raise
+            raise ConfigError(f"model.call_format: {e}") from None
         if len(ex.input_ids) <= state.cfg.model.max_length:
             kept.append(r)
             examples.append(ex)

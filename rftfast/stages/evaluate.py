@@ -27,6 +27,7 @@ def stage_eval(state: RunState, name: str, previous: str | None = None) -> dict:
             state.heldout_examples,
             state.cfg.eval.max_new_tokens,
             state.cfg.eval.batch_size,
+            call_format=state.call_format,
         )
         rows = [
             {"id": r.id, "valid": j.result.valid, "failure": j.result.category, "output": j.output,
@@ -86,5 +87,6 @@ def heldout_pairs(state: RunState, name: str) -> dict[int, Pair]:
         state.heldout_examples,
         [row["output_ids"] for row in rows],
         [row["valid"] for row in rows],
+        call_format=state.call_format,
     )
     return {p.tree: p for p in pairs}

@@ -47,12 +47,15 @@ def stage_iteration(state: RunState, k: int) -> None:
             [state.train_examples[i] for i in idx],
             cfg.deficiency,
             device=cfg.device,
+            call_format=state.call_format,
         )
         chosen = [idx[i] for i in found.selected]
         greedy = []
         if cfg.deficiency.divergence_pairs:
             scored = [state.train[i] for i in idx], [state.train_examples[i] for i in idx]
-            greedy = divergence_pairs(state.tokenizer, *scored, found.greedy_ids, found.greedy_valid)
+            greedy = divergence_pairs(
+                state.tokenizer, *scored, found.greedy_ids, found.greedy_valid, call_format=state.call_format
+            )
             # `tree`: the record's place among the searched (deficient) records, as for the search's pairs
             position = {train_index: n for n, train_index in enumerate(chosen)}
             greedy = [dataclasses.replace(p, tree=position[idx[p.tree]]) for p in greedy]
@@ -76,13 +79,17 @@ def stage_iteration(state: RunState, k: int) -> None:
     def search(seed):
         records = [state.train[i] for i in deficient]
         policy = state.dir / previous / "model"  # the checkpoint being searched
-        searched, stats = search_pairs(state.model, state.tokenizer, records, cfg.search, seed, model_path=policy)
+        searched, stats = search_pairs(
+            state.model, state.tokenizer, records, cfg.search, seed, model_path=policy, call_format=state.call_format
+        )
         greedy = load_pairs(greedy_pairs_path) if greedy_pairs_path.exists() else []
         pairs = merge_pairs(searched, greedy)
         if distributed.is_main():
             save_pairs(pairs, pairs_path)
         with state.compute.pause():  # a diagnostic, not the method's compute
-            share = rejected_is_greedy(state.model, state.tokenizer, searched, cfg.search.max_new_tokens)
+            share = rejected_is_greedy(
+                state.model, state.tokenizer, searched, cfg.search.max_new_tokens, call_format=state.call_format
+            )
         return {**stats, **pair_statistics(pairs, len(records)), "search_rejected_is_greedy": share}
 
     state.stage(f"{it}/search", search)

@@ -98,6 +98,13 @@ class RunState:
         return None if self.log is None else functools.partial(self.log, stage)
 
     @property
+    def call_format(self) -> str:
+        """How the policy writes its calls: `model.call_format`, else its chat template's (`answer_format`)."""
+        from rftfast.mcts.pairs import answer_format
+
+        return answer_format(self.tokenizer, call_format=self.cfg.model.call_format)
+
+    @property
     def dir(self) -> Path:
         return self.cfg.run_dir
 

@@ -84,9 +84,10 @@ def rejected_is_greedy(
     pairs: Sequence[Pair],
     max_new_tokens: int,
     batch_size: int = 16,
+    call_format: str | None = None,
 ) -> float:
     """The share of `pairs` whose rejected step equals the policy's greedy step at the pair's prefix (decoded
-    until it completes a step, as the search cuts its children)."""
+    until it completes a step in `call_format`, default the template's, as the search cuts its children)."""
     if not pairs:
         return 0.0
     same = 0
@@ -94,12 +95,15 @@ def rejected_is_greedy(
         chunk = pairs[start : start + batch_size]
         continuations = greedy_token_ids(model, tokenizer, [p.prompt_ids for p in chunk], max_new_tokens)
         for pair, ids in zip(chunk, continuations, strict=True):
-            same += greedy_step(tokenizer, pair, ids) == list(pair.rejected_ids)
+            same += greedy_step(tokenizer, pair, ids, call_format) == list(pair.rejected_ids)
     return same / len(pairs)
 
 
-def greedy_step(tokenizer: PreTrainedTokenizerBase, pair: Pair, ids: Sequence[int]) -> list[int]:
-    """The tokens of `ids` (a continuation of the pair's prefix) up to where they complete a step."""
+def greedy_step(
+    tokenizer: PreTrainedTokenizerBase, pair: Pair, ids: Sequence[int], call_format: str | None = None
+) -> list[int]:
+    """The tokens of `ids` (a continuation of the pair's prefix) up to where they complete a step in
+    `call_format` (`rftfast.mcts.answer_format`'s default: the chat template's)."""
     so_far = tokenizer.decode(pair.prompt_ids[pair.answer_start :])
-    end = cut_at_step(ids, tokenizer.decode, so_far, answer_format(tokenizer))
+    end = cut_at_step(ids, tokenizer.decode, so_far, answer_format(tokenizer, call_format=call_format))
     return list(ids[:end] if end is not None else ids)

@@ -21,8 +21,10 @@ def heldout_accuracy(
     examples: Sequence[Example],
     max_new_tokens: int,
     batch_size: int,
+    call_format: str | None = None,
 ) -> tuple[dict, list[Judged]]:
-    """({"accuracy", "by_difficulty": {name: accuracy}, "failures": {category: n}, "n"}, each record's answer)."""
+    """({"accuracy", "by_difficulty": {name: accuracy}, "failures": {category: n}, "n"}, each record's answer),
+    the answers judged in `call_format` (default: the chat template's)."""
     judged = judge_greedy(
         model,
         tokenizer,
@@ -31,7 +33,7 @@ def heldout_accuracy(
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
         desc="held-out eval",
-        call_format=answer_format(tokenizer),  # the format the model was trained to answer in
+        call_format=answer_format(tokenizer, call_format=call_format),  # the format the model was trained in
     )
     report = EvalReport()
     for record, (_, result, _) in zip(records, judged, strict=True):

@@ -132,6 +132,10 @@ class ModelConfig:
     vocab_size: int = 4096  # of the tokenizer trained locally: whole words, so values copy as whole tokens
     tie_embeddings: bool = True  # copying a prompt token into the answer is then one attention lookup
     max_length: int = 512  # records whose prompt + answer is longer are skipped (and counted)
+    # How the model writes its calls, in training, search and evaluation alike: None, its chat template's own
+    # format (`rftfast.data.chat.call_format_of`; pythonic under the fallback template), or one of
+    # "pythonic", "json", "hermes" for a template whose format is not recognised.
+    call_format: str | None = None
 
 
 def train_tokenizer(corpus: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
