@@ -3,7 +3,8 @@
 Local JSON and JSONL are read with the json module, line by line, so an error names its line and
 no value is reshaped (Arrow would unify differing argument dicts into one struct, adding nulls).
 Parquet files and hub ids go through `datasets.load_dataset`. Canonical records go into a
-`datasets.Dataset` with the nested fields as JSON strings for the same reason.
+`datasets.Dataset` in native nested columns, with JSON text only at the leaves whose shape differs between
+records, for the same reason (`to_dataset`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
-from rftfast.data.record import Record, RecordError
+from rftfast.data.record import TOOL_LINKS, Record, RecordError, _canonical_tool_call, normalize_tool
 
 if TYPE_CHECKING:
     import datasets
@@ -178,14 +179,13 @@ def _load_dataset(where: str, *args, **kwargs):
 
 
 def read_records(path: str | os.PathLike) -> Iterator[Record]:
-    """Canonical records from a JSON/JSONL/parquet file; a bad one raises RecordError with its location."""
+    """Canonical records from a JSON/JSONL/parquet file; a bad one raises RecordError with its location.
+
+    Rows in `to_dataset`'s layout (its parquet file, or one of the previous release's, whose nested fields were
+    all JSON strings) read as the records they hold.
+    """
     for where, raw in read_raw(path):
-        if isinstance(raw, dict) and all(isinstance(raw.get(k), str) for k in ("messages", "tools")):
-            try:  # `to_dataset`'s layout: nested fields as JSON strings
-                raw = {k: json.loads(v) if k in _JSON_FIELDS and isinstance(v, str) else v for k, v in raw.items()}
-            except json.JSONDecodeError as e:
-                raise RecordError(f"{where}: a nested field is not valid JSON: {e}") from None
-        yield Record.from_json(raw, where)
+        yield _record_from_row(raw, where) if _is_dataset_row(raw) else Record.from_json(raw, where)
 
 
 @contextmanager
@@ -261,22 +261,170 @@ def write_records(records: Iterable[Record], path: str | os.PathLike) -> int:
     return write_jsonl_atomic((r.to_json() for r in records), path, allow_nan=False)
 
 
-_JSON_FIELDS = ("messages", "tools", "answer", "meta")
+# `to_dataset`'s layout. Where a value's shape differs from row to row (a call's arguments, a tool's JSON Schema,
+# `meta`), Arrow cannot give it one type: unifying the dicts would add null-filled keys, and a value that is a
+# string here and a number there does not cast at all. Those leaves are JSON text, as OpenAI's wire format carries
+# `arguments`; everything else is a native column. Python lists (not `datasets.Sequence`, which turns a list of
+# dicts into a dict of lists) for list<struct>, which every `datasets` release from 2.21 reads the same way.
+_MESSAGE_KEYS = ("role", "content", *TOOL_LINKS, "tool_calls")
 
 
-def to_dataset(records: Iterable[Record]) -> datasets.Dataset:
-    """A `datasets.Dataset` with one row per record; nested fields are JSON strings."""
+def _features() -> datasets.Features:
     import datasets
 
-    rows = [r.to_json() for r in records]
-    return datasets.Dataset.from_list(
-        [{k: (json.dumps(v, ensure_ascii=False) if k in _JSON_FIELDS else v) for k, v in row.items()} for row in rows]
+    text = datasets.Value("string")
+    call = {"name": text, "arguments": text}  # arguments: JSON text
+    message = {
+        "role": text,
+        "content": text,
+        **{key: text for key in TOOL_LINKS},
+        "tool_calls": [{"id": text, "type": text, "function": call}],
+    }
+    tool = {"type": text, "function": {"name": text, "description": text, "parameters": text}}  # parameters: JSON
+    return datasets.Features(
+        {
+            "id": text,
+            "messages": [message],
+            # Each message's own keys, in order: Arrow gives every message every field of the struct, null where it
+            # had none, and a null `content` or `name` is not the same record as a missing one.
+            "message_keys": [[text]],
+            "tools": [tool],
+            # A list of calls and a text cannot share an Arrow type: one of these two is null.
+            "answer_calls": [call],
+            "answer_text": text,
+            "meta": text,  # JSON: its keys and value types differ by source
+        }
     )
 
 
+def to_dataset(records: Iterable[Record]) -> datasets.Dataset:
+    """A `datasets.Dataset` with one row per record, in native nested columns (the shapes TRL and chat templates
+    take for tool-calling data):
+
+    - `id`: string;
+    - `messages`: list of {role, content, name, tool_call_id, tool_calls: list of {id, type,
+      function: {name, arguments}}}, OpenAI's message shape;
+    - `message_keys`: list of list of string, the keys each message has (Arrow fills the ones it lacks with null);
+    - `tools`: list of {type: "function", function: {name, description, parameters}};
+    - `answer_calls`: list of {name, arguments} when the answer is calls (possibly none), else null;
+    - `answer_text`: the answer when it is text, else null;
+    - `meta`: JSON text.
+
+    Three leaves are JSON text, because their shape differs between rows and Arrow cannot give them one type:
+    the calls' `arguments` (as in OpenAI's wire format), the tools' `parameters` (JSON Schema) and `meta`.
+    (Rows handed to a chat template as they are carry those leaves as strings, and nulls for the keys a message
+    lacks; `from_dataset` gives the records' own dicts.) `from_dataset` gives back exactly what writing the
+    records to JSONL and reading them back gives, key order included. A message
+    with a key outside {role, content, name, tool_call_id, tool_calls}, or a content that is not a string or
+    null, has no column here and raises RecordError (a ValueError): `write_records` keeps any JSON. No records
+    give an empty dataset with these columns.
+    """
+    import datasets
+
+    features = _features()
+    rows = [_row(record, f"record {i} ({record.id!r})") for i, record in enumerate(records)]
+    return datasets.Dataset.from_dict({name: [row[name] for row in rows] for name in features}, features=features)
+
+
 def from_dataset(dataset: Iterable[dict[str, Any]]) -> list[Record]:
-    """Records back from `to_dataset`'s layout."""
-    return [
-        Record.from_json({k: (json.loads(v) if k in _JSON_FIELDS else v) for k, v in row.items()}, f"dataset[{i}]")
-        for i, row in enumerate(dataset)
-    ]
+    """Records back from `to_dataset`'s rows (a `datasets.Dataset`, or rows read from its parquet file); the
+    previous release's layout, nested fields as JSON strings, reads too."""
+    return [_record_from_row(row, f"dataset[{i}]") for i, row in enumerate(dataset)]
+
+
+def _row(record: Record, where: str) -> dict:
+    messages = []
+    for i, m in enumerate(record.messages):
+        at = f"{where}.messages[{i}]"
+        if extra := [key for key in m if key not in _MESSAGE_KEYS]:
+            raise RecordError(f"{at}: key {extra[0]!r} has no column in a dataset (only {', '.join(_MESSAGE_KEYS)})")
+        for key in ("role", "content", *TOOL_LINKS):
+            _text_or_null(m.get(key), f"{at}.{key}")
+        calls = m.get("tool_calls")
+        if calls is not None:
+            calls = [_canonical_tool_call(c, f"{at}.tool_calls[{j}]") for j, c in enumerate(calls)]
+            calls = [dict(c, function=_call_row(c["function"])) for c in calls]
+        messages.append({**{key: m.get(key) for key in _MESSAGE_KEYS}, "tool_calls": calls})
+    tools = []
+    for i, tool in enumerate(record.tools):
+        fn = normalize_tool(tool, f"{where}.tools[{i}]")["function"]
+        _text_or_null(fn["description"], f"{where}.tools[{i}].description")
+        tools.append({"type": "function", "function": dict(fn, parameters=_json_text(fn["parameters"]))})
+    text = record.answer if isinstance(record.answer, str) else None
+    return {
+        "id": str(record.id),
+        "messages": messages,
+        "message_keys": [list(m) for m in record.messages],
+        "tools": tools,
+        "answer_calls": None if text is not None else [_call_row(c.to_json()) for c in record.answer],
+        "answer_text": text,
+        "meta": _json_text(record.meta),
+    }
+
+
+def _call_row(call: dict) -> dict:
+    return {"name": call["name"], "arguments": _json_text(call["arguments"])}
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _text_or_null(value: Any, where: str) -> None:
+    if value is not None and not isinstance(value, str):
+        raise RecordError(f"{where}: a dataset column holds a string or null here, got {value!r:.80}")
+
+
+def _is_dataset_row(raw: Any) -> bool:
+    """A row of `to_dataset`'s layout, this release's or the previous one's (nested fields as JSON strings)."""
+    if not isinstance(raw, dict):
+        return False
+    if "answer" not in raw and ("answer_calls" in raw or "answer_text" in raw):
+        return True
+    return all(isinstance(raw.get(k), str) for k in ("messages", "tools"))
+
+
+def _record_from_row(row: dict, where: str) -> Record:
+    """The record in a row of `to_dataset`'s layout; one that does not hold a record raises RecordError."""
+    if isinstance(row.get("messages"), str):  # the previous release's layout: all nested fields JSON strings
+        try:
+            row = {k: json.loads(v) if k in _JSON_FIELDS and isinstance(v, str) else v for k, v in row.items()}
+        except json.JSONDecodeError as e:
+            raise RecordError(f"{where}: a nested field is not valid JSON: {e}") from None
+        return Record.from_json(row, where)
+    try:
+        messages = row.get("messages")
+        keys = row.get("message_keys")
+        if isinstance(messages, list):
+            if keys is None:  # rows written without it: take a null as a key the message did not have
+                keys = [[k for k, v in m.items() if v is not None or k in ("role", "content")] for m in messages]
+            if not isinstance(keys, list) or len(keys) != len(messages):
+                raise RecordError(f"{where}.message_keys: expected one list of keys per message")
+            # Arguments stay JSON text here: Record.from_json reads OpenAI's wire format and drops a null call id.
+            messages = [{k: m.get(k) for k in ks} for m, ks in zip(messages, keys)]
+        tools = row.get("tools")
+        if isinstance(tools, list):
+            tools = [_with_schema(t) for t in tools]
+        answer = row.get("answer_text")
+        if answer is None:
+            answer = row.get("answer_calls")
+        meta = row.get("meta")
+        meta = json.loads(meta) if isinstance(meta, str) else meta
+    except json.JSONDecodeError as e:
+        raise RecordError(f"{where}: a JSON field is not valid JSON: {e}") from None
+    except (AttributeError, TypeError) as e:
+        raise RecordError(f"{where}: not a row of a records dataset: {e}") from None
+    row = {"id": row.get("id") or "", "messages": messages, "tools": tools, "answer": answer, "meta": meta}
+    return Record.from_json(row, where)
+
+
+def _with_schema(tool: Any) -> Any:
+    """A tool of a row with its JSON Schema `parameters` read from JSON text."""
+    fn = tool.get("function") if isinstance(tool, dict) else None
+    if isinstance(fn, dict) and isinstance(fn.get("parameters"), str):
+        return dict(tool, function=dict(fn, parameters=json.loads(fn["parameters"])))
+    return tool
+
+
+# The previous release's layout: these fields as JSON strings.
+_JSON_FIELDS = ("messages", "tools", "answer", "meta")
