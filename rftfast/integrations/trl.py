@@ -39,16 +39,32 @@ from typing import TYPE_CHECKING
 
 import datasets
 import torch
-from accelerate.utils import is_peft_model
-from transformers import ProcessorMixin
-from trl import DPOConfig, DPOTrainer
-from trl.models.utils import disable_gradient_checkpointing
-from trl.trainer.utils import use_adapter
+import transformers
+import trl
 
-from rftfast.losses import OBJECTIVES, REFERENCE_FREE, FusedDPOLoss, PreferenceOutput
-from rftfast.ops import IGNORE_INDEX, sequence_logprobs
-from rftfast.train.model_io import hidden_states, lm_head_weight
-from rftfast.train.runtime import unwrap
+# Tested from TRL 1.15 with transformers 5.0 (`.ci/deps_ends.sh trl-lower`): older pairs import, but their
+# private trainer internals differ (TRL 1.15 on transformers 4.56-4.57 failed 9 of tests/integrations'
+# tests), so they are refused here, where a user meets them, rather than mid-training.
+_TOO_OLD = [
+    f"{name} {module.__version__} (needs >= {low})"
+    for name, module, low in (("transformers", transformers, "5.0"), ("trl", trl, "1.15"))
+    if torch.torch_version.TorchVersion(module.__version__.split("+")[0]) < low
+]
+if _TOO_OLD:
+    raise ImportError(
+        f"rftfast.integrations.trl: {', '.join(_TOO_OLD)}; pip install 'rftfast[trl]' installs a tested pair"
+    )
+
+from accelerate.utils import is_peft_model  # noqa: E402
+from transformers import ProcessorMixin  # noqa: E402
+from trl import DPOConfig, DPOTrainer  # noqa: E402
+from trl.models.utils import disable_gradient_checkpointing  # noqa: E402
+from trl.trainer.utils import use_adapter  # noqa: E402
+
+from rftfast.losses import OBJECTIVES, REFERENCE_FREE, FusedDPOLoss, PreferenceOutput  # noqa: E402
+from rftfast.ops import IGNORE_INDEX, sequence_logprobs  # noqa: E402
+from rftfast.train.model_io import hidden_states, lm_head_weight  # noqa: E402
+from rftfast.train.runtime import unwrap  # noqa: E402
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

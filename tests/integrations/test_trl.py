@@ -290,3 +290,16 @@ def test_pairs_export_refusals():
     with pytest.raises(ValueError, match="no record with id 'paris'"):
         pairs_to_trl(pairs, tokenizer, format="messages", records={})
     assert pairs_to_trl([], tokenizer).num_rows == 0
+
+
+@pytest.mark.parametrize("package, old", [("transformers", "4.56.2"), ("trl", "1.9.0")])
+def test_untested_old_releases_are_refused_at_import(monkeypatch, package, old):
+    import importlib
+    import importlib.util
+    import sys
+
+    monkeypatch.setattr(sys.modules[package], "__version__", old)
+    spec = importlib.util.find_spec("rftfast.integrations.trl")
+    module = importlib.util.module_from_spec(spec)
+    with pytest.raises(ImportError, match=f"{package} {old} \\(needs >= "):
+        spec.loader.exec_module(module)
