@@ -177,6 +177,10 @@ def _select_leaves(nodes, children, num_nodes, k, c, rule, virtual_loss, value_m
     A descent can still meet a dead end (a leaf newly cut by the depth limit, next to blocked siblings): it
     blocks that node and starts again from the root; each restart blocks one more node, so a tree's loop ends.
     """
+    if k == 1:
+        return _select_one_each(
+            nodes, children, num_nodes, c, rule, virtual_loss, value_mode, max_depth, out_tree, out_node
+        )
     count = 0
     blocked_list = np.empty(max(1, num_nodes.max()), np.int64)  # nodes to unblock when the tree is done
     for t in range(num_nodes.shape[0]):
@@ -249,6 +253,103 @@ def _select_leaves(nodes, children, num_nodes, k, c, rule, virtual_loss, value_m
                 node = nodes[t, node].parent
         for i in range(n_blocked):
             nodes[t, blocked_list[i]].blocked = False
+    return count
+
+
+LANES = 4  # descents `_select_one_each` keeps in flight at once
+
+
+@njit(cache=True, error_model="numpy")
+def _select_one_each(nodes, children, num_nodes, c, rule, virtual_loss, value_mode, max_depth, out_tree, out_node):
+    """`_select_leaves` with k = 1 (one leaf per tree, the search's usual round), the same leaves, with the
+    descents of LANES trees interleaved a level at a time. A descent is a chain of dependent loads (each level
+    reads the children of the node chosen at the level before), so one descent at a time leaves the CPU
+    waiting on memory; the trees are independent, so their loads can wait together. Within a tree the
+    descents (restarts after a dead end) run in the original order; blocked nodes are unblocked at the end,
+    which is the same as after each tree, since no tree reads another's nodes."""
+    n_trees = num_nodes.shape[0]
+    found = np.full(n_trees, NO_NODE, np.int64)
+    blocked_tree = np.empty(max(1, num_nodes.sum()), np.int64)  # a node is blocked at most once a call
+    blocked_node = np.empty(max(1, num_nodes.sum()), np.int64)
+    n_blocked = 0
+    lane_tree = np.full(LANES, -1, np.int64)
+    lane_node = np.zeros(LANES, np.int64)
+    next_tree = 0
+    active = 0
+    for lane in range(LANES):  # each lane takes the next tree that has something to select
+        while next_tree < n_trees:
+            root = nodes[next_tree, ROOT_INDEX]
+            next_tree += 1
+            if not root.exhausted and not root.blocked:
+                lane_tree[lane] = next_tree - 1
+                lane_node[lane] = ROOT_INDEX
+                active += 1
+                break
+    while active > 0:
+        for lane in range(LANES):
+            t = lane_tree[lane]
+            if t < 0:
+                continue
+            node = lane_node[lane]
+            rec = nodes[t, node]
+            nc = rec.num_children
+            restart = False
+            done = False
+            if nc == 0:
+                if rec.depth >= max_depth:  # cut by the depth limit, for good
+                    rec.exhausted = True
+                    _propagate_exhausted(nodes, children, t, rec.parent)
+                    restart = True
+                else:
+                    found[t] = node
+                    done = True
+            else:
+                parent_factor = _parent_factor(rec.visits + rec.pending, rule)
+                best = NO_NODE
+                best_score = 0.0
+                for j in range(nc):
+                    ch = children[t, node, j]
+                    child = nodes[t, ch]
+                    if child.exhausted or child.blocked:
+                        continue
+                    q = _q(child.value_sum, child.visits, child.pending, virtual_loss, value_mode)
+                    score = q + c * child.prior * parent_factor * _child_factor(child.visits + child.pending, rule)
+                    if best == NO_NODE or score > best_score:
+                        best = ch
+                        best_score = score
+                if best == NO_NODE:
+                    rec.blocked = True
+                    blocked_tree[n_blocked] = t
+                    blocked_node[n_blocked] = node
+                    n_blocked += 1
+                    restart = True
+                else:
+                    lane_node[lane] = best
+            if restart:
+                root = nodes[t, ROOT_INDEX]
+                if root.exhausted or root.blocked:
+                    done = True
+                else:
+                    lane_node[lane] = ROOT_INDEX
+            if done:
+                lane_tree[lane] = -1
+                active -= 1
+                while next_tree < n_trees:
+                    root = nodes[next_tree, ROOT_INDEX]
+                    next_tree += 1
+                    if not root.exhausted and not root.blocked:
+                        lane_tree[lane] = next_tree - 1
+                        lane_node[lane] = ROOT_INDEX
+                        active += 1
+                        break
+    for i in range(n_blocked):
+        nodes[blocked_tree[i], blocked_node[i]].blocked = False
+    count = 0
+    for t in range(n_trees):
+        if found[t] != NO_NODE:
+            out_tree[count] = t
+            out_node[count] = found[t]
+            count += 1
     return count
 
 

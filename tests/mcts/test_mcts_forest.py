@@ -44,6 +44,11 @@ CASES = [
     ("puct", "mean", 4, 2.0, 5, 0.2, 2.0),
     ("puct", "sum", 2, 0.0, None, 0.3, 0.5),
     ("uct", "mean", 5, 0.5, 3, 0.05, 3.0),
+    # k = 1 takes the interleaved descents (`_select_one_each`): with depth limits and dead leaves, so lanes
+    # restart, trees run out, and lanes move on to later trees (5 trees, 4 lanes)
+    ("uct", "mean", 1, 1.0, 3, 0.2, 1.0),
+    ("puct", "sum", 1, 0.0, 4, 0.3, 2.0),
+    ("uct", "sum", 1, 2.0, 2, 0.5, 0.5),
 ]
 
 
