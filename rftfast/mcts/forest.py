@@ -169,6 +169,38 @@ def _propagate_exhausted(nodes, children, t, node):
         node = rec.parent
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _best_to_descend(nodes, children, t, node, c, rule, virtual_loss, value_mode):
+    """The child of `node` a descent goes to (the highest score among those neither exhausted nor blocked), or
+    NO_NODE when there is none."""
+    rec = nodes[t, node]
+    parent_factor = _parent_factor(rec.visits + rec.pending, rule)
+    best = NO_NODE
+    best_score = 0.0
+    for j in range(rec.num_children):
+        ch = children[t, node, j]
+        child = nodes[t, ch]
+        if child.exhausted or child.blocked:
+            continue
+        q = _q(child.value_sum, child.visits, child.pending, virtual_loss, value_mode)
+        score = q + c * child.prior * parent_factor * _child_factor(child.visits + child.pending, rule)
+        if best == NO_NODE or score > best_score:
+            best = ch
+            best_score = score
+    return best
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _next_selectable(nodes, t):
+    """The first tree from `t` on whose root is neither exhausted nor blocked (the tree count if none)."""
+    while t < nodes.shape[0]:
+        root = nodes[t, ROOT_INDEX]
+        if not root.exhausted and not root.blocked:
+            return t
+        t += 1
+    return t
+
+
 @njit(cache=True, error_model="numpy")
 def _select_leaves(nodes, children, num_nodes, k, c, rule, virtual_loss, value_mode, max_depth, out_tree, out_node):
     """Up to `k` distinct leaves per tree; returns how many were written to `out_tree`/`out_node`.
@@ -201,19 +233,7 @@ def _select_leaves(nodes, children, num_nodes, k, c, rule, virtual_loss, value_m
                         else:
                             found = node
                         break
-                    parent_factor = _parent_factor(rec.visits + rec.pending, rule)
-                    best = NO_NODE
-                    best_score = 0.0
-                    for j in range(nc):
-                        ch = children[t, node, j]
-                        child = nodes[t, ch]
-                        if child.exhausted or child.blocked:
-                            continue
-                        q = _q(child.value_sum, child.visits, child.pending, virtual_loss, value_mode)
-                        s = q + c * child.prior * parent_factor * _child_factor(child.visits + child.pending, rule)
-                        if best == NO_NODE or s > best_score:
-                            best = ch
-                            best_score = s
+                    best = _best_to_descend(nodes, children, t, node, c, rule, virtual_loss, value_mode)
                     if best == NO_NODE:
                         rec.blocked = True
                         blocked_list[n_blocked] = node
@@ -277,14 +297,11 @@ def _select_one_each(nodes, children, num_nodes, c, rule, virtual_loss, value_mo
     next_tree = 0
     active = 0
     for lane in range(LANES):  # each lane takes the next tree that has something to select
-        while next_tree < n_trees:
-            root = nodes[next_tree, ROOT_INDEX]
+        next_tree = _next_selectable(nodes, next_tree)
+        if next_tree < n_trees:
+            lane_tree[lane], lane_node[lane] = next_tree, ROOT_INDEX
             next_tree += 1
-            if not root.exhausted and not root.blocked:
-                lane_tree[lane] = next_tree - 1
-                lane_node[lane] = ROOT_INDEX
-                active += 1
-                break
+            active += 1
     while active > 0:
         for lane in range(LANES):
             t = lane_tree[lane]
@@ -304,19 +321,7 @@ def _select_one_each(nodes, children, num_nodes, c, rule, virtual_loss, value_mo
                     found[t] = node
                     done = True
             else:
-                parent_factor = _parent_factor(rec.visits + rec.pending, rule)
-                best = NO_NODE
-                best_score = 0.0
-                for j in range(nc):
-                    ch = children[t, node, j]
-                    child = nodes[t, ch]
-                    if child.exhausted or child.blocked:
-                        continue
-                    q = _q(child.value_sum, child.visits, child.pending, virtual_loss, value_mode)
-                    score = q + c * child.prior * parent_factor * _child_factor(child.visits + child.pending, rule)
-                    if best == NO_NODE or score > best_score:
-                        best = ch
-                        best_score = score
+                best = _best_to_descend(nodes, children, t, node, c, rule, virtual_loss, value_mode)
                 if best == NO_NODE:
                     rec.blocked = True
                     blocked_tree[n_blocked] = t
@@ -332,16 +337,13 @@ def _select_one_each(nodes, children, num_nodes, c, rule, virtual_loss, value_mo
                 else:
                     lane_node[lane] = ROOT_INDEX
             if done:
-                lane_tree[lane] = -1
-                active -= 1
-                while next_tree < n_trees:
-                    root = nodes[next_tree, ROOT_INDEX]
+                next_tree = _next_selectable(nodes, next_tree)
+                if next_tree < n_trees:
+                    lane_tree[lane], lane_node[lane] = next_tree, ROOT_INDEX
                     next_tree += 1
-                    if not root.exhausted and not root.blocked:
-                        lane_tree[lane] = next_tree - 1
-                        lane_node[lane] = ROOT_INDEX
-                        active += 1
-                        break
+                else:
+                    lane_tree[lane] = -1
+                    active -= 1
     for i in range(n_blocked):
         nodes[blocked_tree[i], blocked_node[i]].blocked = False
     count = 0
