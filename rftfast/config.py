@@ -159,6 +159,8 @@ def _coerce(value: Any, annotation: Any, path: str) -> Any:
         raise ConfigError(f"{path}: expected {annotation}, got {value!r}")
     if origin is list:
         (item,) = typing.get_args(annotation)
+        if item is str and isinstance(value, str):
+            value = [value]  # `--set report_to=wandb` means the one-item list, as YAML's [wandb] would
         if not isinstance(value, list):
             raise ConfigError(f"{path}: expected a list, got {value!r}")
         return [_coerce(v, item, f"{path}[{i}]") for i, v in enumerate(value)]

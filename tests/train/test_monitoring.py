@@ -95,8 +95,11 @@ def test_report_to_is_checked_when_the_config_loads():
     assert load_config().reporters == []
     with pytest.raises(ConfigError, match=r"report_to: expected a list whose items are 'tensorboard' or 'wandb'"):
         load_config(None, ["report_to=[wandb, mlflow]"])
-    with pytest.raises(ConfigError, match="report_to: expected a list, got 'wandb'"):
-        load_config(None, ["report_to=wandb"])
+    assert load_config(None, ["report_to=wandb"]).reporters == ["wandb"]  # one name: the one-item list
+    with pytest.raises(ConfigError, match=r"report_to: expected a list whose items are"):
+        load_config(None, ["report_to=mlflow"])
+    with pytest.raises(ConfigError, match="report_to: expected a list, got 3"):
+        load_config(None, ["report_to=3"])
     with pytest.raises(ConfigError, match="wandb_project: expected a W&B project name"):
         load_config(None, ["wandb_project=team/project"])
     with pytest.raises(ValueError, match="report_to: unknown"):
