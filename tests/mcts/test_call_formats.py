@@ -199,7 +199,7 @@ class FormatFakeGenerator:
         return [[-1.0] * len(c) for c in continuations]
 
     def close(self):
-        pass
+        """Nothing to free: the fake holds no model or cache."""
 
 
 SEARCH = SearchConfig(
