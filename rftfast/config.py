@@ -313,6 +313,7 @@ def _check_ranges(cfg: RunConfig) -> None:
         ("preference.batch_size", p.batch_size >= 1, ">= 1"),
         ("preference.nll_weight", p.nll_weight >= 0, ">= 0"),
         ("preference.replay", p.replay >= 0, ">= 0"),
+        ("preference.pair_history", p.pair_history >= 0, ">= 0"),
         ("train.gradient_accumulation", t.gradient_accumulation >= 1, ">= 1"),
         ("train.lora_r", t.lora_r >= 0, ">= 0"),
         ("train.lora_alpha", t.lora_alpha >= 1, ">= 1"),

@@ -7,6 +7,7 @@ held-out records the previous checkpoint failed, before and after it trains (`rf
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import random
@@ -83,17 +84,30 @@ def stage_iteration(state: RunState, k: int) -> None:
             state.model, state.tokenizer, records, cfg.search, seed, model_path=policy, call_format=state.call_format
         )
         greedy = load_pairs(greedy_pairs_path) if greedy_pairs_path.exists() else []
+        only_mistakes = cfg.search.policy_mistakes_only
+        # a diagnostic, not the method's compute, unless it filters the pairs
+        with contextlib.nullcontext() if only_mistakes else state.compute.pause():
+            is_greedy = rejected_is_greedy(
+                state.model, state.tokenizer, searched, cfg.search.max_new_tokens, call_format=state.call_format
+            )
+        share = sum(is_greedy) / len(searched) if searched else 0.0
+        if only_mistakes:
+            searched = [p for p, same in zip(searched, is_greedy, strict=True) if same]
         pairs = merge_pairs(searched, greedy)
         if distributed.is_main():
             save_pairs(pairs, pairs_path)
-        with state.compute.pause():  # a diagnostic, not the method's compute
-            share = rejected_is_greedy(
-                state.model, state.tokenizer, searched, cfg.search.max_new_tokens, call_format=state.call_format
-            )
-        return {**stats, **pair_statistics(pairs, len(records)), "search_rejected_is_greedy": share}
+        dropped = len(is_greedy) - len(searched)
+        return {
+            **stats,
+            **pair_statistics(pairs, len(records)),
+            "search_rejected_is_greedy": share,
+            "dropped_not_greedy": dropped,
+        }
 
     state.stage(f"{it}/search", search)
     pairs = load_pairs(pairs_path)  # `rftfast.mcts.Pair`s, as every rank (and a resumed run) reads them
+    earlier = [state.dir / f"iter_{j}" / "pairs.jsonl" for j in range(max(1, k - cfg.preference.pair_history), k)]
+    pairs = merge_pairs(pairs, [p for path in earlier for p in load_pairs(path)])
 
     held_out = (
         list(heldout_pairs(state, previous).values()) if (state.dir / previous / "heldout.jsonl").exists() else []
@@ -121,6 +135,7 @@ def stage_iteration(state: RunState, k: int) -> None:
         )
         state.save_model(it)
         summary = {
+            "pairs": len(pairs),  # trained on: this iteration's and, with `pair_history`, earlier ones'
             "steps": len(history),
             "losses": [h["loss"] for h in history],
             "reward_accuracy": sum(h["rewards/accuracies"] for h in history) / max(1, len(history)),
@@ -134,10 +149,16 @@ def stage_iteration(state: RunState, k: int) -> None:
     state.stage(f"{it}/preference", preference, lambda: state.load_model(it))
 
 
-def merge_pairs(searched: list[Pair], greedy: list[Pair]) -> list[Pair]:
-    """The search's pairs, then the greedy-divergence pairs that are not already among them (same tokens)."""
+def merge_pairs(searched: list[Pair], more: list[Pair]) -> list[Pair]:
+    """The search's pairs, then the other pairs (greedy-divergence or earlier iterations') not already among
+    them, each once (same tokens)."""
     seen = {(tuple(p.prompt_ids), tuple(p.chosen_ids), tuple(p.rejected_ids)) for p in searched}
-    extra = [p for p in greedy if (tuple(p.prompt_ids), tuple(p.chosen_ids), tuple(p.rejected_ids)) not in seen]
+    extra = []
+    for p in more:
+        key = (tuple(p.prompt_ids), tuple(p.chosen_ids), tuple(p.rejected_ids))
+        if key not in seen:
+            seen.add(key)
+            extra.append(p)
     return sorted(searched + extra, key=lambda p: p.tree)  # stable: the search's pairs first within a record
 
 

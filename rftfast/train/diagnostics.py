@@ -5,7 +5,7 @@
   policy now writes right.
 - `pair_margins`: how a policy ranks the two steps of each pair (log-prob margins), so the held-out pairs built
   from the earlier policy's failures show whether the preference stage generalised beyond its training pairs.
-- `rejected_is_greedy`: the share of pairs whose rejected step is what the policy itself writes greedily at that
+- `rejected_is_greedy`: per pair, whether its rejected step is what the policy itself writes greedily at that
   prefix, i.e. whether the pairs push against the mistakes the policy actually makes.
 """
 
@@ -85,18 +85,16 @@ def rejected_is_greedy(
     max_new_tokens: int,
     batch_size: int = 16,
     call_format: str | None = None,
-) -> float:
-    """The share of `pairs` whose rejected step equals the policy's greedy step at the pair's prefix (decoded
-    until it completes a step in `call_format`, default the template's, as the search cuts its children)."""
-    if not pairs:
-        return 0.0
-    same = 0
+) -> list[bool]:
+    """Per pair: whether its rejected step equals the policy's greedy step at the pair's prefix (decoded until
+    it completes a step in `call_format`, default the template's, as the search cuts its children)."""
+    same = []
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start : start + batch_size]
         continuations = greedy_token_ids(model, tokenizer, [p.prompt_ids for p in chunk], max_new_tokens)
         for pair, ids in zip(chunk, continuations, strict=True):
-            same += greedy_step(tokenizer, pair, ids, call_format) == list(pair.rejected_ids)
-    return same / len(pairs)
+            same.append(greedy_step(tokenizer, pair, ids, call_format) == list(pair.rejected_ids))
+    return same
 
 
 def greedy_step(

@@ -50,6 +50,10 @@ class PreferenceConfig(ObjectiveParams):
     # weight 1): pairs are about the policy's mistakes, and training on them alone drifts what it already does
     # right (no-call answers turned into calls; benchmarks/RESULTS.md §8). 0: pairs only.
     replay: float = 0.0
+    # Each iteration also trains on the pairs of up to this many iterations before it. A stage that fixes one
+    # deficiency tends to break a record the last stage fixed (benchmarks/RESULTS.md §8); the earlier pairs
+    # keep those corrections in the objective. 0: the iteration's own pairs only.
+    pair_history: int = 0
     packing: bool = True  # each batch as one token tree (shared prefixes once); False: padded rows
 
     def loss(self) -> FusedDPOLoss:

@@ -161,3 +161,34 @@ def test_training_switches_run_end_to_end(tmp_path):
     from transformers import AutoModelForCausalLM
 
     AutoModelForCausalLM.from_pretrained(cfg.run_dir / "iter_1" / "model")  # merged: a plain checkpoint
+
+
+def test_pair_history_trains_each_iteration_on_the_earlier_pairs_too(finished, tmp_path):
+    import shutil
+
+    from rftfast.stages.iteration import merge_pairs
+
+    full_cfg, _ = finished
+    shutil.copytree(full_cfg.run_dir, tmp_path / "more")
+    cfg = small(tmp_path, "more", "iterations=2", "preference.pair_history=1")
+    report = run(cfg, resume=True, allow_config_change=True)  # iter_1 is read back; iter_2 runs
+    first, second = (load_pairs(cfg.run_dir / f"iter_{k}" / "pairs.jsonl") for k in (1, 2))
+    trained = merge_pairs(second, first)
+    assert len({(tuple(p.prompt_ids), tuple(p.chosen_ids), tuple(p.rejected_ids)) for p in trained}) == len(trained)
+    assert len(trained) > len(second)  # iter_1 found pairs iter_2 did not
+    assert report["stages"]["iter_2/preference"]["pairs"] == len(trained)
+    assert (
+        report["stages"]["iter_1/preference"]
+        == json.loads((full_cfg.run_dir / "report.json").read_text())["stages"]["iter_1/preference"]
+    )
+
+
+def test_policy_mistakes_only_drops_the_search_pairs_the_greedy_policy_would_not_write(tmp_path):
+    cfg = small(tmp_path, "mistakes", "search.policy_mistakes_only=true")
+    report = run(cfg)
+    search = report["stages"]["iter_1/search"]
+    kept = [p for p in load_pairs(cfg.run_dir / "iter_1" / "pairs.jsonl") if p.origin == "search"]
+    searched = len(kept) + search["dropped_not_greedy"]
+    assert search["dropped_not_greedy"] > 0  # the tiny search samples mistakes the greedy policy does not make
+    assert len(kept) == round(search["search_rejected_is_greedy"] * searched)
+    assert search["pairs"] == len(load_pairs(cfg.run_dir / "iter_1" / "pairs.jsonl"))
