@@ -46,7 +46,7 @@ def test_three_arms_share_the_warmup_and_match_the_compute(compared):
     # The SFT arm resumed from the first arm's warm-up: the same stage record, the same held-out answers.
     assert sft["warmup"] == iterations["warmup"] and sft["warmup/eval"] == iterations["warmup/eval"]
     assert "iter_1/extra_sft" in sft and "iter_1/search" not in sft
-    # It trained on about as many positions as the preference stage (estimated from mean lengths).
+    # It trained on about as many positions as the preference stage (padding included, as counted).
     preference = iterations["iter_1/preference"]["compute"]["training_tokens"]
     assert 0.5 < sft["iter_1/extra_sft"]["compute"]["training_tokens"] / preference < 2.0
     # The longer warm-up spent about the first arm's warm-up and iteration compute together.
@@ -74,3 +74,19 @@ def test_a_comparison_started_again_continues_and_bad_arms_are_refused(compared,
         compare(load_config(None, SMALL), [0], ["sft_on_deficient"])
     with pytest.raises(ValueError, match="at least one iteration"):
         compare(load_config(None, [*SMALL, "iterations=0"]), [0])
+
+
+def test_the_sft_arm_budgets_its_batches_padded_as_the_compute_counts_them():
+    from types import SimpleNamespace
+
+    from rftfast.stages.iteration import padded_batch_positions
+
+    def examples(*lengths):
+        return [SimpleNamespace(input_ids=[0] * n) for n in lengths]
+
+    assert padded_batch_positions(examples(10, 10, 10, 10, 10), 4, seed=0) == 40
+    # One long example among short ones: every batch that draws it is padded to it. 4 of 8 are drawn, so half
+    # the batches hold it: 4 * (100 + 10) / 2 = 220 positions, where the mean length says 4 * 21.25 = 85.
+    assert padded_batch_positions(examples(*[10] * 7, 100), 4, seed=0) == pytest.approx(220, rel=0.15)
+    # Fewer examples than rows: they are drawn again, and a batch of four holds the 9 unless all four are the 5.
+    assert padded_batch_positions(examples(5, 9), 4, seed=0) == pytest.approx(4 * (9 * 15 + 5) / 16, rel=0.05)
