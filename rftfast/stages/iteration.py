@@ -199,7 +199,7 @@ def extra_sft(state: RunState, it: str, deficient: list[int]) -> None:
 def padded_batch_positions(examples: list, batch_size: int, seed: int, draws: int = 256) -> float:
     """The positions one batch of `batch_size` examples drawn at random computes, padding included (every row as
     long as the batch's longest), estimated over `draws` seeded draws. The examples' mean length instead
-    undercounts: matched on it, the SFT arm of `rftfast compare` trained 43% more positions than intended."""
+    undercounts: matched on it, one comparison's SFT arm trained 43% more positions than intended (RESULTS §8)."""
     rng, lengths, total = random.Random(seed), [len(e.input_ids) for e in examples], 0
     for _ in range(draws):
         # A batch always has `batch_size` rows: with fewer examples, some are drawn again (`Schedule.batches`).
