@@ -143,6 +143,11 @@ class Pair:
     chosen_is_truth: bool = False
     origin: str = "search"  # "search": siblings in a searched tree; "greedy": the truth against greedy decoding
 
+    @property
+    def tokens(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        """What the pair trains on: (prompt, chosen, rejected) tokens; two pairs with the same are one pair."""
+        return tuple(self.prompt_ids), tuple(self.chosen_ids), tuple(self.rejected_ids)
+
     def to_json(self) -> dict:
         return asdict(self)
 

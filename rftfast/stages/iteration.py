@@ -152,12 +152,11 @@ def stage_iteration(state: RunState, k: int) -> None:
 def merge_pairs(searched: list[Pair], more: list[Pair]) -> list[Pair]:
     """The search's pairs, then the other pairs (greedy-divergence or earlier iterations') not already among
     them, each once (same tokens)."""
-    seen = {(tuple(p.prompt_ids), tuple(p.chosen_ids), tuple(p.rejected_ids)) for p in searched}
+    seen = {p.tokens for p in searched}
     extra = []
     for p in more:
-        key = (tuple(p.prompt_ids), tuple(p.chosen_ids), tuple(p.rejected_ids))
-        if key not in seen:
-            seen.add(key)
+        if p.tokens not in seen:
+            seen.add(p.tokens)
             extra.append(p)
     return sorted(searched + extra, key=lambda p: p.tree)  # stable: the search's pairs first within a record
 

@@ -326,15 +326,21 @@ def test_divergence_pairs_cut_the_greedy_step_in_the_format(model, wrong, chosen
     assert divergence_pair(truth, example.prompt_ids, greedy, tok, record_id="one") == pair
 
 
+def recording_judge(formats: list):
+    """A `judge_greedy` stand-in that records the call format it is asked to judge in and passes every record."""
+
+    def judge_greedy(model, tokenizer, records, prompts, *, call_format, **kwargs):
+        formats.append(call_format)
+        return [Judged("", CheckResult(True, "ok", ""), ()) for _ in records]
+
+    return judge_greedy
+
+
 def test_find_deficiencies_judges_greedy_answers_in_the_format(monkeypatch):
     from rftfast.train import deficiency
 
     formats = []
-
-    def fake_judge_greedy(model, tokenizer, records, prompts, *, call_format, **kwargs):
-        formats.append(call_format)
-        return [Judged("", CheckResult(True, "ok", ""), ()) for _ in records]
-
+    fake_judge_greedy = recording_judge(formats)
     monkeypatch.setattr(deficiency, "judge_greedy", fake_judge_greedy)
     monkeypatch.setattr(deficiency, "answer_perplexities", lambda model, tok, examples, *a: [1.0] * len(examples))
 
@@ -354,11 +360,7 @@ def test_heldout_eval_judges_greedy_answers_in_the_template_format(monkeypatch):
     from rftfast.train import evaluate
 
     formats = []
-
-    def fake_judge_greedy(model, tokenizer, records, prompts, *, call_format, **kwargs):
-        formats.append(call_format)
-        return [Judged("", CheckResult(True, "ok", ""), ()) for _ in records]
-
+    fake_judge_greedy = recording_judge(formats)
     monkeypatch.setattr(evaluate, "judge_greedy", fake_judge_greedy)
     for tok, expected in [(model_tokenizer("llama-3.1"), "json"), (model_tokenizer("qwen2.5"), "hermes")]:
         metrics, _ = evaluate.heldout_accuracy(None, tok, [ONE], [render_example(ONE, tok)], 8, 1)

@@ -85,7 +85,7 @@ def test_diagnostics_agree_with_the_files_they_describe(finished):
     merged = [p for p in pairs if p.origin == "greedy"]
     assert 0 < len(merged) <= len(greedy)
     assert stages["iter_1/search"]["from_greedy"] == pytest.approx(len(merged) / len(pairs))
-    assert len({(tuple(p.prompt_ids), tuple(p.chosen_ids), tuple(p.rejected_ids)) for p in pairs}) == len(pairs)
+    assert len({p.tokens for p in pairs}) == len(pairs)
     assert 0.0 <= stages["iter_1/search"]["search_rejected_is_greedy"] <= 1.0
     # the held-out pairs the preference stage ranks are the warm-up's failures that have a first wrong step
     pref = stages["iter_1/preference"]
@@ -174,7 +174,7 @@ def test_pair_history_trains_each_iteration_on_the_earlier_pairs_too(finished, t
     report = run(cfg, resume=True, allow_config_change=True)  # iter_1 is read back; iter_2 runs
     first, second = (load_pairs(cfg.run_dir / f"iter_{k}" / "pairs.jsonl") for k in (1, 2))
     trained = merge_pairs(second, first)
-    assert len({(tuple(p.prompt_ids), tuple(p.chosen_ids), tuple(p.rejected_ids)) for p in trained}) == len(trained)
+    assert len({p.tokens for p in trained}) == len(trained)
     assert len(trained) > len(second)  # iter_1 found pairs iter_2 did not
     assert report["stages"]["iter_2/preference"]["pairs"] == len(trained)
     assert (
