@@ -29,7 +29,7 @@ from rftfast.train.loop import StepLogger, optimise
 from rftfast.train.model_io import hidden_states, lm_head_weight
 from rftfast.train.packing import TokenTree, pack_trees, packed_attention, packed_hidden_states, resolve_attention
 from rftfast.train.runtime import TrainConfig, autocast
-from rftfast.train.sft import answer_nll
+from rftfast.train.sft import answer_kl, answer_nll
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -50,6 +50,12 @@ class PreferenceConfig(ObjectiveParams):
     # weight 1): pairs are about the policy's mistakes, and training on them alone drifts what it already does
     # right (no-call answers turned into calls; benchmarks/RESULTS.md §8). 0: pairs only.
     replay: float = 0.0
+    # What the replayed answers are fitted by: "nll", their ground truth's NLL; "kl", KL(start policy || policy) over
+    # their answer tokens, which holds the policy's distribution there where the stage found it instead of pulling it
+    # toward the truth (it keeps the no-call answers a first stage otherwise breaks; benchmarks/RESULTS.md §8). "kl"
+    # keeps a frozen copy of the model for the stage (the reference's, with reference="frozen").
+    replay_loss: str = "nll"
+    replay_weight: float = 1.0  # the replay term's weight beside the preference loss
     # Each iteration also trains on the pairs of up to this many iterations before it. A stage that fixes one
     # deficiency tends to break a record the last stage fixed (benchmarks/RESULTS.md §8); the earlier pairs
     # keep those corrections in the objective. 0: the iteration's own pairs only.
@@ -149,8 +155,8 @@ def train_preference(
 ) -> list[dict]:
     """Optimise `model` on `pairs`; returns the metrics of every step (TRL's names).
 
-    With `cfg.replay`, each step also takes the answer NLL of that many `replay` examples per pair (drawn with
-    the step's seed), added to the loss as `replay_nll`.
+    With `cfg.replay`, each step also scores that many `replay` examples per pair (drawn with the step's seed) by
+    `cfg.replay_loss` on their answers, added to the loss as `replay_nll` or `replay_kl`.
 
     `train` sets precision, gradient checkpointing, accumulation and LoRA; `log(step, metrics)` sees
     every step. With accumulation, each micro-batch's loss is weighted by its share of the pairs, so
@@ -171,12 +177,16 @@ def train_preference(
         )
     else:
         reference = copy.deepcopy(model).eval().requires_grad_(False)
+    anchor = None  # the stage's starting policy, which replay_loss="kl" holds the replayed answers to
+    if replay and cfg.replay > 0 and cfg.replay_loss == "kl":
+        anchor = reference if reference is not None else copy.deepcopy(model).eval().requires_grad_(False)
     loss_fn = cfg.loss()
     steps = max(1, round(cfg.epochs * len(pairs) / cfg.batch_size))
     scorer = _PairScorer(pad, device, cfg.packing, train.attention)
 
     rng = random.Random(seed + 1)
     replayed: list[Example] = []  # this step's replay examples
+    replay_key = f"replay_{cfg.replay_loss}"
 
     def batches():
         for idx, info in _pair_batches(len(pairs), cfg.batch_size, steps, seed):
@@ -190,13 +200,13 @@ def train_preference(
         if replayed and part[0] == batch[0]:  # once per step, in the micro-batch that holds the batch's first pair
             rows = pad_batch([e.input_ids for e in replayed], [e.answer_start for e in replayed], pad, device)
             with autocast(device, train.precision):
-                nll, _ = answer_nll(module, rows)
+                term, _ = answer_kl(module, anchor, rows) if anchor is not None else answer_nll(module, rows)
             share = len(part) / len(batch)  # optimise weighs this micro-batch's loss by its share: undo it
-            loss = loss + nll / share
-            metrics["replay_nll"] = float(nll.detach()) / share
-            metrics["loss"] += metrics["replay_nll"]  # the step's whole loss, as it is optimised
+            loss = loss + cfg.replay_weight * term / share
+            metrics[replay_key] = float(term.detach()) / share  # the term itself, before its weight
+            metrics["loss"] += cfg.replay_weight * metrics[replay_key]  # the step's whole loss, as it is optimised
         elif replayed:
-            metrics["replay_nll"] = 0.0
+            metrics[replay_key] = 0.0
         return loss, metrics
 
     with scorer.passes(model, *([reference] if reference is not None else [])):

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from rftfast.data.chat import Example
-from rftfast.ops.logprob import linear_logprobs
+from rftfast.ops.logprob import IGNORE_INDEX, linear_logprobs
 from rftfast.train.batching import pad_batch
 from rftfast.train.loop import StepLogger, optimise
 from rftfast.train.model_io import hidden_states, lm_head_weight
@@ -76,6 +76,23 @@ def answer_nll(
     logp = linear_logprobs(hidden, lm_head_weight(model, hidden.dtype), labels)
     n = int((labels != -100).sum())
     return -logp.float().sum() / max(denominator or n, 1), n
+
+
+def answer_kl(
+    model: torch.nn.Module, anchor: torch.nn.Module, batch: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, int]:
+    """(KL(anchor || model) of the next-token distributions at the answer tokens of `pad_batch`'s rows, their mean;
+    their count). The logits are made for the answer positions only."""
+    keep = batch["labels"] != IGNORE_INDEX
+    hidden = hidden_states(model, batch["input_ids"], batch["attention_mask"])[keep]
+    dtype = torch.promote_types(hidden.dtype, torch.float32)  # bf16 logits in fp32; a float64 model keeps float64
+    with torch.no_grad():
+        fixed = hidden_states(anchor, batch["input_ids"], batch["attention_mask"])[keep]
+        target = torch.log_softmax((fixed @ lm_head_weight(anchor, fixed.dtype).T).to(dtype), -1)
+    logp = torch.log_softmax((hidden @ lm_head_weight(model, hidden.dtype).T).to(dtype), -1)
+    n = int(keep.sum())
+    kl = torch.nn.functional.kl_div(logp, target, reduction="sum", log_target=True)
+    return kl / max(n, 1), n
 
 
 def example_trees(examples: Sequence[Example], merge: bool = True) -> list[TokenTree]:

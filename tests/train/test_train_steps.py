@@ -9,7 +9,7 @@ from rftfast.data.chat import render_example
 from rftfast.data.toolworld import generate
 from rftfast.train.batching import pad_batch
 from rftfast.train.preference import train_preference
-from rftfast.train.sft import answer_nll, make_schedule, train_sft
+from rftfast.train.sft import answer_kl, answer_nll, make_schedule, train_sft
 from tests.support.tiny import tiny_llama, tiny_tokenizer
 from tests.support.toy_pairs import reversed_pairs
 
@@ -126,3 +126,82 @@ def test_replay_adds_the_examples_answer_nll_once_per_step_whatever_the_accumula
     assert abs(accumulated["loss"] - replayed["loss"]) < 1e-4
     moved = [float((a - b).abs().max()) for a, b in zip(runs["replay"][1], runs["plain"][1])]
     assert max(moved) > 1e-5  # the replay changed the update
+
+
+def _perturbed(model, scale: float, seed: int):
+    """A copy of `model` with seeded noise of `scale` added to every weight."""
+    other = copy.deepcopy(model)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    return other
+
+
+def test_answer_kl_is_the_kl_of_the_full_logits_gradients_included():
+    records, tok, examples = _setup()
+    rows = pad_batch([e.input_ids for e in examples[:5]], [e.answer_start for e in examples[:5]], tok.pad_token_id)
+    anchor = tiny_llama(len(tok)).double().eval()
+    for scale, seed in ((0.02, 1), (0.3, 2)):  # near the anchor, and far enough for near-certain tokens
+        model = _perturbed(anchor, scale, seed).eval()
+        kl, n = answer_kl(model, anchor, rows)
+        kl.backward()
+        got = [p.grad.clone() for p in model.parameters()]
+        model.zero_grad()
+        # float64 oracle: the whole logits, log-softmax, the KL's definition at the answer positions
+        keep = rows["labels"] != -100
+        with torch.no_grad():
+            fixed = torch.log_softmax(anchor(rows["input_ids"], attention_mask=rows["attention_mask"]).logits, -1)
+        logp = torch.log_softmax(model(rows["input_ids"], attention_mask=rows["attention_mask"]).logits, -1)
+        want = (fixed.exp() * (fixed - logp))[keep].sum() / keep.sum()
+        want.backward()
+        assert n == int(keep.sum()) == sum(len(e.answer_ids) for e in examples[:5])
+        kl, want = float(kl.detach()), float(want.detach())
+        assert kl > 0 and abs(kl - want) <= 1e-10 * max(1.0, want)
+        for g, p in zip(got, model.parameters(), strict=True):
+            assert torch.allclose(g, p.grad, rtol=1e-8, atol=1e-12)
+    same, _ = answer_kl(copy.deepcopy(anchor), anchor, rows)  # the anchor itself: zero
+    assert abs(float(same.detach())) < 1e-12
+    ignored = {**rows, "labels": torch.full_like(rows["labels"], -100)}  # no answer token: zero, and no NaN
+    empty, count = answer_kl(model, anchor, ignored)
+    empty.backward()
+    assert count == 0 and float(empty) == 0.0
+
+
+def test_kl_replay_holds_the_replayed_answers_to_the_stage_start():
+    records, tok, examples = _setup()
+    pairs = reversed_pairs(examples[:6])
+    model = tiny_llama(len(tok))
+    runs = {}
+    for name, replay_loss, reference, weight in (
+        ("plain", "nll", "precomputed", 1.0),
+        ("kl", "kl", "precomputed", 1.0),
+        ("kl_frozen", "kl", "frozen", 1.0),
+        ("kl_weighted", "kl", "precomputed", 3.0),
+    ):
+        m = copy.deepcopy(model)
+        cfg = PreferenceConfig(
+            epochs=3.0,
+            batch_size=3,
+            lr=3e-3,
+            replay=1.0,
+            nll_weight=0.0,
+            replay_loss=replay_loss,
+            replay_weight=weight,
+            reference=reference,
+        )
+        history = train_preference(m, tok, pairs, cfg, seed=0, replay=examples if name != "plain" else ())
+        runs[name] = (history, [p.detach().clone() for p in m.parameters()])
+    kl = runs["kl"][0]
+    assert "replay_nll" not in kl[0] and len(kl) == 6
+    assert abs(kl[0]["replay_kl"]) < 1e-6  # the first step's policy is the stage's start
+    assert all(h["replay_kl"] > 1e-6 for h in kl[1:])  # then it has moved, and the term sees it
+    assert abs(kl[0]["loss"] - runs["plain"][0][0]["loss"]) < 1e-5  # a zero term at the start, the same loss
+    weighted = runs["kl_weighted"][0]  # the weight scales the term's gradient, not the term it reports
+    assert abs(weighted[1]["replay_kl"] - kl[1]["replay_kl"]) < 1e-6
+    assert abs(weighted[2]["replay_kl"] - kl[2]["replay_kl"]) > 1e-6
+    # with reference="frozen" the anchor is the reference's copy: the same steps
+    for a, b in zip(kl, runs["kl_frozen"][0], strict=True):
+        assert abs(a["replay_kl"] - b["replay_kl"]) < 1e-5
+    moved = [float((a - b).abs().max()) for a, b in zip(runs["kl"][1], runs["plain"][1])]
+    assert max(moved) > 1e-5  # the anchor changed the updates after the first
