@@ -46,9 +46,9 @@ class PreferenceConfig(ObjectiveParams):
     epochs: float = 2.0
     batch_size: int = 8
     reference: str = "precomputed"  # "precomputed" (one pass per iteration) or "frozen" (a copy, per step)
-    # Each step also fits the ground truth of `replay` training examples per pair (their answers' mean NLL,
-    # weight 1): pairs are about the policy's mistakes, and training on them alone drifts what it already does
-    # right (no-call answers turned into calls; benchmarks/RESULTS.md §8). 0: pairs only.
+    # Each step also scores the answers of `replay` training examples per pair (by `replay_loss`, weighted by
+    # `replay_weight`): pairs are about the policy's mistakes, and training on them alone drifts what it already
+    # does right (no-call answers turned into calls; benchmarks/RESULTS.md §8). 0: pairs only.
     replay: float = 0.0
     # What the replayed answers are fitted by: "nll", their ground truth's NLL; "kl", KL(start policy || policy) over
     # their answer tokens, which holds the policy's distribution there where the stage found it instead of pulling it
