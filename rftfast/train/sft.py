@@ -84,12 +84,15 @@ def answer_kl(
     """(KL(anchor || model) of the next-token distributions at the answer tokens of `pad_batch`'s rows, their mean;
     their count). The logits are made for the answer positions only."""
     keep = batch["labels"] != IGNORE_INDEX
-    hidden = hidden_states(model, batch["input_ids"], batch["attention_mask"])[keep]
-    dtype = torch.promote_types(hidden.dtype, torch.float32)  # bf16 logits in fp32; a float64 model keeps float64
+
+    def answer_logprobs(m: torch.nn.Module) -> torch.Tensor:
+        hidden = hidden_states(m, batch["input_ids"], batch["attention_mask"])[keep]
+        logits = hidden @ lm_head_weight(m, hidden.dtype).T
+        return torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), -1)  # float64 stays
+
     with torch.no_grad():
-        fixed = hidden_states(anchor, batch["input_ids"], batch["attention_mask"])[keep]
-        target = torch.log_softmax((fixed @ lm_head_weight(anchor, fixed.dtype).T).to(dtype), -1)
-    logp = torch.log_softmax((hidden @ lm_head_weight(model, hidden.dtype).T).to(dtype), -1)
+        target = answer_logprobs(anchor)
+    logp = answer_logprobs(model)
     n = int(keep.sum())
     kl = torch.nn.functional.kl_div(logp, target, reduction="sum", log_target=True)
     return kl / max(n, 1), n
