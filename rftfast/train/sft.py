@@ -74,7 +74,7 @@ def answer_nll(
         hidden = hidden_states(model, batch["input_ids"], batch["attention_mask"])
         hidden, labels = hidden.reshape(-1, hidden.shape[-1]), batch["labels"].reshape(-1)
     logp = linear_logprobs(hidden, lm_head_weight(model, hidden.dtype), labels)
-    n = int((labels != -100).sum())
+    n = int((labels != IGNORE_INDEX).sum())
     return -logp.float().sum() / max(denominator or n, 1), n
 
 
